@@ -1,0 +1,9 @@
+//! pipe: a stream-processing pipeline for log shipping and alerting.
+//!
+//! A TOML file describes a graph of sources, transforms and sinks. `config`
+//! turns it into a validated graph, `topology` runs each component as tasks
+//! joined by bounded channels, and acknowledgements flow back from sinks to
+//! sources so checkpoints only move past delivered data. See ARCHITECTURE.md.
+
+pub mod event;
+pub mod sources;

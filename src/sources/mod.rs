@@ -1,0 +1,3 @@
+//! Sources: components that read from the outside world and emit batches.
+
+pub mod checkpoint;
