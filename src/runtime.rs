@@ -37,8 +37,7 @@ pub struct RunOptions {
 
 /// Loads and builds a configuration, logging its warnings.
 pub fn load_and_build(source: &ConfigSource) -> Result<(PipelineConfig, BuiltPipeline), ConfigErrors> {
-    let config = source.load()?;
-    let built = graph::build(&config)?;
+    let (config, built) = graph::load_and_build(source)?;
     for warning in &built.warnings {
         tracing::warn!("{warning}");
     }

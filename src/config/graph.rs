@@ -64,7 +64,19 @@ pub struct BuiltPipeline {
 
 /// Validates the wiring and builds every component.
 pub fn build(config: &PipelineConfig) -> Result<BuiltPipeline, ConfigErrors> {
-    let mut errors = Vec::new();
+    build_reporting(config, Vec::new())
+}
+
+/// Loads `source`, validates the wiring and builds every component,
+/// reporting every problem found at any stage together.
+pub fn load_and_build(source: &super::ConfigSource) -> Result<(PipelineConfig, BuiltPipeline), ConfigErrors> {
+    let (config, errors) = source.load_partial()?;
+    let built = build_reporting(&config, errors)?;
+    Ok((config, built))
+}
+
+fn build_reporting(config: &PipelineConfig, earlier_errors: Vec<ConfigError>) -> Result<BuiltPipeline, ConfigErrors> {
+    let mut errors = earlier_errors;
     let wiring = check_wiring(config, &mut errors);
 
     let build_context = |id: &str| BuildContext { id: id.to_string(), data_dir: config.global.data_dir.clone() };
@@ -127,6 +139,16 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
     for (id, outer) in &config.transforms {
         outputs.insert(id, outer.config.outputs());
     }
+    // A component whose settings failed still exists: wiring to it is not an
+    // error, and its own inputs are still checked. Its named outputs are
+    // unknown, so any output name is accepted.
+    let broken_transforms: BTreeSet<&str> =
+        config.broken.iter().filter(|(_, (kind, _))| *kind == ComponentKind::Transform).map(|(id, _)| id.as_str()).collect();
+    for (id, (kind, _)) in &config.broken {
+        if *kind != ComponentKind::Sink {
+            outputs.insert(id, vec![None]);
+        }
+    }
 
     let mut inputs = BTreeMap::new();
     let mut consumed: BTreeSet<OutputRef> = BTreeSet::new();
@@ -134,7 +156,8 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
         .transforms
         .iter()
         .map(|(id, outer)| (ComponentKind::Transform, id, &outer.inputs))
-        .chain(config.sinks.iter().map(|(id, outer)| (ComponentKind::Sink, id, &outer.inputs)));
+        .chain(config.sinks.iter().map(|(id, outer)| (ComponentKind::Sink, id, &outer.inputs)))
+        .chain(config.broken.iter().filter(|(_, (kind, _))| *kind != ComponentKind::Source).map(|(id, (kind, inputs))| (*kind, id, inputs)));
     for (kind, id, raw_inputs) in consumers {
         let mut error = |message: String| errors.push(component_error(config, kind, id, message));
         if raw_inputs.is_empty() {
@@ -151,7 +174,11 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
                 continue;
             }
             match outputs.get(component) {
-                None if config.sinks.contains_key(component) => {
+                Some(_) if broken_transforms.contains(component) => {
+                    consumed.insert(reference.clone());
+                    resolved.push(reference);
+                }
+                None if config.sinks.contains_key(component) || config.broken.get(component).is_some_and(|(kind, _)| *kind == ComponentKind::Sink) => {
                     error(format!("input \"{raw}\" is a sink, and sinks have no outputs; read from a source or transform instead"));
                 }
                 None => {
@@ -189,7 +216,7 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
     }
 
     let mut warnings = Vec::new();
-    for (component, declared) in &outputs {
+    for (component, declared) in outputs.iter().filter(|(component, _)| !config.broken.contains_key(**component)) {
         for output in declared {
             let reference = OutputRef { component: component.to_string(), output: output.clone() };
             if !consumed.contains(&reference) {
@@ -249,13 +276,16 @@ fn find_cycles(config: &PipelineConfig, inputs: &BTreeMap<String, Vec<OutputRef>
     cycles
 }
 
-/// The most similar known id, if any is similar enough to be a likely typo.
+/// The most similar known id, if any is similar enough to be a likely typo:
+/// a small edit (swapped or mistyped letters) or a shared prefix.
 fn closest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     known
-        .map(|candidate| (strsim::jaro_winkler(wanted, candidate), candidate))
-        .filter(|(score, _)| *score >= 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate)
+        .filter(|candidate| strsim::damerau_levenshtein(wanted, candidate) <= 2 || strsim::jaro_winkler(wanted, candidate) >= 0.8)
+        .min_by(|a, b| {
+            let rank = |candidate: &str| (strsim::damerau_levenshtein(wanted, candidate), -strsim::jaro_winkler(wanted, candidate));
+            let (a, b) = (rank(a), rank(b));
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
+        })
 }
 
 /// The graph in Graphviz DOT, for `pipe graph`.

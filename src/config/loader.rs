@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use super::interpolate::interpolate;
 use super::{ConfigError, ConfigErrors, PipelineConfig};
 
+
 /// The demo pipeline, compiled in so `pipe run` works with no files at all.
 pub const EMBEDDED_DEMO: &str = include_str!("../../pipelines/demo.toml");
 
@@ -23,7 +24,20 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// Loads the configuration; any problem is an error.
     pub fn load(&self) -> Result<PipelineConfig, ConfigErrors> {
+        let (config, errors) = self.load_partial()?;
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Loads what can be loaded: fatal problems (unreadable files, TOML
+    /// syntax, interpolation) are an `Err`; component problems come back next
+    /// to the components that did load, so wiring checks can still run.
+    pub fn load_partial(&self) -> Result<(PipelineConfig, Vec<ConfigError>), ConfigErrors> {
         match self {
             ConfigSource::Files(paths) => load_files(paths),
             ConfigSource::EmbeddedDemo => load_text("<embedded pipelines/demo.toml>", EMBEDDED_DEMO),
@@ -32,7 +46,7 @@ impl ConfigSource {
 }
 
 /// Loads and merges `paths` in order, with the process environment.
-pub fn load_files(paths: &[PathBuf]) -> Result<PipelineConfig, ConfigErrors> {
+pub fn load_files(paths: &[PathBuf]) -> Result<(PipelineConfig, Vec<ConfigError>), ConfigErrors> {
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
@@ -51,7 +65,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<PipelineConfig, ConfigErrors> {
 }
 
 /// Loads one document given as text (the embedded demo, tests).
-pub fn load_text(name: &str, text: &str) -> Result<PipelineConfig, ConfigErrors> {
+pub fn load_text(name: &str, text: &str) -> Result<(PipelineConfig, Vec<ConfigError>), ConfigErrors> {
     load_documents(vec![(name.to_string(), text.to_string())], Vec::new(), &|name| std::env::var(name).ok())
 }
 
@@ -59,7 +73,7 @@ pub(crate) fn load_documents(
     documents: Vec<(String, String)>,
     files: Vec<PathBuf>,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<PipelineConfig, ConfigErrors> {
+) -> Result<(PipelineConfig, Vec<ConfigError>), ConfigErrors> {
     let mut errors = Vec::new();
     let mut merged = toml::Table::new();
     let mut origins: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -94,7 +108,7 @@ pub(crate) fn load_documents(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    PipelineConfig::from_table(merged, origins, files)
+    Ok(PipelineConfig::from_table(merged, origins, files))
 }
 
 /// Merges `overlay` into `base`: tables recursively, everything else replaced.

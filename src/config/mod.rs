@@ -198,6 +198,9 @@ pub struct PipelineConfig {
     pub origins: BTreeMap<String, Vec<String>>,
     /// Every file that was read, in order (what `--watch` watches).
     pub files: Vec<PathBuf>,
+    /// Components whose own settings failed to deserialise, with their kind
+    /// and raw inputs, so wiring problems around them are still reported.
+    pub broken: BTreeMap<String, (ComponentKind, Vec<String>)>,
 }
 
 impl PipelineConfig {
@@ -211,11 +214,8 @@ impl PipelineConfig {
     }
 
     /// Splits a merged table into components, collecting every problem.
-    fn from_table(
-        mut table: toml::Table,
-        origins: BTreeMap<String, Vec<String>>,
-        files: Vec<PathBuf>,
-    ) -> Result<PipelineConfig, ConfigErrors> {
+    /// Components that fail are left out (and listed in `broken`).
+    fn from_table(mut table: toml::Table, origins: BTreeMap<String, Vec<String>>, files: Vec<PathBuf>) -> (PipelineConfig, Vec<ConfigError>) {
         let all_files = files.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ");
         let mut errors = Vec::new();
         let origin = |id: &str| origins.get(id).map(|files| files.join(", ")).unwrap_or_else(|| all_files.clone());
@@ -248,6 +248,7 @@ impl PipelineConfig {
             }
         };
 
+        let mut broken = BTreeMap::new();
         let mut seen: BTreeMap<String, ComponentKind> = BTreeMap::new();
         let mut check_unique = |id: &str, kind: ComponentKind, errors: &mut Vec<ConfigError>| {
             if let Some(previous) = seen.insert(id.to_string(), kind) {
@@ -278,7 +279,10 @@ impl PipelineConfig {
                 Ok(config) => {
                     sources.insert(id, SourceOuter { config });
                 }
-                Err(message) => errors.push(ConfigError { files: origin(&id), component, message }),
+                Err(message) => {
+                    errors.push(ConfigError { files: origin(&id), component, message });
+                    broken.insert(id, (ComponentKind::Source, Vec::new()));
+                }
             }
         }
 
@@ -292,7 +296,10 @@ impl PipelineConfig {
                 Ok(config) => {
                     transforms.insert(id, TransformOuter { inputs, config });
                 }
-                Err(message) => errors.push(ConfigError { files: origin(&id), component, message }),
+                Err(message) => {
+                    errors.push(ConfigError { files: origin(&id), component, message });
+                    broken.insert(id, (ComponentKind::Transform, inputs));
+                }
             }
         }
 
@@ -320,15 +327,14 @@ impl PipelineConfig {
                 Ok(config) => {
                     sinks.insert(id, SinkOuter { inputs, buffer, config });
                 }
-                Err(message) => errors.push(ConfigError { files: origin(&id), component, message }),
+                Err(message) => {
+                    errors.push(ConfigError { files: origin(&id), component, message });
+                    broken.insert(id, (ComponentKind::Sink, inputs));
+                }
             }
         }
 
-        if errors.is_empty() {
-            Ok(PipelineConfig { global, sources, transforms, sinks, origins, files })
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        (PipelineConfig { global, sources, transforms, sinks, origins, files, broken }, errors)
     }
 }
 

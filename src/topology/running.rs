@@ -29,6 +29,9 @@ struct ComponentTask {
     id: String,
     kind: ComponentKind,
     handle: JoinHandle<bool>,
+    /// Whether the task ended cleanly, once it has been awaited (a join
+    /// handle must not be polled again after it completed).
+    outcome: Option<bool>,
 }
 
 /// How a topology ended.
@@ -155,17 +158,13 @@ impl RunningTopology {
 
     /// Resolves when every component has finished on its own (all sources
     /// were finite and everything drained).
+    /// Cancel-safe: an outcome is recorded as soon as its task is awaited.
     pub async fn finished(&mut self) {
         for task in &mut self.tasks {
-            if !task.handle.is_finished() {
-                let _ = (&mut task.handle).await;
+            if task.outcome.is_none() {
+                task.outcome = Some((&mut task.handle).await.unwrap_or(false));
             }
         }
-    }
-
-    /// Whether every component task has finished.
-    pub fn is_finished(&self) -> bool {
-        self.tasks.iter().all(|task| task.handle.is_finished())
     }
 
     /// Stops the sources, lets everything drain, and waits up to `deadline`.
@@ -182,9 +181,13 @@ impl RunningTopology {
             ComponentKind::Sink => 2,
         });
         for mut task in tasks {
-            match tokio::time::timeout_at(deadline, &mut task.handle).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) | Ok(Err(_)) => report.failed.push(task.id),
+            let outcome = match task.outcome {
+                Some(outcome) => Ok(outcome),
+                None => tokio::time::timeout_at(deadline, &mut task.handle).await.map(|joined| joined.unwrap_or(false)),
+            };
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => report.failed.push(task.id),
                 Err(_) => {
                     task.handle.abort();
                     tracing::error!(component = %task.id, kind = %task.kind, "did not finish before shutdown_timeout; forced to stop, its in-flight events will be read again after restart");
@@ -219,7 +222,7 @@ fn spawn_component(
             }
         }
     });
-    ComponentTask { id, kind, handle }
+    ComponentTask { id, kind, handle, outcome: None }
 }
 
 async fn run_function_transform(
