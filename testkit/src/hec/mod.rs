@@ -22,12 +22,14 @@
 
 mod acks;
 mod auth;
+mod cli;
 mod codes;
 mod config;
 mod envelope;
 mod server;
 
 pub use acks::{AckCounts, AckSettings, InvalidLossFraction};
+pub use cli::{parse_duration, HecArgs};
 pub use codes::{HecCode, UnknownHecCode};
 pub use config::{HecConfigError, HecToken, DEFAULT_MAX_CONTENT_LENGTH, SPLUNK_DEFAULT_INDEX, SPLUNK_DEFAULT_SOURCETYPE};
 pub use server::{
