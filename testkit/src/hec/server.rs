@@ -19,12 +19,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use axum::Router;
@@ -43,6 +41,7 @@ use super::envelope::{
     parse_event_body, split_raw_lines, time_from_query, truncate_to_microseconds, AcceptedEnvelope, BatchOutcome,
     EnvelopeDefaults, EnvelopeRejection,
 };
+use crate::connection_drop::dropped_connection_response;
 use crate::http::EmulatorServer;
 
 const NOT_FOUND_TEXT: &str = "The requested URL was not found on this server.";
@@ -607,7 +606,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> 
             let mut state = shared.lock();
             state.count_rejection(0, None);
             state.stats.dropped_connections += 1;
-            return dropped_connection();
+            return dropped_connection_response();
         }
         Some(HecFault::DropAfterAccept) => drop_after_accept = true,
     }
@@ -617,7 +616,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> 
     };
     if drop_after_accept {
         shared.lock().stats.dropped_connections += 1;
-        return dropped_connection();
+        return dropped_connection_response();
     }
     response
 }
@@ -890,34 +889,6 @@ fn plain_response(status: StatusCode, content_type: &'static str, body: impl Int
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
         .body(body.into())
-        .expect("static response parts are valid")
-}
-
-/// A body whose first poll fails: hyper then closes the connection without
-/// sending the response, which is what a reset after the request was read
-/// looks like to the client.
-struct AbortConnection;
-
-impl HttpBody for AbortConnection {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _context: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
-        Poll::Ready(Some(Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "connection dropped by the HEC emulator's fault injection",
-        ))))
-    }
-}
-
-fn dropped_connection() -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::new(AbortConnection))
         .expect("static response parts are valid")
 }
 
