@@ -38,7 +38,12 @@ async fn send_event(hec: &HecEmulator, channel: &str) -> (u16, Value) {
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
-async fn ack_query(hec: &HecEmulator, token: &str, channel: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+async fn ack_query(
+    hec: &HecEmulator,
+    token: &str,
+    channel: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{}/services/collector/ack", hec.url()))
         .header("authorization", format!("Splunk {token}"))
@@ -162,17 +167,11 @@ async fn scheduled_codes_busy_and_bare_statuses() {
     let control = hec.control();
     control.fail_next(1, HecFaultTarget::Data, HecFault::Code { code: HecCode::ServerBusy }).unwrap();
     control.fail_next(1, HecFaultTarget::Data, HecFault::Code { code: HecCode::InternalServerError }).unwrap();
-    control
-        .fail_next(1, HecFaultTarget::Data, HecFault::Status { status: 429, retry_after_secs: Some(7) })
-        .unwrap();
+    control.fail_next(1, HecFaultTarget::Data, HecFault::Status { status: 429, retry_after_secs: Some(7) }).unwrap();
     assert_eq!(send_event(&hec, CHANNEL).await, (503, json!({"text": "Server is busy", "code": 9})));
     assert_eq!(send_event(&hec, CHANNEL).await, (500, json!({"text": "Internal server error", "code": 8})));
-    let throttled = reqwest::Client::new()
-        .post(format!("{}/services/collector/event", hec.url()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let throttled =
+        reqwest::Client::new().post(format!("{}/services/collector/event", hec.url())).body("{}").send().await.unwrap();
     assert_eq!(throttled.status(), 429);
     assert_eq!(throttled.headers()["retry-after"], "7");
     assert_eq!(send_event(&hec, CHANNEL).await.1["ackId"], json!(0), "faulted requests issue no ack ids");
@@ -245,9 +244,15 @@ async fn http_control_endpoints_steer_faults_latency_health_and_tokens() {
     client.delete(control_url("faults")).send().await.unwrap();
     assert_eq!(send_event(&hec, CHANNEL).await.0, 200);
 
-    let bad = client.post(control_url("faults")).json(&json!({"count": 1, "kind": "status", "status": 7})).send().await.unwrap();
+    let bad = client
+        .post(control_url("faults"))
+        .json(&json!({"count": 1, "kind": "status", "status": 7}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
-    let bad_code = client.post(control_url("faults")).json(&json!({"count": 1, "kind": "code", "code": 99})).send().await.unwrap();
+    let bad_code =
+        client.post(control_url("faults")).json(&json!({"count": 1, "kind": "code", "code": 99})).send().await.unwrap();
     assert_eq!(bad_code.status(), 400);
 
     client.put(control_url("health")).json(&json!({"code": 18})).send().await.unwrap();
@@ -265,8 +270,12 @@ async fn http_control_endpoints_steer_faults_latency_health_and_tokens() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     client.put(control_url("latency")).json(&json!({"latency_ms": 0})).send().await.unwrap();
 
-    let disabled =
-        client.put(control_url("token_state")).json(&json!({"token": ACK_TOKEN, "disabled": true})).send().await.unwrap();
+    let disabled = client
+        .put(control_url("token_state"))
+        .json(&json!({"token": ACK_TOKEN, "disabled": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(disabled.status(), 200);
     assert_eq!(send_event(&hec, CHANNEL).await, (403, json!({"text": "Token disabled", "code": 1})));
     let missing =

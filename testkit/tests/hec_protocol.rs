@@ -88,10 +88,12 @@ async fn unknown_paths_wrong_methods_and_options() {
     let wrong_method = send(client.get(format!("{}/services/collector/event", hec.url()))).await;
     assert_eq!(wrong_method.status, 405);
     assert_eq!(wrong_method.body["code"], json!(405));
-    let options = send(client.request(reqwest::Method::OPTIONS, format!("{}/services/collector/event", hec.url()))).await;
+    let options =
+        send(client.request(reqwest::Method::OPTIONS, format!("{}/services/collector/event", hec.url()))).await;
     assert_eq!(options.status, 200);
     assert_eq!(options.headers["allow"], "POST");
-    let options = send(client.request(reqwest::Method::OPTIONS, format!("{}/services/collector/health", hec.url()))).await;
+    let options =
+        send(client.request(reqwest::Method::OPTIONS, format!("{}/services/collector/health", hec.url()))).await;
     assert_eq!(options.headers["allow"], "GET");
 }
 
@@ -101,10 +103,9 @@ async fn health_ignores_tokens() {
     for path in ["/services/collector/health", "/services/collector/health/1.0"] {
         let anonymous = send(reqwest::Client::new().get(format!("{}{path}", hec.url()))).await;
         assert_eq!(anonymous.body, json!({"text": "HEC is healthy", "code": 17}));
-        let bogus = send(
-            reqwest::Client::new().get(format!("{}{path}", hec.url())).header("authorization", "Splunk bogus"),
-        )
-        .await;
+        let bogus =
+            send(reqwest::Client::new().get(format!("{}{path}", hec.url())).header("authorization", "Splunk bogus"))
+                .await;
         assert_code(&bogus, 200, 17);
     }
 }
@@ -186,10 +187,7 @@ async fn partial_failure_keeps_the_prefix_and_names_the_envelope() {
     );
     let answer = send(post_event(&hec, TOKEN, body)).await;
     assert_eq!(answer.status, 400);
-    assert_eq!(
-        answer.body,
-        json!({"text": "Event field cannot be blank", "code": 13, "invalid-event-number": 2})
-    );
+    assert_eq!(answer.body, json!({"text": "Event field cannot be blank", "code": 13, "invalid-event-number": 2}));
     let events = hec.control().events();
     let texts: Vec<&Value> = events.iter().map(|event| &event.event).collect();
     assert_eq!(texts, vec![&json!("zero"), &json!("one")]);
@@ -302,7 +300,10 @@ async fn raw_endpoint_breaks_lines_and_takes_metadata_from_the_query() {
         hec.url()
     );
     let answer = send(
-        client.post(&url).header("authorization", format!("Splunk {RESTRICTED_TOKEN}")).body("line one\r\nline two\n\n"),
+        client
+            .post(&url)
+            .header("authorization", format!("Splunk {RESTRICTED_TOKEN}"))
+            .body("line one\r\nline two\n\n"),
     )
     .await;
     assert_code(&answer, 200, 0);
@@ -319,7 +320,10 @@ async fn raw_endpoint_breaks_lines_and_takes_metadata_from_the_query() {
 
     let raw = format!("{}/services/collector/raw/1.0", hec.url());
     let forbidden = send(
-        client.post(format!("{raw}?index=main")).header("authorization", format!("Splunk {RESTRICTED_TOKEN}")).body("x"),
+        client
+            .post(format!("{raw}?index=main"))
+            .header("authorization", format!("Splunk {RESTRICTED_TOKEN}"))
+            .body("x"),
     )
     .await;
     assert_code(&forbidden, 400, 7);
@@ -343,7 +347,11 @@ async fn raw_can_require_a_channel_like_older_splunk() {
     let without = send(client.post(&url).header("authorization", format!("Splunk {TOKEN}")).body("x")).await;
     assert_code(&without, 400, 10);
     let with = send(
-        client.post(&url).header("authorization", format!("Splunk {TOKEN}")).header("x-splunk-request-channel", CHANNEL).body("x"),
+        client
+            .post(&url)
+            .header("authorization", format!("Splunk {TOKEN}"))
+            .header("x-splunk-request-channel", CHANNEL)
+            .body("x"),
     )
     .await;
     assert_code(&with, 200, 0);
@@ -391,7 +399,18 @@ async fn wait_for_events_returns_once_enough_arrived() {
 async fn the_cli_prints_one_line_and_serves() {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipe-testkit"))
-        .args(["hec", "--addr", "127.0.0.1:0", "--token", TOKEN, "--ack", "--index-allow", "app", "--default-index", "app"])
+        .args([
+            "hec",
+            "--addr",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--ack",
+            "--index-allow",
+            "app",
+            "--default-index",
+            "app",
+        ])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

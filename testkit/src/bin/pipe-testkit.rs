@@ -23,6 +23,8 @@ enum Emulator {
     },
     /// Splunk HTTP Event Collector: tokens, channels, indexer acks, partial failures, faults.
     Hec(testkit::hec::HecArgs),
+    /// WeCom (企业微信): gettoken, app message/send, group robot webhook, rate limits, errcode faults.
+    Wecom(testkit::wecom::WecomArgs),
 }
 
 #[tokio::main]
@@ -34,6 +36,11 @@ async fn main() -> std::io::Result<()> {
         }
         Emulator::Hec(args) => {
             let emulator = args.builder().start_on(args.addr).await.map_err(std::io::Error::other)?;
+            emulator.serve_forever().await;
+        }
+        Emulator::Wecom(args) => {
+            let builder = args.builder().map_err(std::io::Error::other)?;
+            let emulator = builder.start_on(args.addr).await.map_err(std::io::Error::other)?;
             emulator.serve_forever().await;
         }
     }

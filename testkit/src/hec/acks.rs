@@ -151,11 +151,8 @@ impl AckLedger {
         };
         let mut answers = Vec::with_capacity(ids.len());
         for id in ids {
-            let ready = channel
-                .pending
-                .get(id)
-                .and_then(|pending| pending.ready_at)
-                .is_some_and(|ready_at| ready_at <= now);
+            let ready =
+                channel.pending.get(id).and_then(|pending| pending.ready_at).is_some_and(|ready_at| ready_at <= now);
             if ready {
                 channel.pending.remove(id);
                 self.counts.reported_true += 1;

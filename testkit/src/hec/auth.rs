@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(credentials(&with_authorization("Splunk "), None), Credentials::Malformed);
         assert_eq!(credentials(&with_authorization("splunk abc"), None), Credentials::Malformed);
         let basic = base64::engine::general_purpose::STANDARD.encode("anyone:abc");
-        assert_eq!(credentials(&with_authorization(&format!("Basic {basic}")), None), Credentials::Header("abc".into()));
+        assert_eq!(
+            credentials(&with_authorization(&format!("Basic {basic}")), None),
+            Credentials::Header("abc".into())
+        );
         assert_eq!(credentials(&with_authorization("Basic !!!"), None), Credentials::Malformed);
     }
 

@@ -14,8 +14,8 @@ use super::acks::AckSettings;
 use super::config::{HecToken, DEFAULT_MAX_CONTENT_LENGTH};
 use super::server::HecEmulatorBuilder;
 
-/// Flags of the `hec` subcommand.
-#[derive(Debug, Clone, Args)]
+/// Flags of the `hec` subcommand. No `Debug`: it holds token values.
+#[derive(Clone, Args)]
 #[command(after_help = "\
 Control endpoints (JSON): GET /_testkit/stats, GET /_testkit/events, POST /_testkit/reset,
 POST /_testkit/faults {\"count\":N,\"target\":\"data|ack|any\",\"kind\":\"code\",\"code\":9}

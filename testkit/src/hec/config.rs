@@ -132,7 +132,8 @@ impl HecToken {
     }
 
     pub(crate) fn allows_index(&self, index: &str) -> bool {
-        !index.is_empty() && (self.allowed_indexes.is_empty() || self.allowed_indexes.iter().any(|allowed| allowed == index))
+        !index.is_empty()
+            && (self.allowed_indexes.is_empty() || self.allowed_indexes.iter().any(|allowed| allowed == index))
     }
 
     pub(crate) fn effective_default_index(&self) -> &str {

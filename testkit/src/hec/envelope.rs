@@ -244,9 +244,8 @@ mod tests {
 
     #[test]
     fn metadata_never_carries_over_between_envelopes() {
-        let outcome = parse(
-            r#"{"event":"a","host":"h1","source":"s1","sourcetype":"t1","index":"i1","time":5}{"event":"b"}"#,
-        );
+        let outcome =
+            parse(r#"{"event":"a","host":"h1","source":"s1","sourcetype":"t1","index":"i1","time":5}{"event":"b"}"#);
         let second = &outcome.accepted[1];
         assert_eq!(second.host, "splunk:8088");
         assert_eq!(second.source, "http:testkit");

@@ -31,7 +31,9 @@ mod server;
 pub use acks::{AckCounts, AckSettings, InvalidLossFraction};
 pub use cli::{parse_duration, HecArgs};
 pub use codes::{HecCode, UnknownHecCode};
-pub use config::{HecConfigError, HecToken, DEFAULT_MAX_CONTENT_LENGTH, SPLUNK_DEFAULT_INDEX, SPLUNK_DEFAULT_SOURCETYPE};
+pub use config::{
+    HecConfigError, HecToken, DEFAULT_MAX_CONTENT_LENGTH, SPLUNK_DEFAULT_INDEX, SPLUNK_DEFAULT_SOURCETYPE,
+};
 pub use server::{
     HecControl, HecControlError, HecEmulator, HecEmulatorBuilder, HecEndpoint, HecFault, HecFaultTarget,
     HecRecordedEvent, HecStartError, HecStats, HecWaitTimedOut,

@@ -9,7 +9,9 @@
 //! checks fault, encoding, size, credentials, `useACK` (400/14), channel,
 //! then the body. The encoding and size checks come before authentication
 //! because Splunk's HTTP layer handles them before HEC does (our choice;
-//! unverified). `/health` ignores tokens, faults and latency.
+//! unverified). `Content-Type` is never checked (Splunk does not appear to
+//! enforce it). `/health` ignores tokens, faults, latency and the busy
+//! switch; it answers the code set with `set_health`.
 //!
 //! Guarantees: a request with a partial failure keeps its accepted prefix
 //! recorded but gets no `ackId` (the response is an error, so the client
@@ -434,7 +436,11 @@ impl HecControl {
     }
 
     /// Waits until at least `count` events were accepted, then returns them all.
-    pub async fn wait_for_events(&self, count: usize, timeout: Duration) -> Result<Vec<HecRecordedEvent>, HecWaitTimedOut> {
+    pub async fn wait_for_events(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<HecRecordedEvent>, HecWaitTimedOut> {
         let mut receiver = self.shared.accepted_event_count.subscribe();
         let reached = tokio::time::timeout(timeout, receiver.wait_for(|accepted| *accepted >= count)).await;
         match reached {
@@ -621,7 +627,13 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request<Body>) -> 
     response
 }
 
-fn data_request(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap, body: &Bytes, query: &Query) -> Response<Body> {
+fn data_request(
+    shared: &Shared,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &Bytes,
+    query: &Query,
+) -> Response<Body> {
     let mut state = shared.lock();
     state.last_request_id += 1;
     let request_id = state.last_request_id;
@@ -677,10 +689,8 @@ fn data_request(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap, body: 
 }
 
 fn raw_outcome(body: &[u8], defaults: &EnvelopeDefaults, query: &Query, token: &HecToken) -> BatchOutcome {
-    let whole_body = |code| BatchOutcome {
-        accepted: Vec::new(),
-        rejection: Some(EnvelopeRejection { code, event_number: None }),
-    };
+    let whole_body =
+        |code| BatchOutcome { accepted: Vec::new(), rejection: Some(EnvelopeRejection { code, event_number: None }) };
     let time = match query.get("time") {
         None => defaults.receipt_time,
         Some(text) => match time_from_query(text) {
@@ -766,7 +776,8 @@ fn ack_request(shared: &Shared, headers: &HeaderMap, body: &Bytes, query: &Query
         _ => return state.reject(HecCode::InvalidDataFormat),
     };
     let answers = state.acks.query(&channel.to_ascii_lowercase(), &ids, Instant::now());
-    let acks: Map<String, Value> = answers.into_iter().map(|(id, ready)| (id.to_string(), Value::Bool(ready))).collect();
+    let acks: Map<String, Value> =
+        answers.into_iter().map(|(id, ready)| (id.to_string(), Value::Bool(ready))).collect();
     json_response(StatusCode::OK, &json!({ "acks": acks }))
 }
 
@@ -783,11 +794,7 @@ fn channel_of(headers: &HeaderMap, query: &Query) -> Result<Option<String>, HecC
 }
 
 fn server_host(headers: &HeaderMap) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or(FALLBACK_SERVER_HOST)
-        .to_string()
+    headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or(FALLBACK_SERVER_HOST).to_string()
 }
 
 fn now_epoch_seconds() -> f64 {
@@ -958,7 +965,9 @@ fn control_request(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8
             control.set_latency(Duration::from_millis(request.latency_ms));
             Ok(done())
         }),
-        ("PUT", "health") => with_json(body, |request: HealthRequest| control.set_health(request.code).map(|()| done())),
+        ("PUT", "health") => {
+            with_json(body, |request: HealthRequest| control.set_health(request.code).map(|()| done()))
+        }
         ("GET", "acks") => json_response(StatusCode::OK, &json!(control.ack_settings())),
         ("PUT", "acks") => with_json(body, |settings: AckSettings| control.set_ack_settings(settings).map(|()| done())),
         ("POST", "acks/lose_next") => with_json(body, |request: CountRequest| {

@@ -13,8 +13,8 @@ use super::config::{WecomApp, WecomRateLimits, WecomRobot};
 use super::server::WecomEmulatorBuilder;
 use crate::hec::parse_duration;
 
-/// Flags of the `wecom` subcommand.
-#[derive(Debug, Clone, Args)]
+/// Flags of the `wecom` subcommand. No `Debug`: it holds secrets and webhook keys.
+#[derive(Clone, Args)]
 #[command(after_help = "\
 APIs: GET /cgi-bin/gettoken, POST /cgi-bin/message/send?access_token=, POST /cgi-bin/webhook/send?key=
 Control endpoints (JSON): GET /_testkit/messages, GET /_testkit/stats, POST /_testkit/reset,
@@ -60,7 +60,9 @@ pub struct WecomArgs {
 /// App flags that do not describe whole apps.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WecomArgsError {
-    #[error("pipe-testkit wecom: {secrets} --corp-secret but {agent_ids} --agent-id; give one --agent-id per --corp-secret")]
+    #[error(
+        "pipe-testkit wecom: {secrets} --corp-secret but {agent_ids} --agent-id; give one --agent-id per --corp-secret"
+    )]
     UnpairedAppFlags { secrets: usize, agent_ids: usize },
     #[error("pipe-testkit wecom: --corp-secret needs --corp-id")]
     MissingCorpId,
@@ -97,7 +99,6 @@ impl WecomArgs {
         Ok(builder)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -41,8 +41,8 @@ use super::codes::{
     INVALID_SECRET, INVALID_WEBHOOK_URL, OK, ROBOT_DISABLED, ROBOT_NOT_IN_GROUP, SECRET_OF_ANOTHER_CORP,
 };
 use super::config::{
-    validate_apps, validate_robots, validate_token_lifetime, RobotState, WecomApp, WecomConfigError,
-    WecomRateLimits, WecomRobot, DEFAULT_TOKEN_LIFETIME,
+    validate_apps, validate_robots, validate_token_lifetime, RobotState, WecomApp, WecomConfigError, WecomRateLimits,
+    WecomRobot, DEFAULT_TOKEN_LIFETIME,
 };
 use super::limits::SlidingWindow;
 use super::validate::{parse_recipients, validate_app_message, validate_robot_message, Rejection, ValidMessage};
@@ -379,8 +379,11 @@ impl WecomState {
             .iter()
             .map(|user| user.to_lowercase())
             .partition(|user| recipients.everyone || app.users.as_ref().is_none_or(|known| known.contains(user)));
-        let (valid_parties, invalid_parties): (Vec<String>, Vec<String>) =
-            recipients.parties.iter().cloned().partition(|party| app.parties.as_ref().is_none_or(|known| known.contains(party)));
+        let (valid_parties, invalid_parties): (Vec<String>, Vec<String>) = recipients
+            .parties
+            .iter()
+            .cloned()
+            .partition(|party| app.parties.as_ref().is_none_or(|known| known.contains(party)));
         let (valid_tags, invalid_tags): (Vec<String>, Vec<String>) =
             recipients.tags.iter().cloned().partition(|tag| app.tags.as_ref().is_none_or(|known| known.contains(tag)));
         if valid_users.is_empty() && valid_parties.is_empty() && valid_tags.is_empty() {
@@ -710,7 +713,11 @@ impl WecomControl {
     }
 
     /// Waits until at least `count` messages were accepted, then returns them all.
-    pub async fn wait_for_messages(&self, count: usize, timeout: Duration) -> Result<Vec<WecomMessage>, WecomWaitTimedOut> {
+    pub async fn wait_for_messages(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<WecomMessage>, WecomWaitTimedOut> {
         let mut receiver = self.shared.accepted_message_count.subscribe();
         let reached = tokio::time::timeout(timeout, receiver.wait_for(|accepted| *accepted >= count)).await;
         match reached {
@@ -721,7 +728,12 @@ impl WecomControl {
 
     /// Applies `fault` to the next `count` calls `target` covers. App faults
     /// apply after the token check, robot faults after the key check.
-    pub fn fail_next(&self, count: usize, target: WecomFaultTarget, fault: WecomFault) -> Result<(), WecomControlError> {
+    pub fn fail_next(
+        &self,
+        count: usize,
+        target: WecomFaultTarget,
+        fault: WecomFault,
+    ) -> Result<(), WecomControlError> {
         match fault {
             WecomFault::Errcode { errcode: OK } => return Err(WecomControlError::SuccessIsNotAFault),
             WecomFault::HttpStatus { status } if StatusCode::from_u16(status).is_err() => {

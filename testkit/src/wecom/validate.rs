@@ -265,11 +265,8 @@ pub(crate) struct Recipients {
 pub(crate) fn parse_recipients(body: &Map<String, Value>) -> Result<Recipients, Rejection> {
     let users = split_list(body, "touser")?;
     let everyone = users.iter().any(|user| user == "@all");
-    let (parties, tags) = if everyone {
-        (Vec::new(), Vec::new())
-    } else {
-        (split_list(body, "toparty")?, split_list(body, "totag")?)
-    };
+    let (parties, tags) =
+        if everyone { (Vec::new(), Vec::new()) } else { (split_list(body, "toparty")?, split_list(body, "totag")?) };
     if users.is_empty() && parties.is_empty() && tags.is_empty() {
         return Err(Rejection::code(NO_RECIPIENTS));
     }
@@ -355,7 +352,8 @@ mod tests {
         assert_eq!(robot(json!({"msgtype":"image","image":{"base64": png, "md5": "x"}})).unwrap_err().errcode, 40058);
 
         let long_title = "标".repeat(50); // 150 bytes
-        let news = robot(json!({"msgtype":"news","news":{"articles":[{"title": long_title, "url":"https://e"}]}})).unwrap();
+        let news =
+            robot(json!({"msgtype":"news","news":{"articles":[{"title": long_title, "url":"https://e"}]}})).unwrap();
         let title = news.payload["articles"][0]["title"].as_str().unwrap();
         assert_eq!(title.len(), 126, "cut at the last whole character within 128 bytes");
         assert_eq!(robot(json!({"msgtype":"news","news":{"articles":[]}})).unwrap_err().errcode, 40058);
@@ -373,7 +371,8 @@ mod tests {
         assert!(app(json!({"msgtype":"markdown","markdown":{"content":"a".repeat(2048)}})).is_ok());
         assert_eq!(app(json!({"msgtype":"markdown","markdown":{"content":""}})).unwrap_err().errcode, 44004);
         assert_eq!(app(json!({"msgtype":"markdown_v2","markdown_v2":{"content":"x"}})).unwrap_err().errcode, 40008);
-        let card = json!({"msgtype":"textcard","textcard":{"title":"t","description":"d","url":"u","btntxt":"更多详情呀"}});
+        let card =
+            json!({"msgtype":"textcard","textcard":{"title":"t","description":"d","url":"u","btntxt":"更多详情呀"}});
         assert_eq!(app(card).unwrap_err().detail.as_deref(), Some("textcard.btntxt exceed max length 4"));
         assert!(app(json!({"msgtype":"textcard","textcard":{"title":"t","description":"d","url":"u"}})).is_ok());
         assert_eq!(app(json!({"msgtype":"image"})).unwrap_err().errcode, 40058);
