@@ -634,27 +634,33 @@ fn data_request(
     body: &Bytes,
     query: &Query,
 ) -> Response<Body> {
-    let mut state = shared.lock();
-    state.last_request_id += 1;
-    let request_id = state.last_request_id;
-    if state.busy {
-        return state.reject(HecCode::ServerBusy);
-    }
-    let body = match decode_body(headers, body, state.max_content_length) {
-        Ok(body) => body,
-        Err(problem) => return body_problem_response(&mut state, problem),
+    // The lock is taken for the checks and for recording, never while a
+    // body is decompressed or parsed, so one large request does not stall
+    // every other connection.
+    let (request_id, busy, max_content_length, raw_requires_channel) = {
+        let mut state = shared.lock();
+        state.last_request_id += 1;
+        (state.last_request_id, state.busy, state.max_content_length, state.raw_requires_channel)
     };
-    let token = match state.authenticate(headers, query) {
+    if busy {
+        return shared.lock().reject(HecCode::ServerBusy);
+    }
+    let body = match decode_body(headers, body, max_content_length) {
+        Ok(body) => body,
+        Err(problem) => return body_problem_response(&mut shared.lock(), problem),
+    };
+    let authenticated = shared.lock().authenticate(headers, query);
+    let token = match authenticated {
         Ok(token) => token,
-        Err(code) => return state.reject(code),
+        Err(code) => return shared.lock().reject(code),
     };
     let channel = match channel_of(headers, query) {
         Ok(channel) => channel,
-        Err(code) => return state.reject(code),
+        Err(code) => return shared.lock().reject(code),
     };
-    let channel_required = token.use_ack || (endpoint == Endpoint::Raw && state.raw_requires_channel);
+    let channel_required = token.use_ack || (endpoint == Endpoint::Raw && raw_requires_channel);
     if channel_required && channel.is_none() {
-        return state.reject(HecCode::DataChannelMissing);
+        return shared.lock().reject(HecCode::DataChannelMissing);
     }
     let defaults = EnvelopeDefaults {
         host: token.default_host.clone().unwrap_or_else(|| server_host(headers)),
@@ -667,6 +673,7 @@ fn data_request(
         Endpoint::Raw => raw_outcome(&body, &defaults, query, &token),
         _ => parse_event_body(&body, &defaults, &|index| token.allows_index(index)),
     };
+    let mut state = shared.lock();
     let ack_id = match (&outcome.rejection, &channel) {
         (None, Some(channel)) if token.use_ack => Some(state.acks.issue(&channel.to_ascii_lowercase(), Instant::now())),
         _ => None,
