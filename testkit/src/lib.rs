@@ -10,3 +10,4 @@
 
 pub mod blackhole;
 pub mod http;
+pub mod sls;
