@@ -176,7 +176,7 @@ async fn a_split_parent_is_read_only_and_over_once_checkpointed_at_its_end() {
         (2, ShardStatus::Readwrite)
     ]);
     assert_eq!(shards[1].exclusive_end_key, "40000000000000000000000000000000");
-    assert!(control.append_log_groups(PROJECT, LOGSTORE, 0, &[group.clone()]).is_err());
+    assert!(control.append_log_groups(PROJECT, LOGSTORE, 0, std::slice::from_ref(&group)).is_err());
 
     // Unordered group: the children are assigned at once, next to the parent.
     assert_eq!(client.heartbeat_shards(LOGSTORE, "g", "a", &[0]).await, vec![0, 1, 2]);

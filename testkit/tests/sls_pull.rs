@@ -164,7 +164,7 @@ async fn get_cursor_by_time_and_cursor_time_use_server_receive_times() {
     let control = emulator.control();
     let group = LogGroup::new("t", "s", &[], vec![Log::new(1, &[])]);
     for seconds in [1_000, 2_000, 3_000] {
-        control.append_log_groups_received_at(PROJECT, LOGSTORE, 0, &[group.clone()], UNIX_EPOCH + Duration::from_secs(seconds)).unwrap();
+        control.append_log_groups_received_at(PROJECT, LOGSTORE, 0, std::slice::from_ref(&group), UNIX_EPOCH + Duration::from_secs(seconds)).unwrap();
     }
     let client = SlsTestClient::new(emulator.address(), None);
     let begin = decode_cursor(&client.cursor(LOGSTORE, 0, "begin").await).unwrap();

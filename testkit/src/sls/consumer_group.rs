@@ -75,6 +75,17 @@ pub struct StoredCheckpoint {
     pub consumer: String,
 }
 
+/// One UpdateCheckPoint request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointCommit<'a> {
+    pub shard: u32,
+    pub cursor: &'a str,
+    /// May be empty when `force` is set.
+    pub consumer: &'a str,
+    /// `forceSuccess`: store even when the consumer does not hold the shard.
+    pub force: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct GroupShard {
     pub state: AssignmentState,
@@ -296,16 +307,8 @@ impl ConsumerGroup {
 
     /// Stores a checkpoint. Without `force`, the consumer must be live and
     /// currently hold the shard (`ConsumerNotExist`/`ConsumerNotMatch`).
-    pub fn update_checkpoint(
-        &mut self,
-        shard_id: u32,
-        cursor: String,
-        cursor_value: i64,
-        consumer: &str,
-        force: bool,
-        facts: &[ShardFacts],
-        now: Instant,
-    ) -> Result<(), SlsError> {
+    pub fn update_checkpoint(&mut self, commit: &CheckpointCommit<'_>, cursor_value: i64, facts: &[ShardFacts], now: Instant) -> Result<(), SlsError> {
+        let CheckpointCommit { shard: shard_id, cursor, consumer, force } = *commit;
         self.sync_shards(facts);
         self.expire_consumers(now);
         let group = self.name.clone();
@@ -319,7 +322,7 @@ impl ConsumerGroup {
             return Err(SlsError::ConsumerNotMatch { group, consumer: consumer.to_string(), shard: shard_id });
         }
         shard.checkpoint = Some(StoredCheckpoint {
-            cursor,
+            cursor: cursor.to_string(),
             cursor_value,
             update_time_micros: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64,
             consumer: consumer.to_string(),
@@ -392,10 +395,10 @@ mod tests {
         let now = Instant::now();
         group.heartbeat("a", set(&[]), &facts, now).unwrap();
         group.heartbeat("b", set(&[]), &facts, now).unwrap();
-        let not_held = group.update_checkpoint(0, "x".into(), 1, "nobody", false, &facts, now).unwrap_err();
+        let not_held = group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "x", consumer: "nobody", force: false }, 1, &facts, now).unwrap_err();
         assert_eq!(not_held.code(), "ConsumerNotExist");
-        group.update_checkpoint(0, "x".into(), 1, "a", false, &facts, now).unwrap();
-        group.update_checkpoint(0, "y".into(), 2, "", true, &facts, now).unwrap();
+        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "x", consumer: "a", force: false }, 1, &facts, now).unwrap();
+        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "y", consumer: "", force: true }, 2, &facts, now).unwrap();
         assert_eq!(group.shards[&0].checkpoint.as_ref().unwrap().cursor, "y");
     }
 
@@ -408,11 +411,11 @@ mod tests {
         let mut group = ConsumerGroup::new("g".into(), Duration::from_secs(60), true, &facts);
         let now = Instant::now();
         assert_eq!(group.heartbeat("a", set(&[]), &facts, now).unwrap(), vec![0], "ordered: children wait for the parent");
-        group.update_checkpoint(0, "end".into(), 100, "a", false, &facts, now).unwrap();
+        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "end", consumer: "a", force: false }, 100, &facts, now).unwrap();
         assert_eq!(group.shards[&0].state, AssignmentState::Over);
         assert_eq!(group.heartbeat("a", set(&[0]), &facts, now).unwrap(), vec![1, 2]);
         // Forcing the checkpoint back makes the parent consumable again.
-        group.update_checkpoint(0, "mid".into(), 50, "", true, &facts, now).unwrap();
+        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "mid", consumer: "", force: true }, 50, &facts, now).unwrap();
         assert_eq!(group.heartbeat("a", set(&[1, 2]), &facts, now).unwrap(), vec![0, 1, 2]);
     }
 }

@@ -29,7 +29,8 @@ use super::error::SlsError;
 use super::faults::{FaultEffect, FaultPhase, FaultSpec, RequestScope, SlsApi, SlsFault, CORRUPT_LZ4_BODY, CORRUPT_PROTOBUF_RAW};
 use super::proto::{lz4_block_compress, Log, LogContent, LogGroup, LogTag};
 use super::signature::{verify, SignedRequest};
-use super::state::{lock, CursorPosition, MAX_PULL_LOG_GROUPS};
+use super::consumer_group::CheckpointCommit;
+use super::state::{lock, CursorPosition, PullRequest, MAX_PULL_LOG_GROUPS};
 use super::{DemoData, Shared};
 use crate::http::DropConnection;
 
@@ -250,7 +251,7 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
             if !force && consumer.is_empty() {
                 return Err(SlsError::parameter("a checkpoint without a consumer needs forceSuccess=true").into());
             }
-            state.update_checkpoint(&project, logstore, group, request.shard, &request.checkpoint, consumer, force)?;
+            state.update_checkpoint(&project, logstore, group, &CheckpointCommit { shard: request.shard, cursor: &request.checkpoint, consumer, force })?;
             shared.counters.checkpoint_updates.fetch_add(1, Ordering::Relaxed);
             empty_response()
         }
@@ -298,7 +299,7 @@ fn pull_logs(
         .is_some_and(|value| value.split(',').any(|coding| coding.trim().eq_ignore_ascii_case("lz4")));
 
     let state = &shared.state;
-    let plan = state.plan_pull(project, logstore, shard, cursor, count, end_cursor, lz4)?;
+    let plan = state.plan_pull(project, logstore, shard, &PullRequest { cursor, count, end_cursor, lz4 })?;
     let mut pulled = state.pull_body(project, logstore, shard, &plan, lz4);
     if plan.group_count > 0 {
         match lock(&shared.faults).take(FaultPhase::PullBody, scope) {

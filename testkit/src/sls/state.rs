@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-use super::consumer_group::{AssignmentState, ConsumerGroup, ShardFacts};
+use super::consumer_group::{AssignmentState, CheckpointCommit, ConsumerGroup, ShardFacts};
 use super::cursor::{decode_cursor, encode_cursor};
 use super::error::SlsError;
 use super::proto::{encode_log_group_entry, lz4_block_compress, LogGroup};
@@ -196,6 +196,16 @@ pub enum CursorPosition {
     End,
     /// The first log group received at or after these unix seconds.
     ReceivedAt(u32),
+}
+
+/// The parameters of one PullLogs request; `count` is already clamped to
+/// 1..=1000.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PullRequest<'a> {
+    pub cursor: &'a str,
+    pub count: u32,
+    pub end_cursor: Option<&'a str>,
+    pub lz4: bool,
 }
 
 /// What a pull found; the body is built outside the state lock.
@@ -425,18 +435,9 @@ impl EmulatorState {
         self.with_logstore(project, logstore, |store| Ok(Self::shard_mut(store, logstore, shard)?.groups.len()))
     }
 
-    /// Validates a pull and collects what it returns. `count` is already
-    /// clamped to 1..=1000.
-    pub fn plan_pull(
-        &self,
-        project: &str,
-        logstore: &str,
-        shard: u32,
-        cursor: &str,
-        count: u32,
-        end_cursor: Option<&str>,
-        lz4: bool,
-    ) -> Result<PullPlan, SlsError> {
+    /// Validates a pull and collects what it returns.
+    pub fn plan_pull(&self, project: &str, logstore: &str, shard: u32, request: &PullRequest<'_>) -> Result<PullPlan, SlsError> {
+        let PullRequest { cursor, count, end_cursor, lz4 } = *request;
         self.with_logstore(project, logstore, |store| {
             let shard_entry = Self::shard_mut(store, logstore, shard)?;
             let start = shard_entry.index_of(cursor, logstore)?;
@@ -489,19 +490,21 @@ impl EmulatorState {
         if !lz4 {
             return PullBody { body: raw.freeze(), raw_size, compressed: false };
         }
-        let body = Bytes::from(lz4_block_compress(&raw));
-        self.remember_lz4(project, logstore, shard, plan.start_index, group_count, &body, raw_size);
-        PullBody { body, raw_size, compressed: true }
+        let pulled = PullBody { body: Bytes::from(lz4_block_compress(&raw)), raw_size, compressed: true };
+        self.remember_lz4(project, logstore, shard, plan, &pulled);
+        pulled
     }
 
-    fn remember_lz4(&self, project: &str, logstore: &str, shard: u32, start: usize, group_count: usize, body: &Bytes, raw_size: usize) {
+    fn remember_lz4(&self, project: &str, logstore: &str, shard: u32, plan: &PullPlan, pulled: &PullBody) {
+        let (body, raw_size) = (&pulled.body, pulled.raw_size);
+        let key = (plan.start_index, plan.group_count);
         let used = self.pull_cache_used.load(Ordering::Relaxed);
         if used + body.len() > self.pull_cache_budget {
             return;
         }
         let inserted = self.with_logstore(project, logstore, |store| {
             let shard_entry = Self::shard_mut(store, logstore, shard)?;
-            Ok(shard_entry.lz4_cache.insert((start, group_count), CachedPull { body: body.clone(), raw_size }).is_none())
+            Ok(shard_entry.lz4_cache.insert(key, CachedPull { body: body.clone(), raw_size }).is_none())
         });
         if inserted == Ok(true) {
             self.pull_cache_used.fetch_add(body.len(), Ordering::Relaxed);
@@ -520,7 +523,7 @@ impl EmulatorState {
                     return Ok(());
                 }
                 let cursor = self.cursor_at(project, logstore, info.shard_id, start)?;
-                let plan = self.plan_pull(project, logstore, info.shard_id, &cursor, count, None, true)?;
+                let plan = self.plan_pull(project, logstore, info.shard_id, &PullRequest { cursor: &cursor, count, end_cursor: None, lz4: true })?;
                 let group_count = plan.group_count;
                 self.pull_body(project, logstore, info.shard_id, &plan, true);
                 start += group_count.max(1);
@@ -606,17 +609,17 @@ impl EmulatorState {
         self.with_group(project, logstore, name, |group, facts| group.heartbeat(consumer, reported, facts, Instant::now()))
     }
 
-    pub fn update_checkpoint(&self, project: &str, logstore: &str, name: &str, shard: u32, cursor: &str, consumer: &str, force: bool) -> Result<(), SlsError> {
+    pub fn update_checkpoint(&self, project: &str, logstore: &str, name: &str, commit: &CheckpointCommit<'_>) -> Result<(), SlsError> {
         self.with_logstore(project, logstore, |store| {
-            let shard_entry = Self::shard_mut(store, logstore, shard)?;
-            let index = shard_entry.index_of(cursor, logstore)?;
+            let shard_entry = Self::shard_mut(store, logstore, commit.shard)?;
+            let index = shard_entry.index_of(commit.cursor, logstore)?;
             let cursor_value = shard_entry.cursor_base + index as i64;
             let facts = store.facts();
             let group = store
                 .consumer_groups
                 .get_mut(name)
                 .ok_or_else(|| SlsError::ConsumerGroupNotExist { logstore: logstore.to_string(), group: name.to_string() })?;
-            group.update_checkpoint(shard, cursor.to_string(), cursor_value, consumer, force, &facts, Instant::now())
+            group.update_checkpoint(commit, cursor_value, &facts, Instant::now())
         })
     }
 
@@ -749,7 +752,7 @@ mod tests {
         let end = state.cursor("p", "l", 0, CursorPosition::End).unwrap();
         assert_eq!(decode_cursor(&end).unwrap() - decode_cursor(&begin).unwrap(), 5);
 
-        let plan = state.plan_pull("p", "l", 0, &begin, 2, None, true).unwrap();
+        let plan = state.plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 2, end_cursor: None, lz4: true }).unwrap();
         assert_eq!(plan.entries.len(), 2);
         assert!(!plan.end_of_cursor);
         assert_eq!(decode_cursor(&plan.next_cursor).unwrap(), decode_cursor(&begin).unwrap() + 2);
@@ -760,12 +763,12 @@ mod tests {
         assert_eq!(list.log_groups[1].logs[0].contents[0].value, "1");
 
         let stop = encode_cursor(decode_cursor(&begin).unwrap() + 3);
-        let plan = state.plan_pull("p", "l", 0, &plan.next_cursor, 1000, Some(&stop), true).unwrap();
+        let plan = state.plan_pull("p", "l", 0, &PullRequest { cursor: &plan.next_cursor, count: 1000, end_cursor: Some(&stop), lz4: true }).unwrap();
         assert_eq!(plan.entries.len(), 1);
         assert_eq!(plan.next_cursor, stop);
         assert!(plan.end_of_cursor);
 
-        let at_end = state.plan_pull("p", "l", 0, &end, 1000, None, true).unwrap();
+        let at_end = state.plan_pull("p", "l", 0, &PullRequest { cursor: &end, count: 1000, end_cursor: None, lz4: true }).unwrap();
         assert!(at_end.entries.is_empty() && at_end.end_of_cursor && at_end.next_cursor == end);
     }
 
@@ -773,17 +776,17 @@ mod tests {
     fn the_second_identical_pull_is_served_from_the_cache() {
         let state = state_with_groups(3);
         let begin = state.cursor("p", "l", 0, CursorPosition::Begin).unwrap();
-        let first = state.plan_pull("p", "l", 0, &begin, 1000, None, true).unwrap();
+        let first = state.plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 1000, end_cursor: None, lz4: true }).unwrap();
         assert!(first.cached_lz4.is_none());
         let first_body = state.pull_body("p", "l", 0, &first, true);
-        let second = state.plan_pull("p", "l", 0, &begin, 1000, None, true).unwrap();
+        let second = state.plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 1000, end_cursor: None, lz4: true }).unwrap();
         let (cached, raw_size) = second.cached_lz4.clone().expect("cached after the first pull");
         assert_eq!((cached, raw_size), (first_body.body, first_body.raw_size));
         assert_eq!(state.pull_cache_bytes(), first_body_len(&state, &begin));
     }
 
     fn first_body_len(state: &EmulatorState, begin: &str) -> usize {
-        let plan = state.plan_pull("p", "l", 0, begin, 1000, None, true).unwrap();
+        let plan = state.plan_pull("p", "l", 0, &PullRequest { cursor: begin, count: 1000, end_cursor: None, lz4: true }).unwrap();
         plan.cached_lz4.map_or(0, |(body, _)| body.len())
     }
 
@@ -791,9 +794,9 @@ mod tests {
     fn cursors_out_of_range_or_from_another_shard_are_invalid() {
         let state = state_with_groups(2);
         let other_shard = state.cursor("p", "l", 1, CursorPosition::Begin).unwrap();
-        let error = state.plan_pull("p", "l", 0, &other_shard, 10, None, true).err().unwrap();
+        let error = state.plan_pull("p", "l", 0, &PullRequest { cursor: &other_shard, count: 10, end_cursor: None, lz4: true }).err().unwrap();
         assert_eq!(error.code(), "InvalidCursor");
-        let error = state.plan_pull("p", "l", 0, "garbage", 10, None, true).err().unwrap();
+        let error = state.plan_pull("p", "l", 0, &PullRequest { cursor: "garbage", count: 10, end_cursor: None, lz4: true }).err().unwrap();
         assert_eq!(error.code(), "ParameterInvalid");
     }
 
@@ -804,7 +807,7 @@ mod tests {
         state.create_logstore("p", "l", 1).unwrap();
         let group = LogGroup::new("t", "s", &[], vec![Log::new(1, &[])]);
         for seconds in [100, 200, 300] {
-            state.append("p", "l", 0, &[group.clone()], UNIX_EPOCH + Duration::from_secs(seconds)).unwrap();
+            state.append("p", "l", 0, std::slice::from_ref(&group), UNIX_EPOCH + Duration::from_secs(seconds)).unwrap();
         }
         let begin = decode_cursor(&state.cursor("p", "l", 0, CursorPosition::Begin).unwrap()).unwrap();
         let at = |seconds| decode_cursor(&state.cursor("p", "l", 0, CursorPosition::ReceivedAt(seconds)).unwrap()).unwrap() - begin;
@@ -827,7 +830,7 @@ mod tests {
         assert_eq!(infos[2].inclusive_begin_key, "40000000000000000000000000000000");
         assert_eq!(infos[2].exclusive_end_key, "80000000000000000000000000000000");
         let group = LogGroup::new("t", "s", &[], vec![]);
-        assert_eq!(state.append("p", "l", 0, &[group.clone()], SystemTime::now()).unwrap_err().code(), "ShardReadOnly");
+        assert_eq!(state.append("p", "l", 0, std::slice::from_ref(&group), SystemTime::now()).unwrap_err().code(), "ShardReadOnly");
         state.append("p", "l", 3, &[group], SystemTime::now()).unwrap();
         assert_eq!(state.split("p", "l", 0, None).unwrap_err().code(), "ParameterInvalid");
     }
