@@ -30,6 +30,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Control endpoints (no signature needed; JSON in and out; failures answer
+//! `{"error": "..."}` with 400/404):
+//! - `GET /_testkit/stats`: `SlsStats` (requests, errors by code, pulls in
+//!   total and per shard, heartbeats, checkpoint updates, consumer groups with
+//!   consumers, held shards, last heartbeat age, per-shard state and
+//!   checkpoint, pull-cache bytes);
+//! - `POST /_testkit/faults` with one `FaultSpec` or a list; `GET` lists the
+//!   pending ones; `DELETE` clears them;
+//! - `POST /_testkit/logstores` `{"project", "logstore", "shards"}`;
+//! - `POST /_testkit/append` `{"project", "logstore", "shard", "log_groups":
+//!   [{"topic", "source", "tags": [[k, v]], "logs": [{"time", "time_ns"?,
+//!   "contents": [[k, v]]}]}]}`;
+//! - `POST /_testkit/demo` `{"project", "logstore", "seed",
+//!   "log_groups_per_shard", "logs_per_group", "log_time"?}`;
+//! - `POST /_testkit/split` `{"project", "logstore", "shard", "split_key"?}`.
+//!
+//! Throughput: a log group is protobuf-encoded once when appended; an LZ4
+//! pull body is compressed once per distinct (shard, start, count) and then
+//! served from a byte-bounded cache, which the demo preload fills ahead of
+//! time for readers pulling 1000 groups at a time from `begin`.
+//!
 //! What it never does: persist anything, expire data (TTL), merge shards,
 //! accept writes through PutLogs (seed data through the control handle or
 //! `/_testkit/append`), verify v4 signatures, or share code with `pipe`.
