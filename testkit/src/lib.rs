@@ -13,3 +13,4 @@ mod connection_drop;
 pub mod hec;
 pub mod http;
 pub mod wecom;
+pub mod sls;
