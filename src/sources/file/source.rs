@@ -374,21 +374,25 @@ impl Tailer {
             return Ok(false);
         }
         let Some(file) = self.files.get_mut(&id) else { return Ok(false) };
-        let handle = Arc::clone(&file.handle);
-        let offset = file.read_offset;
-        let mut buffer = std::mem::take(&mut self.read_buffer);
-        let (buffer, read) = run_blocking(move || {
-            let read = read_chunk(&handle, offset, &mut buffer);
-            (buffer, read)
-        })
-        .await?;
+        let job = ReadJob {
+            handle: Arc::clone(&file.handle),
+            offset: file.read_offset,
+            buffer: std::mem::take(&mut self.read_buffer),
+            lines: std::mem::replace(&mut file.lines, LineAssembler::new(self.settings.max_line_bytes)),
+            batches: BatchBuilder::new(&self.settings, &self.source_id, file),
+            // A file nobody can write to any more will never finish its last
+            // line; send it rather than lose it.
+            finish_unterminated: file.gone && file.last_data_at.elapsed() >= self.settings.glob_interval,
+        };
+        let ReadOutcome { buffer, lines, read } = run_blocking(move || job.run()).await?;
         self.read_buffer = buffer;
         let file = self.files.get_mut(&id).expect("only this task removes files");
+        file.lines = lines;
         file.reads += 1;
-        let (size, filled) = match read {
-            Ok(read) => {
+        let chunk = match read {
+            Ok(chunk) => {
                 file.read_error_reported = false;
-                read
+                chunk
             }
             Err(error) => {
                 self.read_failures.increment(1);
@@ -399,42 +403,25 @@ impl Tailer {
                 return Ok(false);
             }
         };
-        if size < file.read_offset {
-            tracing::warn!(source = %self.source_id, path = %file.path, size, offset = file.read_offset, "file shrank below the read offset (truncated, such as by copytruncate); reading it again from the beginning");
+        if chunk.size < file.read_offset {
+            tracing::warn!(source = %self.source_id, path = %file.path, size = chunk.size, offset = file.read_offset, "file shrank below the read offset (truncated, such as by copytruncate); reading it again from the beginning");
             file.pending.reset();
             file.pending = PendingBatches::new(Some(0), self.acks_pending.clone());
             file.read_offset = 0;
-            file.size = size;
+            file.size = chunk.size;
             file.lines.clear();
             file.retry_at = None;
             return Ok(true);
         }
-        file.size = size;
-        let chunk_offset = file.read_offset;
-        file.read_offset += filled as u64;
+        file.size = chunk.size;
+        file.read_offset += chunk.filled as u64;
         file.unread_bytes.set((file.size - file.read_offset) as f64);
-
-        let mut batches = BatchBuilder::new(&self.settings, &self.source_id, file);
-        let mut long_lines = 0;
-        file.lines.feed(&self.read_buffer[..filled], chunk_offset, |line| {
-            long_lines += u64::from(line.truncated);
-            batches.push(line);
-        });
-        if filled == 0 && file.gone && file.last_data_at.elapsed() >= self.settings.glob_interval {
-            // A file nobody can write to any more will never finish its last
-            // line; send it rather than lose it.
-            let end_offset = file.read_offset;
-            file.lines.finish_unterminated(end_offset, |line| {
-                long_lines += u64::from(line.truncated);
-                batches.push(line);
-            });
-        }
-        if filled > 0 {
+        if chunk.filled > 0 {
             file.last_data_at = Instant::now();
         }
-        self.long_lines.increment(long_lines);
-        let (ready, parse_failures) = batches.finish();
-        self.parse_errors.increment(parse_failures);
+        self.long_lines.increment(chunk.long_lines);
+        self.parse_errors.increment(chunk.parse_failures);
+        let ready = chunk.batches;
         for (mut events, end_offset, bytes) in ready {
             let notifier = file.pending.start_batch(end_offset);
             for event in &mut events {
@@ -447,7 +434,7 @@ impl Tailer {
             // handed over, and the topology's deadline bounds the wait.
             output.send(events).await;
         }
-        Ok(filled > 0)
+        Ok(chunk.filled > 0)
     }
 
     /// Whether `id` may be read this round: not waiting for a retry, and not
@@ -561,10 +548,10 @@ impl Tailer {
 }
 
 /// Turns the lines of one read into batches of events.
-struct BatchBuilder<'a> {
+struct BatchBuilder {
     decoding: Decoding,
-    file_field: &'a KeyString,
-    source_id: &'a Arc<str>,
+    file_field: KeyString,
+    source_id: Arc<str>,
     path: Arc<str>,
     path_value: Str,
     current: Vec<LogEvent>,
@@ -574,12 +561,12 @@ struct BatchBuilder<'a> {
     parse_failures: u64,
 }
 
-impl<'a> BatchBuilder<'a> {
-    fn new(settings: &'a FileSourceSettings, source_id: &'a Arc<str>, file: &TrackedFile) -> BatchBuilder<'a> {
+impl BatchBuilder {
+    fn new(settings: &FileSourceSettings, source_id: &Arc<str>, file: &TrackedFile) -> BatchBuilder {
         BatchBuilder {
             decoding: settings.decoding,
-            file_field: &settings.file_field,
-            source_id,
+            file_field: settings.file_field.clone(),
+            source_id: Arc::clone(source_id),
             path: Arc::clone(&file.path),
             path_value: file.path_value.clone(),
             current: Vec::new(),
@@ -595,7 +582,7 @@ impl<'a> BatchBuilder<'a> {
         let (mut fields, failed) = decode_line(&text, self.decoding);
         self.parse_failures += u64::from(failed);
         fields.insert(self.file_field.clone(), Value::String(self.path_value.clone()));
-        let mut metadata = EventMetadata::new(Arc::clone(self.source_id), line.raw_length as usize);
+        let mut metadata = EventMetadata::new(Arc::clone(&self.source_id), line.raw_length as usize);
         metadata.partition = Some(Arc::clone(&self.path));
         self.current.push(LogEvent::new(fields, metadata));
         self.current_bytes += line.raw_length;
@@ -617,6 +604,60 @@ impl<'a> BatchBuilder<'a> {
     fn finish(mut self) -> (Vec<(Vec<LogEvent>, u64, u64)>, u64) {
         self.close_batch();
         (self.ready, self.parse_failures)
+    }
+}
+
+/// One file's read, run on the blocking pool: reading, splitting into lines
+/// and decoding are all CPU or IO work that must stay off the async workers.
+/// The buffer and the line state travel there and back by value.
+struct ReadJob {
+    handle: Arc<File>,
+    offset: u64,
+    buffer: Vec<u8>,
+    lines: LineAssembler,
+    batches: BatchBuilder,
+    finish_unterminated: bool,
+}
+
+struct ReadOutcome {
+    buffer: Vec<u8>,
+    lines: LineAssembler,
+    read: std::io::Result<ReadChunk>,
+}
+
+struct ReadChunk {
+    /// File size when the chunk was read.
+    size: u64,
+    /// Bytes read, starting at the job's offset.
+    filled: usize,
+    /// Events with the end offset and raw bytes of each batch.
+    batches: Vec<(Vec<LogEvent>, u64, u64)>,
+    long_lines: u64,
+    parse_failures: u64,
+}
+
+impl ReadJob {
+    fn run(self) -> ReadOutcome {
+        let ReadJob { handle, offset, mut buffer, mut lines, mut batches, finish_unterminated } = self;
+        let read = read_chunk(&handle, offset, &mut buffer).map(|(size, filled)| {
+            let mut long_lines = 0;
+            // A shrunken file is the caller's to handle; its old line state is void.
+            if size >= offset {
+                lines.feed(&buffer[..filled], offset, |line| {
+                    long_lines += u64::from(line.truncated);
+                    batches.push(line);
+                });
+                if filled == 0 && finish_unterminated {
+                    lines.finish_unterminated(offset, |line| {
+                        long_lines += u64::from(line.truncated);
+                        batches.push(line);
+                    });
+                }
+            }
+            let (batches, parse_failures) = batches.finish();
+            ReadChunk { size, filled, batches, long_lines, parse_failures }
+        });
+        ReadOutcome { buffer, lines, read }
     }
 }
 
@@ -736,36 +777,10 @@ mod tests {
 
     impl Harness {
         fn start(directory: tempfile::TempDir, extra_config: &str) -> Harness {
-            let include = directory.path().join("*.log");
-            let text = format!(
-                "include = [{:?}]\nglob_interval = \"30ms\"\npoll_interval = \"10ms\"\ncheckpoint_interval = \"20ms\"\n{extra_config}",
-                include.display().to_string()
-            );
-            let config: FileSourceConfig = toml::from_str(&text).expect("test config parses");
-            let build = BuildContext { id: "tail".into(), data_dir: directory.path().join("data") };
-            let source = Box::new(FileSource {
-                settings: config.settings(&build).expect("valid config"),
-                initial_retry_backoff: Duration::from_millis(30),
-            });
-            let (sender, receiver) = buffer(BufferOptions::default(), BufferMetrics::detached());
-            let metrics = ComponentMetrics::register("tail", ComponentKind::Source, "file");
-            let telemetry = Telemetry::default();
-            let shutdown = CancellationToken::new();
-            let cx = SourceContext {
-                id: Arc::from("tail"),
-                output: SourceOutput::new(
-                    Fanout::new(vec![("sink".into(), sender)], metrics.discarded_intentional.clone()),
-                    metrics.clone(),
-                    telemetry.clone(),
-                ),
-                shutdown: shutdown.clone(),
-                data_dir: build.data_dir.clone(),
-                health: ComponentHealth::detached("tail"),
-                acks_pending: Gauge::noop(),
-                metrics,
-                telemetry,
-            };
-            let task = tokio::spawn(source.run(cx));
+            let source = test_source(directory.path(), extra_config);
+            let (cx, receiver) = test_context(directory.path());
+            let shutdown = cx.shutdown.clone();
+            let task = tokio::spawn(Box::new(source).run(cx));
             Harness { directory, receiver, shutdown, task }
         }
 
@@ -807,6 +822,40 @@ mod tests {
         fn checkpoints(&self) -> Vec<FileCheckpoint> {
             stored_checkpoints(self.directory.path())
         }
+    }
+
+    /// A source reading `directory/*.log` with short intervals.
+    fn test_source(directory: &Path, extra_config: &str) -> FileSource {
+        let text = format!(
+            "include = [{:?}]\nglob_interval = \"30ms\"\npoll_interval = \"10ms\"\ncheckpoint_interval = \"20ms\"\n{extra_config}",
+            directory.join("*.log").display().to_string()
+        );
+        let config: FileSourceConfig = toml::from_str(&text).expect("test config parses");
+        let build = BuildContext { id: "tail".into(), data_dir: directory.join("data") };
+        FileSource { settings: config.settings(&build).expect("valid config"), initial_retry_backoff: Duration::from_millis(30) }
+    }
+
+    /// A context built the way `RunningTopology::start` builds one, whose
+    /// output feeds a buffer the test reads and settles itself.
+    fn test_context(directory: &Path) -> (SourceContext, BufferReceiver) {
+        let (sender, receiver) = buffer(BufferOptions::default(), BufferMetrics::detached());
+        let metrics = ComponentMetrics::register("tail", ComponentKind::Source, "file");
+        let telemetry = Telemetry::default();
+        let cx = SourceContext {
+            id: Arc::from("tail"),
+            output: SourceOutput::new(
+                Fanout::new(vec![("sink".into(), sender)], metrics.discarded_intentional.clone()),
+                metrics.clone(),
+                telemetry.clone(),
+            ),
+            shutdown: CancellationToken::new(),
+            data_dir: directory.join("data"),
+            health: ComponentHealth::detached("tail"),
+            acks_pending: Gauge::noop(),
+            metrics,
+            telemetry,
+        };
+        (cx, receiver)
     }
 
     fn stored_checkpoints(directory: &Path) -> Vec<FileCheckpoint> {
@@ -964,6 +1013,42 @@ mod tests {
             event.settle(BatchStatus::Delivered);
         }
         harness.stop().await;
+    }
+
+    /// Steps the tailer by hand so the order of events is exact.
+    #[tokio::test]
+    async fn a_deleted_file_is_retired_only_after_its_batches_resolve() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let log = directory.path().join("app.log");
+        append(&log, "a\nb\n");
+        let mut source = test_source(directory.path(), "");
+        // A gone file must stay idle for one glob interval before it is retired.
+        source.settings.glob_interval = Duration::from_nanos(1);
+        let (cx, mut receiver) = test_context(directory.path());
+        let SourceContext { id, mut output, health, metrics, acks_pending, .. } = cx;
+        let mut tailer = Tailer::new(source, id, metrics, acks_pending, health);
+        tailer.scan(Some(&HashMap::new())).await.expect("scan");
+        assert!(tailer.read_round(&mut output).await.expect("read"));
+        let batch = receiver.try_recv().expect("one batch was sent");
+        assert_eq!(batch.len(), 2);
+
+        std::fs::remove_file(&log).expect("delete");
+        tailer.scan(None).await.expect("scan");
+        assert!(!tailer.read_round(&mut output).await.expect("read"), "nothing left to read");
+        tailer.collect_statuses();
+        tailer.retire_finished_files();
+        assert_eq!(tailer.files.len(), 1, "kept while its batch is unacknowledged");
+
+        for event in batch {
+            event.settle(BatchStatus::Delivered);
+        }
+        tailer.collect_statuses();
+        tailer.write_checkpoints(true).await.expect("checkpoints written");
+        assert_eq!(stored_checkpoints(directory.path())[0].offset, 4, "the final offset is stored before the file is dropped");
+        tailer.retire_finished_files();
+        assert!(tailer.files.is_empty(), "retired once everything resolved");
+        tailer.write_checkpoints(false).await.expect("checkpoints written");
+        assert!(stored_checkpoints(directory.path()).is_empty(), "a deleted file's checkpoint goes with it");
     }
 
     #[test]
