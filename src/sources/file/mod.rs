@@ -1,7 +1,8 @@
 //! `file`: tails files matched by glob patterns, survives rotation, and
 //! checkpoints read offsets only after the lines before them were delivered.
 //!
-//! Keys: `include` (glob patterns; required), `exclude` (glob patterns),
+//! Keys: `include` (glob patterns; required; relative ones are resolved
+//! against the working directory), `exclude` (glob patterns),
 //! `decoding` (`"text"`, the default: `{"message": line}`; or `"json"`, see
 //! `sources::decoding`), `start_at` (`"beginning"`, the default, or `"end"`;
 //! only for files present at start-up that have no checkpoint),

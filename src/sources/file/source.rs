@@ -17,6 +17,7 @@
 //!   from the committed offset on are emitted again (at-least-once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -299,10 +300,13 @@ impl Tailer {
                 },
                 None => 0,
             };
+            // After two rotations within one scan several files may have had
+            // this path; the one still being read is the one to wait for.
             let predecessor = self
                 .files
                 .values()
-                .find(|other| *other.path == *path_text)
+                .filter(|other| *other.path == *path_text)
+                .min_by_key(|other| other.at_end())
                 .map(|other| (other.id, other.reads));
             tracing::info!(source = %self.source_id, path = %path_text, id = %found.id, offset = start_offset, "tailing file");
             self.files.insert(
@@ -361,10 +365,11 @@ impl Tailer {
     /// Reads one chunk from every file that may be read; returns whether any
     /// bytes were read.
     async fn read_round(&mut self, output: &mut SourceOutput) -> Result<bool, ComponentError> {
-        let ids: Vec<FileId> = self.files.keys().copied().collect();
         let mut read_anything = false;
-        for id in ids {
+        let mut next = self.files.keys().next().copied();
+        while let Some(id) = next {
             read_anything |= self.read_file(id, output).await?;
+            next = self.files.range((Bound::Excluded(id), Bound::Unbounded)).next().map(|(id, _)| *id);
         }
         Ok(read_anything)
     }
