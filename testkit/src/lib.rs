@@ -9,4 +9,5 @@
 //! with `pipe`, so a bug in pipe's client cannot be mirrored by the emulator.
 
 pub mod blackhole;
+pub mod es;
 pub mod http;

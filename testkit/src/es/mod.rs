@@ -1,0 +1,7 @@
+//! Elasticsearch / OpenSearch emulator (work in progress).
+pub mod dates;
+pub mod error;
+pub mod mapping;
+pub mod query;
+pub mod query_string;
+pub mod version;
