@@ -4,4 +4,6 @@ pub mod error;
 pub mod mapping;
 pub mod query;
 pub mod query_string;
+pub mod search;
+pub mod store;
 pub mod version;
