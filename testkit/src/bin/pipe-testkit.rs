@@ -48,7 +48,7 @@ struct EsArgs {
     #[arg(long)]
     bearer_token: Option<String>,
     /// Default index refresh interval (`1s`, `250ms`, `-1` for manual only).
-    #[arg(long, default_value = "1s")]
+    #[arg(long, default_value = "1s", allow_hyphen_values = true)]
     refresh_interval: String,
     /// Preload this many demo documents (DemoLogGenerator).
     #[arg(long, default_value_t = 0)]
