@@ -22,7 +22,7 @@ enum Emulator {
         addr: SocketAddr,
     },
     /// Elasticsearch / OpenSearch emulator (control API under /_testkit/).
-    Es(EsArgs),
+    Es(Box<EsArgs>),
 }
 
 #[derive(clap::Args)]

@@ -338,7 +338,7 @@ pub fn execute(
                 type_name: item.type_name.clone().unwrap_or_else(|| default_type.to_string()),
                 id: item.id.clone().unwrap_or_default(),
                 status,
-                cause,
+                cause: Box::new(cause),
             })
         } else {
             run_item(&item, parsed_source, cluster)
@@ -383,7 +383,7 @@ fn run_item(item: &BulkItem, parsed_source: Option<Result<Value, serde_json::Err
                 type_name: item.type_name.clone().unwrap_or_else(|| "_doc".into()),
                 id: item.id.clone().unwrap_or_default(),
                 status: 400,
-                cause,
+                cause: Box::new(cause),
             });
         }
     };
@@ -403,7 +403,7 @@ fn run_item(item: &BulkItem, parsed_source: Option<Result<Value, serde_json::Err
                     type_name: "_doc".into(),
                     id: String::new(),
                     status: 400,
-                    cause: ErrorCause::new("action_request_validation_exception", "Validation Failed: 1: id is missing;"),
+                    cause: Box::new(ErrorCause::new("action_request_validation_exception", "Validation Failed: 1: id is missing;")),
                 });
             };
             if body.get("script").is_some() {
@@ -412,7 +412,7 @@ fn run_item(item: &BulkItem, parsed_source: Option<Result<Value, serde_json::Err
                     type_name: "_doc".into(),
                     id,
                     status: 400,
-                    cause: ErrorCause::new("illegal_argument_exception", "scripted updates are not implemented by the testkit Elasticsearch emulator"),
+                    cause: Box::new(ErrorCause::new("illegal_argument_exception", "scripted updates are not implemented by the testkit Elasticsearch emulator")),
                 });
             }
             WriteOperation::Update {

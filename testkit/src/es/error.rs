@@ -15,14 +15,15 @@ use serde_json::{json, Map, Value};
 pub struct ErrorCause {
     pub error_type: String,
     pub reason: String,
-    /// Keys such as `index`, `index_uuid`, `shard`, `line`, `col`.
-    pub metadata: Map<String, Value>,
+    /// Keys such as `index`, `index_uuid`, `shard`, `line`, `col`. Boxed
+    /// to keep `Result<_, ErrorCause>` small on the hot paths.
+    pub metadata: Box<Map<String, Value>>,
     pub caused_by: Option<Box<ErrorCause>>,
 }
 
 impl ErrorCause {
     pub fn new(error_type: impl Into<String>, reason: impl Into<String>) -> ErrorCause {
-        ErrorCause { error_type: error_type.into(), reason: reason.into(), metadata: Map::new(), caused_by: None }
+        ErrorCause { error_type: error_type.into(), reason: reason.into(), metadata: Box::default(), caused_by: None }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> ErrorCause {
@@ -50,7 +51,7 @@ impl ErrorCause {
         let mut object = Map::new();
         object.insert("type".into(), Value::String(self.error_type.clone()));
         object.insert("reason".into(), Value::String(self.reason.clone()));
-        for (key, value) in &self.metadata {
+        for (key, value) in self.metadata.iter() {
             object.insert(key.clone(), value.clone());
         }
         if let Some(cause) = &self.caused_by {
@@ -74,7 +75,8 @@ enum ErrorBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: u16,
-    body: ErrorBody,
+    /// Boxed so that `Result<_, ApiError>` stays small.
+    body: Box<ErrorBody>,
     /// Extra response headers, e.g. `WWW-Authenticate`.
     pub headers: Vec<(String, String)>,
 }
@@ -82,20 +84,20 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(status: u16, cause: ErrorCause) -> ApiError {
         let root_causes = vec![cause.shallow()];
-        ApiError { status, body: ErrorBody::Structured { cause, root_causes, extra: Map::new() }, headers: Vec::new() }
+        ApiError { status, body: Box::new(ErrorBody::Structured { cause, root_causes, extra: Map::new() }), headers: Vec::new() }
     }
 
     pub fn plain(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { status, body: ErrorBody::PlainText(message.into()), headers: Vec::new() }
+        ApiError { status, body: Box::new(ErrorBody::PlainText(message.into())), headers: Vec::new() }
     }
 
     pub fn raw_text(status: u16, text: impl Into<String>) -> ApiError {
-        ApiError { status, body: ErrorBody::RawText(text.into()), headers: Vec::new() }
+        ApiError { status, body: Box::new(ErrorBody::RawText(text.into())), headers: Vec::new() }
     }
 
     /// Replaces `root_cause` (search failures list the per-shard causes).
     pub fn with_root_causes(mut self, causes: Vec<ErrorCause>) -> ApiError {
-        if let ErrorBody::Structured { root_causes, .. } = &mut self.body {
+        if let ErrorBody::Structured { root_causes, .. } = self.body.as_mut() {
             *root_causes = causes.iter().map(ErrorCause::shallow).collect();
         }
         self
@@ -103,7 +105,7 @@ impl ApiError {
 
     /// Adds a key next to `type`/`reason` in the outer error object only.
     pub fn with_outer(mut self, key: &str, value: Value) -> ApiError {
-        if let ErrorBody::Structured { extra, .. } = &mut self.body {
+        if let ErrorBody::Structured { extra, .. } = self.body.as_mut() {
             extra.insert(key.to_string(), value);
         }
         self
@@ -115,7 +117,7 @@ impl ApiError {
     }
 
     pub fn error_type(&self) -> Option<&str> {
-        match &self.body {
+        match self.body.as_ref() {
             ErrorBody::Structured { cause, .. } => Some(&cause.error_type),
             ErrorBody::PlainText(_) | ErrorBody::RawText(_) => None,
         }
@@ -123,7 +125,7 @@ impl ApiError {
 
     /// The response body, or `None` when the body is not JSON.
     pub fn to_json(&self) -> Option<Value> {
-        match &self.body {
+        match self.body.as_ref() {
             ErrorBody::Structured { cause, root_causes, extra } => {
                 let mut error = Map::new();
                 error.insert("root_cause".into(), Value::Array(root_causes.iter().map(ErrorCause::to_json).collect()));
@@ -149,7 +151,7 @@ impl ApiError {
     }
 
     pub fn raw_body(&self) -> Option<&str> {
-        match &self.body {
+        match self.body.as_ref() {
             ErrorBody::RawText(text) => Some(text),
             _ => None,
         }

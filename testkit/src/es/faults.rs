@@ -55,7 +55,7 @@ impl ItemSelector {
         match self {
             ItemSelector::Any => true,
             ItemSelector::FieldEquals { field, value } => {
-                source.is_some_and(|source| source_values(source, field).iter().any(|found| *found == value))
+                source.is_some_and(|source| source_values(source, field).contains(&value))
             }
         }
     }

@@ -458,7 +458,7 @@ impl Compiler<'_> {
             FieldKind::Date => {
                 let format = range.format.as_deref().unwrap_or(leaf.date_format());
                 let offset = match &range.time_zone {
-                    Some(zone) => dates::parse_time_zone(zone).map_err(|reason| shard_error(reason))?,
+                    Some(zone) => dates::parse_time_zone(zone).map_err(shard_error)?,
                     None => 0,
                 };
                 // `gt` and `lte` round up, `gte` and `lt` round down.
@@ -727,7 +727,7 @@ impl Predicate {
                 IndexedValue::Date(millis) => lower.is_none_or(|bound| *millis >= bound) && upper.is_none_or(|bound| *millis <= bound),
                 _ => false,
             }),
-            Predicate::BooleanEquals(expected) => values.iter().any(|value| *value == IndexedValue::Boolean(*expected)),
+            Predicate::BooleanEquals(expected) => values.contains(&IndexedValue::Boolean(*expected)),
         }
     }
 }

@@ -633,10 +633,16 @@ fn shard_failure(index: &IndexSnapshot, shard: u32, node: &str, cause: &ErrorCau
 }
 
 /// Which shards of which index are usable, plus the failure list.
+/// One index's query, post filter and sort readers, ready to run.
+struct PreparedIndex {
+    query: Compiled,
+    post_filter: Option<Compiled>,
+    readers: Vec<KeyReader>,
+}
+
 struct ShardPlan {
-    /// Per index: compiled query, post filter and key readers, or `None`
-    /// when all its shards failed.
-    per_index: Vec<Option<(Compiled, Option<Compiled>, Vec<KeyReader>)>>,
+    /// Per index, or `None` when all its shards failed.
+    per_index: Vec<Option<PreparedIndex>>,
     /// (index ordinal, shard) pairs that failed.
     failed_shards: Vec<(usize, u32)>,
     failures: Vec<Value>,
@@ -659,7 +665,7 @@ fn plan(
         let prepared = query.compile(&snapshot.mapping, shape.now_millis).and_then(|compiled| {
             let post = post_filter.map(|filter| filter.compile(&snapshot.mapping, shape.now_millis)).transpose()?;
             let readers = key_readers(sort, snapshot, &shape.product, in_pit)?;
-            Ok((compiled, post, readers))
+            Ok(PreparedIndex { query: compiled, post_filter: post, readers })
         });
         match prepared {
             Ok(prepared) => {
@@ -724,7 +730,7 @@ pub fn execute(request: &SearchRequest, snapshots: &[Arc<IndexSnapshot>], shape:
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut readers_by_index: Vec<Option<&Vec<KeyReader>>> = Vec::new();
     for (ordinal, (snapshot, prepared)) in snapshots.iter().zip(&plan.per_index).enumerate() {
-        let Some((compiled, post_filter, readers)) = prepared else {
+        let Some(PreparedIndex { query: compiled, post_filter, readers }) = prepared else {
             readers_by_index.push(None);
             continue;
         };
@@ -864,7 +870,7 @@ pub fn count(query: &Query, snapshots: &[Arc<IndexSnapshot>], shape: &ResponseSh
     }
     let mut count = 0_u64;
     for (ordinal, (snapshot, prepared)) in snapshots.iter().zip(&plan.per_index).enumerate() {
-        let Some((compiled, _, _)) = prepared else { continue };
+        let Some(PreparedIndex { query: compiled, .. }) = prepared else { continue };
         count += snapshot
             .documents
             .iter()

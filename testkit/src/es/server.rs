@@ -808,7 +808,7 @@ fn write_document(handle: &EsHandle, incoming: &Incoming, index: &str, type_name
             body.insert("_primary_term".into(), Value::from(done.primary_term));
             Ok(Reply::json(done.status, Value::Object(body)))
         }
-        Err(failure) => Err(ApiError::new(failure.status, failure.cause)),
+        Err(failure) => Err(ApiError::new(failure.status, *failure.cause)),
     }
 }
 
@@ -961,8 +961,8 @@ fn control_error(message: impl std::fmt::Display) -> Response<Body> {
     control_reply(400, json!({"error": message.to_string()}))
 }
 
-fn control_body<T: for<'de> Deserialize<'de>>(incoming: &Incoming) -> Result<T, Response<Body>> {
-    serde_json::from_slice(&incoming.body).map_err(|error| control_error(format!("testkit control body for {} is invalid: {error}", incoming.path)))
+fn control_body<T: for<'de> Deserialize<'de>>(incoming: &Incoming) -> Result<T, String> {
+    serde_json::from_slice(&incoming.body).map_err(|error| format!("testkit control body for {} is invalid: {error}", incoming.path))
 }
 
 #[derive(Deserialize)]
@@ -1040,14 +1040,14 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
                 Ok(report) => control_reply(200, serde_json::to_value(report).unwrap_or_default()),
                 Err(error) => control_error(error),
             },
-            Err(response) => response,
+            Err(message) => control_error(message),
         },
         ("POST", ["load_demo"]) => match control_body::<DemoFixture>(incoming) {
             Ok(demo) => match handle.load_demo(&demo) {
                 Ok(report) => control_reply(200, serde_json::to_value(report).unwrap_or_default()),
                 Err(error) => control_error(error),
             },
-            Err(response) => response,
+            Err(message) => control_error(message),
         },
         ("POST", ["refresh"]) => match handle.refresh(param(&incoming.params, "index").unwrap_or("*")) {
             Ok(()) => control_reply(200, json!({"refreshed": true})),
@@ -1077,7 +1077,7 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
                 }
                 control_reply(200, handle.faults().describe())
             }
-            Err(response) => response,
+            Err(message) => control_error(message),
         },
         ("POST", ["faults", "shards"]) => match control_body::<ShardFaultRequest>(incoming) {
             Ok(request) => {
@@ -1088,14 +1088,14 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
                 handle.faults().fail_shards(request.searches, request.failed_shards, cause);
                 control_reply(200, handle.faults().describe())
             }
-            Err(response) => response,
+            Err(message) => control_error(message),
         },
         ("POST", ["faults", "malformed"]) => match control_body::<MalformedRequest>(incoming) {
             Ok(request) => {
                 handle.faults().malformed_responses(request.path_contains.as_deref(), request.count);
                 control_reply(200, handle.faults().describe())
             }
-            Err(response) => response,
+            Err(message) => control_error(message),
         },
         ("POST", ["faults", "http"]) => match control_body::<HttpFaultRequest>(incoming) {
             Ok(request) => {
@@ -1122,7 +1122,7 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
                 }
                 control_reply(200, json!({"http_pending": plan.pending()}))
             }
-            Err(response) => response,
+            Err(message) => control_error(message),
         },
         _ => control_reply(404, json!({"error": format!("unknown testkit control endpoint {} {}", method, incoming.path)})),
     }

@@ -209,7 +209,8 @@ pub struct WriteFailure {
     pub type_name: String,
     pub id: String,
     pub status: u16,
-    pub cause: ErrorCause,
+    /// Boxed so that `Result<WriteOutcome, WriteFailure>` stays small.
+    pub cause: Box<ErrorCause>,
 }
 
 #[derive(Debug)]
@@ -649,7 +650,7 @@ impl Cluster {
             type_name: type_name.to_string(),
             id: id_hint.clone().unwrap_or_default(),
             status,
-            cause,
+            cause: Box::new(cause),
         };
         if !self.indices.contains_key(index_name) {
             if let WriteOperation::Delete { .. } = operation {
@@ -683,7 +684,7 @@ impl Cluster {
                 type_name: type_name.clone(),
                 id: id.to_string(),
                 status: 409,
-                cause: ErrorCause::new("version_conflict_engine_exception", format!("[{id}]: {reason}")).on_index(&index.name, &index.uuid),
+                cause: Box::new(ErrorCause::new("version_conflict_engine_exception", format!("[{id}]: {reason}")).on_index(&index.name, &index.uuid)),
             }
         };
         let check_sequence = |current: Option<&Arc<StoredDocument>>, id: &str, if_seq_no: Option<u64>, if_primary_term: Option<u64>| {
@@ -745,7 +746,7 @@ impl Cluster {
                             Some(source) => (id, Some(source), "created"),
                             None => {
                                 let cause = on_index(ErrorCause::new("document_missing_exception", format!("[{type_name}][{id}]: document missing")));
-                                return Err(WriteFailure { index: index.name.clone(), type_name: type_name.clone(), id, status: 404, cause });
+                                return Err(WriteFailure { index: index.name.clone(), type_name: type_name.clone(), id, status: 404, cause: Box::new(cause) });
                             }
                         }
                     }
@@ -779,7 +780,7 @@ impl Cluster {
                 "failed to parse",
             )
             .caused_by(ErrorCause::new("not_x_content_exception", "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes"));
-            return Err(WriteFailure { index: index.name.clone(), type_name, id, status: 400, cause });
+            return Err(WriteFailure { index: index.name.clone(), type_name, id, status: 400, cause: Box::new(cause) });
         };
         let context = DocumentContext {
             document_id: &id,
@@ -793,7 +794,7 @@ impl Cluster {
             type_name: type_name.clone(),
             id: id.clone(),
             status: 400,
-            cause,
+            cause: Box::new(cause),
         })?;
         if candidate != *index.mapping {
             index.mapping = Arc::new(candidate);
