@@ -155,8 +155,9 @@ pub fn lookup_path<'a>(map: &'a ObjectMap, path: &str) -> Option<&'a Value> {
 }
 
 fn lookup_path_mut<'a>(map: &'a mut ObjectMap, path: &str) -> Option<&'a mut Value> {
-    if map.contains_key(path) {
-        return map.get_mut(path);
+    // One hash lookup for the common case of a plain top-level key.
+    if let Some(index) = map.get_index_of(path) {
+        return map.get_index_mut(index).map(|(_, value)| value);
     }
     let (head, rest) = path.split_once('.')?;
     let mut current = map.get_mut(head)?;
