@@ -4,7 +4,8 @@
 //!
 //! Owns: splitting a string into lower-cased tokens (`for_each_token`,
 //! `collect_tokens`), the wildcard glob (`wildcard_matches`), and
-//! `LiteralFinder`, an ASCII-case-insensitive substring search whose hits are
+//! `LiteralFinder`, an ASCII-case-insensitive substring search (memchr on the
+//! literal's rarest byte, then a verify) whose hits are
 //! confirmed by tokenising only the whitespace-delimited window around them.
 //!
 //! Guarantees:
@@ -28,8 +29,6 @@
 //! not emulated), or emits emoji tokens.
 
 use std::cell::RefCell;
-
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 /// The UAX #29 word-break classes the tokeniser distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,12 +230,13 @@ pub(crate) fn collect_tokens(text: &str) -> Vec<String> {
 /// characters, `?` exactly one character (escaped wildcard characters arrive
 /// as `GlobPiece::Literal`).
 pub(crate) fn wildcard_matches(pattern: &[GlobPiece], text: &str) -> bool {
-    // Iterative matching with one backtrack point: the last `*` seen. Linear
-    // in practice and never exponential.
-    let text: Vec<char> = text.chars().collect();
+    // Iterative matching with one backtrack point, the last `*` seen: linear
+    // in practice, never exponential, and free of allocation. Indices into
+    // `text` are byte offsets that always sit on character boundaries.
+    let next_character = |index: usize| text[index..].chars().next();
     let (mut pattern_index, mut text_index) = (0usize, 0usize);
     let mut backtrack: Option<(usize, usize)> = None;
-    while text_index < text.len() {
+    while let Some(character) = next_character(text_index) {
         match pattern.get(pattern_index) {
             Some(GlobPiece::AnyRun) => {
                 backtrack = Some((pattern_index, text_index));
@@ -245,21 +245,22 @@ pub(crate) fn wildcard_matches(pattern: &[GlobPiece], text: &str) -> bool {
             }
             Some(GlobPiece::AnyOne) => {
                 pattern_index += 1;
-                text_index += 1;
+                text_index += character.len_utf8();
                 continue;
             }
-            Some(GlobPiece::Literal(expected)) if *expected == text[text_index] => {
+            Some(GlobPiece::Literal(expected)) if *expected == character => {
                 pattern_index += 1;
-                text_index += 1;
+                text_index += character.len_utf8();
                 continue;
             }
             _ => {}
         }
         match backtrack {
             Some((star_index, star_text_index)) => {
-                backtrack = Some((star_index, star_text_index + 1));
+                let resume = star_text_index + next_character(star_text_index).map_or(1, char::len_utf8);
+                backtrack = Some((star_index, resume));
                 pattern_index = star_index + 1;
-                text_index = star_text_index + 1;
+                text_index = resume;
             }
             None => return false,
         }
@@ -297,6 +298,37 @@ pub(crate) fn glob_literals(pattern: &[GlobPiece]) -> Vec<String> {
 thread_local! {
     /// Reused by the non-ASCII path so lower-casing a field allocates once per thread.
     static LOWERCASE_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Reused for the lower-cased token under test.
+    static TOKEN_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Like `any_token`, with the token buffer reused across calls on this thread.
+fn any_token_reusing_buffer(text: &str, accept: &mut dyn FnMut(&str) -> bool) -> bool {
+    TOKEN_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => any_token_span(text, |start, end| {
+            buffer.clear();
+            push_lowercase(&text[start..end], &mut buffer);
+            accept(&buffer)
+        }),
+        Err(_) => any_token(text, accept),
+    })
+}
+
+/// How common a byte is in log text; the search anchors on the rarest byte
+/// of the literal. Letters rank by English frequency, which also fits
+/// identifiers and stack traces; separators and digits count as common.
+fn byte_commonness(byte: u8) -> u8 {
+    const LETTERS_BY_FREQUENCY: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
+    match byte.to_ascii_lowercase() {
+        b' ' | b'.' | b'/' | b'-' | b'_' | b':' | b'=' | b',' | b'"' | b'\n' => 255,
+        b'0'..=b'9' => 200,
+        letter @ b'a'..=b'z' => {
+            let rank = LETTERS_BY_FREQUENCY.iter().position(|candidate| *candidate == letter).unwrap_or(0) as u8;
+            230 - rank * 8
+        }
+        other if other.is_ascii() => 40,
+        _ => 20,
+    }
 }
 
 /// A necessary-substring prefilter for token tests on text fields.
@@ -309,26 +341,31 @@ thread_local! {
 pub(crate) struct LiteralFinder {
     /// Lower-case, non-empty.
     literal: String,
-    ascii_case_insensitive: AhoCorasick,
-    /// True when an ASCII-case-insensitive search of the raw bytes is a valid
-    /// prefilter even for non-ASCII text: the literal is ASCII and contains no
-    /// `k` or `i`, the only ASCII letters that non-ASCII characters lower-case
-    /// to (KELVIN SIGN to `k`, DOTTED CAPITAL I to `i` plus a combining dot).
-    raw_search_always_valid: bool,
+    /// Offset of the rarest byte in `literal`, and that byte in both ASCII cases.
+    anchor_offset: usize,
+    anchor_lower: u8,
+    anchor_upper: u8,
+    /// Non-ASCII characters lower-case to ASCII only as KELVIN SIGN to `k`
+    /// and DOTTED CAPITAL I to `i` (plus a combining dot). For an ASCII
+    /// literal without `k` or `i`, an ASCII-case-insensitive search of the raw
+    /// bytes therefore finds every occurrence in the lower-cased text.
+    raw_search_always_complete: bool,
 }
 
 impl LiteralFinder {
-    /// `literal` must be lower-case and non-empty. Fails only when the literal
-    /// is too large for the automaton's size limits.
-    pub(crate) fn new(literal: &str) -> Result<LiteralFinder, aho_corasick::BuildError> {
+    /// `literal` must be lower-case and non-empty.
+    pub(crate) fn new(literal: &str) -> LiteralFinder {
         debug_assert!(!literal.is_empty());
-        let ascii_case_insensitive =
-            AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::LeftmostFirst).build([literal])?;
-        Ok(LiteralFinder {
+        let bytes = literal.as_bytes();
+        let anchor_offset = (0..bytes.len()).min_by_key(|index| byte_commonness(bytes[*index])).unwrap_or(0);
+        let anchor = bytes.get(anchor_offset).copied().unwrap_or(0);
+        LiteralFinder {
             literal: literal.to_string(),
-            ascii_case_insensitive,
-            raw_search_always_valid: literal.is_ascii() && !literal.contains(['k', 'i']),
-        })
+            anchor_offset,
+            anchor_lower: anchor.to_ascii_lowercase(),
+            anchor_upper: anchor.to_ascii_uppercase(),
+            raw_search_always_complete: literal.is_ascii() && !literal.contains(['k', 'i']),
+        }
     }
 
     /// Whether some token of `text` satisfies `accept`; exactly
@@ -337,16 +374,43 @@ impl LiteralFinder {
     /// precondition: an equality test on the literal, or a wildcard pattern
     /// the literal was taken from).
     pub(crate) fn any_token(&self, text: &str, accept: &mut dyn FnMut(&str) -> bool) -> bool {
-        if self.raw_search_always_valid || text.is_ascii() {
-            return self.any_token_near_hits(text, accept);
+        if self.literal.is_ascii() {
+            // A confirmed hit is always a real token, whatever the text holds.
+            if self.any_token_near_hits(text, accept) {
+                return true;
+            }
+            // 0xC4 and 0xE2 lead the UTF-8 forms of DOTTED CAPITAL I and
+            // KELVIN SIGN; without them the raw search missed nothing.
+            if self.raw_search_always_complete || memchr::memchr2(0xC4, 0xE2, text.as_bytes()).is_none() {
+                return false;
+            }
+        } else if text.is_ascii() {
+            return false;
         }
         let found = LOWERCASE_BUFFER.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
+            let Ok(mut buffer) = buffer.try_borrow_mut() else {
+                return memchr::memmem::find(lowercase(text).as_bytes(), self.literal.as_bytes()).is_some();
+            };
             buffer.clear();
             push_lowercase(text, &mut buffer);
             memchr::memmem::find(buffer.as_bytes(), self.literal.as_bytes()).is_some()
         });
-        found && any_token(text, accept)
+        found && any_token_reusing_buffer(text, accept)
+    }
+
+    /// The next ASCII-case-insensitive occurrence of the literal at or after `from`.
+    fn find_ascii_case_insensitive(&self, haystack: &[u8], from: usize) -> Option<usize> {
+        let length = self.literal.len();
+        let mut anchor_from = from + self.anchor_offset;
+        while anchor_from < haystack.len() {
+            let anchor = anchor_from + memchr::memchr2(self.anchor_lower, self.anchor_upper, &haystack[anchor_from..])?;
+            let start = anchor - self.anchor_offset;
+            if haystack.get(start..start + length).is_some_and(|candidate| candidate.eq_ignore_ascii_case(self.literal.as_bytes())) {
+                return Some(start);
+            }
+            anchor_from = anchor + 1;
+        }
+        None
     }
 
     /// The hit-and-window search. Windows are delimited by ASCII whitespace,
@@ -357,20 +421,17 @@ impl LiteralFinder {
     fn any_token_near_hits(&self, text: &str, accept: &mut dyn FnMut(&str) -> bool) -> bool {
         let bytes = text.as_bytes();
         let mut search_from = 0;
-        while search_from < bytes.len() {
-            let Some(hit) = self.ascii_case_insensitive.find(&bytes[search_from..]) else {
-                return false;
-            };
-            let (hit_start, hit_end) = (search_from + hit.start(), search_from + hit.end());
+        while let Some(hit_start) = self.find_ascii_case_insensitive(bytes, search_from) {
+            let hit_end = hit_start + self.literal.len();
             let window_start = bytes[search_from..hit_start]
                 .iter()
                 .rposition(u8::is_ascii_whitespace)
                 .map_or(search_from, |offset| search_from + offset + 1);
             let window_end =
                 bytes[hit_end..].iter().position(u8::is_ascii_whitespace).map_or(bytes.len(), |offset| hit_end + offset);
-            // Both ends sit next to ASCII bytes or the string ends, so they are
-            // character boundaries.
-            if any_token(&text[window_start..window_end], &mut *accept) {
+            // Both ends sit next to ASCII bytes or at the ends of the string,
+            // so they are character boundaries.
+            if any_token_reusing_buffer(&text[window_start..window_end], accept) {
                 return true;
             }
             search_from = window_end.max(hit_start + 1);
@@ -442,13 +503,13 @@ mod tests {
 
     #[test]
     fn finder_confirms_token_boundaries() {
-        let finder = LiteralFinder::new("exception").unwrap();
+        let finder = LiteralFinder::new("exception");
         let mut equals = |token: &str| token == "exception";
         assert!(finder.any_token("Exception in thread", &mut equals));
         assert!(!finder.any_token("java.io.IOException: reset", &mut equals));
         let mut contains = |token: &str| token.contains("exception");
         assert!(finder.any_token("java.io.IOException: reset", &mut contains));
-        let kelvin = LiteralFinder::new("kelvin").unwrap();
+        let kelvin = LiteralFinder::new("kelvin");
         assert!(kelvin.any_token("temp in \u{212A}ELVIN", &mut |token: &str| token == "kelvin"));
     }
 
@@ -459,7 +520,7 @@ mod tests {
     fn alphabet() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
             "a", "b", "k", "i", "x", "A", "K", "I", "X", ".", "'", ":", ",", "_", "-", " ", "\n", "1", "2", "é", "É",
-            "\u{212A}", "\u{130}", "\u{301}", "日", "カ", "\u{3000}", "/", "exception", "Exception", "EXCEPTION",
+            "\u{212A}", "\u{130}", "\u{301}", "日", "カ", "\u{3000}", "/", "exception", "Exception", "EXCEPTION", "\u{2019}",
         ]);
         prop::collection::vec(pieces, 0..40).prop_map(|pieces| pieces.concat())
     }
@@ -471,7 +532,7 @@ mod tests {
         fn fast_path_equals_reference_for_equality(text in alphabet(), needle in prop::sample::select(vec![
             "a", "k", "i", "ab", "a.b", "x1", "exception", "ka", "ik", "é", "a'b", "1,2", "_a", "日", "カ", "a b", "k\u{307}",
         ])) {
-            let finder = LiteralFinder::new(needle).unwrap();
+            let finder = LiteralFinder::new(needle);
             let fast = finder.any_token(&text, &mut |token: &str| token == needle);
             prop_assert_eq!(fast, reference(&text, &|token| token == needle), "text {:?}", text);
         }
@@ -481,9 +542,29 @@ mod tests {
             "a", "k", "i", "x", "exception", "é", ".", "1",
         ])) {
             let pattern = glob(&format!("*{literal}*"));
-            let finder = LiteralFinder::new(literal).unwrap();
+            let finder = LiteralFinder::new(literal);
             let fast = finder.any_token(&text, &mut |token: &str| wildcard_matches(&pattern, token));
             prop_assert_eq!(fast, reference(&text, &|token| wildcard_matches(&pattern, token)), "text {:?}", text);
+        }
+
+        #[test]
+        fn glob_equals_a_regex_reference(
+            pattern in prop::collection::vec(prop::sample::select(vec!['a', 'b', 'é', '*', '?']), 0..8),
+            text in prop::collection::vec(prop::sample::select(vec!['a', 'b', 'é', '日']), 0..10),
+        ) {
+            let pieces = glob(&pattern.iter().collect::<String>());
+            let text: String = text.into_iter().collect();
+            let mut expression = String::from("(?s)^");
+            for piece in &pieces {
+                match piece {
+                    GlobPiece::AnyRun => expression.push_str(".*"),
+                    GlobPiece::AnyOne => expression.push('.'),
+                    GlobPiece::Literal(character) => expression.push_str(&regex::escape(&character.to_string())),
+                }
+            }
+            expression.push('$');
+            let reference = regex::Regex::new(&expression).unwrap().is_match(&text);
+            prop_assert_eq!(wildcard_matches(&pieces, &text), reference, "pattern {:?} text {:?}", pieces, text);
         }
 
         #[test]

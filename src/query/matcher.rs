@@ -198,8 +198,11 @@ impl Compiler<'_> {
             QueryNode::MatchNone => DocumentNode::None,
             QueryNode::Bool(bool_query) => return self.bool_group(bool_query),
             QueryNode::Exists { field } => self.exists(field),
-            QueryNode::Match { zero_terms: ZeroTerms::MatchAll, query, .. } | QueryNode::Phrase { zero_terms: ZeroTerms::MatchAll, query, .. }
-                if analyzer::collect_tokens(query).is_empty() =>
+            // `zero_terms_query: all` turns an empty analysis into match-all,
+            // whether or not the field exists; keyword fields are not analysed.
+            QueryNode::Match { zero_terms: ZeroTerms::MatchAll, query, field, .. }
+            | QueryNode::Phrase { zero_terms: ZeroTerms::MatchAll, query, field, .. }
+                if !self.is_keyword_target(field) && analyzer::collect_tokens(query).is_empty() =>
             {
                 DocumentNode::All
             }
@@ -249,6 +252,10 @@ impl Compiler<'_> {
             FieldTarget::All => DocumentNode::ExistsAny { selector: None },
             FieldTarget::Pattern(pattern) => DocumentNode::ExistsAny { selector: Some(literal_glob(pattern)) },
         }
+    }
+
+    fn is_keyword_target(&self, field: &FieldTarget) -> bool {
+        matches!(field, FieldTarget::Named(name) if self.resolve(name).1 == Mode::Keyword)
     }
 
     fn resolve(&self, name: &str) -> (FieldPath, Mode) {
@@ -301,11 +308,11 @@ impl Compiler<'_> {
         let body = match node {
             QueryNode::Term { value, case_insensitive, .. } => {
                 let strings = match (mode, case_insensitive) {
-                    (Mode::Text, false) => token_test(TokenPredicate::Equals(value.clone()), Some(value))?,
+                    (Mode::Text, false) => token_test(TokenPredicate::Equals(value.clone()), Some(value)),
                     // Tokens are already lower-case.
                     (Mode::Text, true) => {
                         let lowered = analyzer::lowercase(value);
-                        token_test(TokenPredicate::Equals(lowered.clone()), Some(&lowered))?
+                        token_test(TokenPredicate::Equals(lowered.clone()), Some(&lowered))
                     }
                     (Mode::Keyword, false) => StringTest::Whole(TokenPredicate::Equals(value.clone())),
                     (Mode::Keyword, true) => StringTest::Whole(TokenPredicate::EqualsIgnoringCase(analyzer::lowercase(value))),
@@ -324,7 +331,7 @@ impl Compiler<'_> {
                     }
                     let mut leaves = Vec::with_capacity(tokens.len());
                     for token in &tokens {
-                        let strings = token_test(TokenPredicate::Equals(token.clone()), Some(token))?;
+                        let strings = token_test(TokenPredicate::Equals(token.clone()), Some(token));
                         leaves.push(test(strings, numbers.clone(), booleans));
                     }
                     combine_tokens(leaves, *operator, *minimum_should_match)
@@ -339,9 +346,9 @@ impl Compiler<'_> {
                     let tokens = analyzer::collect_tokens(query);
                     match tokens.len() {
                         0 => return Ok(zero_token_body(*zero_terms, numbers, booleans)),
-                        1 => test(token_test(TokenPredicate::Equals(tokens[0].clone()), Some(&tokens[0]))?, numbers, booleans),
+                        1 => test(token_test(TokenPredicate::Equals(tokens[0].clone()), Some(&tokens[0])), numbers, booleans),
                         _ => {
-                            let finders = tokens.iter().map(|token| finder_for(token)).collect::<Result<Vec<_>, _>>()?;
+                            let finders = tokens.iter().map(|token| LiteralFinder::new(token)).collect();
                             test(StringTest::Phrase { tokens, finders }, numbers, booleans)
                         }
                     }
@@ -355,7 +362,7 @@ impl Compiler<'_> {
                     (Mode::Text, _) => {
                         let literal = analyzer::glob_literals(&pieces).into_iter().max_by_key(|literal| literal.chars().count());
                         // Tokens are already lower-case, so a lowered pattern is case-insensitive.
-                        token_test(TokenPredicate::Glob(pieces), literal.as_deref())?
+                        token_test(TokenPredicate::Glob(pieces), literal.as_deref())
                     }
                     (Mode::Keyword, false) => StringTest::Whole(TokenPredicate::Glob(pieces)),
                     (Mode::Keyword, true) => StringTest::Whole(TokenPredicate::GlobIgnoringCase(pieces)),
@@ -471,18 +478,14 @@ fn boolean_equal_to(text: &str) -> Option<bool> {
     }
 }
 
-/// A finder for `literal` when one is usable: tokens are lower-case, so a
-/// literal with upper-case characters cannot serve as the prefilter.
-fn finder_for(literal: &str) -> Result<LiteralFinder, QueryError> {
-    LiteralFinder::new(literal).map_err(|problem| compile_error(format!("literal {literal:?} is too large to search for: {problem}")))
-}
-
-fn token_test(predicate: TokenPredicate, literal: Option<&str>) -> Result<StringTest, QueryError> {
+fn token_test(predicate: TokenPredicate, literal: Option<&str>) -> StringTest {
     let finder = match literal {
-        Some(literal) if !literal.is_empty() && analyzer::lowercase(literal) == literal => Some(finder_for(literal)?),
+        // Tokens are lower-case, so only a lower-case literal is one every
+        // accepted token contains.
+        Some(literal) if !literal.is_empty() && analyzer::lowercase(literal) == literal => Some(LiteralFinder::new(literal)),
         _ => None,
     };
-    Ok(StringTest::Token { finder, predicate })
+    StringTest::Token { finder, predicate }
 }
 
 /// The text-field body of an analysed query whose text has no token.
