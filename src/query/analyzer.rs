@@ -66,8 +66,9 @@ fn classify(character: char) -> WordClass {
     match character as u32 {
         0x2018 | 0x2019 | 0x2024 | 0xFE52 | 0xFF07 | 0xFF0E => WordClass::MidNumLet,
         0x00B7 | 0x0387 | 0x055F | 0x05F4 | 0x2027 | 0xFE13 | 0xFE55 | 0xFF1A => WordClass::MidLetter,
-        0x037E | 0x0589 | 0x060C | 0x060D | 0x066C | 0x07F8 | 0x2044 | 0xFE10 | 0xFE14 | 0xFE50 | 0xFE54 | 0xFF0C
-        | 0xFF1B => WordClass::MidNum,
+        0x037E | 0x0589 | 0x060C | 0x060D | 0x066C | 0x07F8 | 0x2044 | 0xFE10 | 0xFE14 | 0xFE50 | 0xFE54 | 0xFF0C | 0xFF1B => {
+            WordClass::MidNum
+        }
         0x203F | 0x2040 | 0x2054 | 0xFE33 | 0xFE34 | 0xFE4D..=0xFE4F | 0xFF3F => WordClass::ExtendNumLet,
         0x0300..=0x036F
         | 0x0483..=0x0489
@@ -87,8 +88,15 @@ fn classify(character: char) -> WordClass {
         0x30A0..=0x30FA | 0x30FC..=0x30FF | 0x31F0..=0x31FF | 0x32D0..=0x32FE | 0x3300..=0x3357 | 0xFF66..=0xFF9D => {
             WordClass::Katakana
         }
-        0x2E80..=0x2FDF | 0x3005..=0x3007 | 0x3021..=0x3029 | 0x3038..=0x303B | 0x3040..=0x309F | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3134F => WordClass::Ideograph,
+        0x2E80..=0x2FDF
+        | 0x3005..=0x3007
+        | 0x3021..=0x3029
+        | 0x3038..=0x303B
+        | 0x3040..=0x309F
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xF900..=0xFAFF
+        | 0x20000..=0x3134F => WordClass::Ideograph,
         _ if character.is_alphabetic() => WordClass::Letter,
         _ if character.is_numeric() => WordClass::Numeric,
         _ => WordClass::Other,
@@ -96,10 +104,7 @@ fn classify(character: char) -> WordClass {
 }
 
 fn starts_token(class: WordClass) -> bool {
-    matches!(
-        class,
-        WordClass::Letter | WordClass::Numeric | WordClass::Katakana | WordClass::ExtendNumLet | WordClass::Ideograph
-    )
+    matches!(class, WordClass::Letter | WordClass::Numeric | WordClass::Katakana | WordClass::ExtendNumLet | WordClass::Ideograph)
 }
 
 /// Whether `next` continues a token whose last significant character was `last`
@@ -405,7 +410,10 @@ impl LiteralFinder {
         while anchor_from < haystack.len() {
             let anchor = anchor_from + memchr::memchr2(self.anchor_lower, self.anchor_upper, &haystack[anchor_from..])?;
             let start = anchor - self.anchor_offset;
-            if haystack.get(start..start + length).is_some_and(|candidate| candidate.eq_ignore_ascii_case(self.literal.as_bytes())) {
+            if haystack
+                .get(start..start + length)
+                .is_some_and(|candidate| candidate.eq_ignore_ascii_case(self.literal.as_bytes()))
+            {
                 return Some(start);
             }
             anchor_from = anchor + 1;
@@ -519,8 +527,38 @@ mod tests {
 
     fn alphabet() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "a", "b", "k", "i", "x", "A", "K", "I", "X", ".", "'", ":", ",", "_", "-", " ", "\n", "1", "2", "é", "É",
-            "\u{212A}", "\u{130}", "\u{301}", "日", "カ", "\u{3000}", "/", "exception", "Exception", "EXCEPTION", "\u{2019}",
+            "a",
+            "b",
+            "k",
+            "i",
+            "x",
+            "A",
+            "K",
+            "I",
+            "X",
+            ".",
+            "'",
+            ":",
+            ",",
+            "_",
+            "-",
+            " ",
+            "\n",
+            "1",
+            "2",
+            "é",
+            "É",
+            "\u{212A}",
+            "\u{130}",
+            "\u{301}",
+            "日",
+            "カ",
+            "\u{3000}",
+            "/",
+            "exception",
+            "Exception",
+            "EXCEPTION",
+            "\u{2019}",
         ]);
         prop::collection::vec(pieces, 0..40).prop_map(|pieces| pieces.concat())
     }

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::lucene::{self, LuceneSettings};
 use super::{
-    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, RangeBound,
-    RangeQuery, ZeroTerms,
+    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, RangeBound, RangeQuery,
+    ZeroTerms,
 };
 
 const CLAUSE_TYPES: &str = "query_string, term, terms, match, match_phrase, wildcard, prefix, regexp, fuzzy, range, \
@@ -49,7 +49,10 @@ pub(crate) fn parse_clause(value: &Value, path: &str) -> Result<QueryNode, Query
     let mut keys = object.keys().filter(|key| !IGNORED_KEYS.contains(&key.as_str()));
     let (Some(clause_type), None) = (keys.next(), keys.next()) else {
         let found: Vec<&String> = object.keys().collect();
-        return Err(error(path, format!("expected exactly one clause type per object, found keys {found:?}; known types: {CLAUSE_TYPES}")));
+        return Err(error(
+            path,
+            format!("expected exactly one clause type per object, found keys {found:?}; known types: {CLAUSE_TYPES}"),
+        ));
     };
     let body = &object[clause_type];
     let path = format!("{path}.{clause_type}");
@@ -293,7 +296,8 @@ fn parse_terms(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
 }
 
 fn parse_minimum_should_match(value: &Value, path: &str) -> Result<MinimumShouldMatch, QueryError> {
-    let invalid = || error(path, "expected an integer or a percentage such as \"75%\" (combinations like \"3<90%\" are not supported)");
+    let invalid =
+        || error(path, "expected an integer or a percentage such as \"75%\" (combinations like \"3<90%\" are not supported)");
     match value {
         Value::Number(number) => number.as_i64().map(MinimumShouldMatch::Count).ok_or_else(invalid),
         Value::String(text) => {
@@ -330,14 +334,27 @@ fn parse_match(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     if let Some(object) = spec.as_object() {
         for unsupported in ["analyzer", "fuzziness"] {
             if object.contains_key(unsupported) {
-                return Err(error(&path, format!("\"{unsupported}\" is not supported; the standard analyzer is always used, without fuzziness")));
+                return Err(error(
+                    &path,
+                    format!("\"{unsupported}\" is not supported; the standard analyzer is always used, without fuzziness"),
+                ));
             }
         }
     }
     let object = options_object(
         spec,
         &path,
-        &["query", "operator", "minimum_should_match", "zero_terms_query", "lenient", "auto_generate_synonyms_phrase_query", "fuzzy_transpositions", "prefix_length", "max_expansions"],
+        &[
+            "query",
+            "operator",
+            "minimum_should_match",
+            "zero_terms_query",
+            "lenient",
+            "auto_generate_synonyms_phrase_query",
+            "fuzzy_transpositions",
+            "prefix_length",
+            "max_expansions",
+        ],
     )?;
     let query = object.get("query").ok_or_else(|| error(&path, "missing \"query\""))?;
     let operator = match object.get("operator").map(|value| value.as_str().map(str::to_ascii_lowercase)) {
@@ -363,7 +380,11 @@ fn parse_match_phrase(body: &Value, path: &str) -> Result<QueryNode, QueryError>
     let (field, spec) = single_field(body, path)?;
     let path = format!("{path}.{field}");
     let Value::Object(_) = spec else {
-        return Ok(QueryNode::Phrase { field: field_target(field), query: scalar_text(spec, &path)?, zero_terms: ZeroTerms::MatchNone });
+        return Ok(QueryNode::Phrase {
+            field: field_target(field),
+            query: scalar_text(spec, &path)?,
+            zero_terms: ZeroTerms::MatchNone,
+        });
     };
     let object = options_object(spec, &path, &["query", "slop", "zero_terms_query"])?;
     if let Some(slop) = object.get("slop") {
@@ -396,9 +417,11 @@ fn parse_wildcard(body: &Value, path: &str, prefix: bool) -> Result<QueryNode, Q
     let path = format!("{path}.{field}");
     let (value, case_insensitive) = match spec {
         Value::Object(_) => {
-            let allowed: &[&str] = if prefix { &["value", "case_insensitive"] } else { &["value", "wildcard", "case_insensitive"] };
+            let allowed: &[&str] =
+                if prefix { &["value", "case_insensitive"] } else { &["value", "wildcard", "case_insensitive"] };
             let object = options_object(spec, &path, allowed)?;
-            let value = object.get("value").or_else(|| object.get("wildcard")).ok_or_else(|| error(&path, "missing \"value\""))?;
+            let value =
+                object.get("value").or_else(|| object.get("wildcard")).ok_or_else(|| error(&path, "missing \"value\""))?;
             (scalar_text(value, &path)?, boolean_option(object, "case_insensitive", &path)?)
         }
         other => (scalar_text(other, &path)?, false),
@@ -432,7 +455,8 @@ fn parse_fuzzy(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     let path = format!("{path}.{field}");
     let (value, fuzziness) = match spec {
         Value::Object(_) => {
-            let object = options_object(spec, &path, &["value", "fuzziness", "transpositions", "prefix_length", "max_expansions"])?;
+            let object =
+                options_object(spec, &path, &["value", "fuzziness", "transpositions", "prefix_length", "max_expansions"])?;
             let value = object.get("value").ok_or_else(|| error(&path, "missing \"value\""))?;
             (scalar_text(value, &path)?, object.get("fuzziness").cloned())
         }
@@ -543,7 +567,10 @@ fn parse_range(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
             if !SUPPORTED_DATE_FORMATS.contains(&part) {
                 return Err(error(
                     &format!("{path}.format"),
-                    format!("date format {part:?} is not supported; use ISO 8601 bounds or one of {}", SUPPORTED_DATE_FORMATS.join(", ")),
+                    format!(
+                        "date format {part:?} is not supported; use ISO 8601 bounds or one of {}",
+                        SUPPORTED_DATE_FORMATS.join(", ")
+                    ),
                 ));
             }
         }
@@ -592,7 +619,11 @@ fn parse_bool(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
             .map(|value| parse_minimum_should_match(value, &format!("{path}.minimum_should_match")))
             .transpose()?,
     };
-    if bool_query.must.is_empty() && bool_query.filter.is_empty() && bool_query.should.is_empty() && bool_query.must_not.is_empty() {
+    if bool_query.must.is_empty()
+        && bool_query.filter.is_empty()
+        && bool_query.should.is_empty()
+        && bool_query.must_not.is_empty()
+    {
         return Ok(QueryNode::MatchAll);
     }
     Ok(QueryNode::Bool(bool_query))
@@ -613,10 +644,14 @@ mod tests {
 
     #[test]
     fn term_forms() {
-        let expected = QueryNode::Term { field: FieldTarget::Named("status".into()), value: "500".into(), case_insensitive: false };
+        let expected =
+            QueryNode::Term { field: FieldTarget::Named("status".into()), value: "500".into(), case_insensitive: false };
         assert_eq!(parse(json!({"term": {"status": 500}})), expected);
         assert_eq!(parse(json!({"term": {"status": {"value": "500", "boost": 2}}})), expected);
-        assert!(matches!(parse(json!({"term": {"host": {"value": "A", "case_insensitive": true}}})), QueryNode::Term { case_insensitive: true, .. }));
+        assert!(matches!(
+            parse(json!({"term": {"host": {"value": "A", "case_insensitive": true}}})),
+            QueryNode::Term { case_insensitive: true, .. }
+        ));
     }
 
     #[test]
@@ -626,10 +661,18 @@ mod tests {
         let QueryNode::Bool(bool_query) = wrapped else { panic!("expected a bool") };
         assert_eq!(bool_query.filter, vec![parse(inner.clone())]);
         assert_eq!(parse(json!({"query": inner.clone()})), parse(inner));
-        assert!(matches!(parse(json!({"not": {"filter": {"term": {"a": "b"}}}})), QueryNode::Bool(BoolQuery { ref must_not, .. }) if must_not.len() == 1));
-        assert!(matches!(parse(json!({"or": {"filters": [{"term": {"a": "b"}}, {"term": {"a": "c"}}]}})), QueryNode::Bool(BoolQuery { ref should, .. }) if should.len() == 2));
-        assert!(matches!(parse(json!({"and": [{"term": {"a": "b"}}]})), QueryNode::Bool(BoolQuery { ref filter, .. }) if filter.len() == 1));
-        assert!(matches!(parse(json!({"filtered": {"filter": {"term": {"a": "b"}}}})), QueryNode::Bool(BoolQuery { ref filter, .. }) if filter.len() == 1));
+        assert!(
+            matches!(parse(json!({"not": {"filter": {"term": {"a": "b"}}}})), QueryNode::Bool(BoolQuery { ref must_not, .. }) if must_not.len() == 1)
+        );
+        assert!(
+            matches!(parse(json!({"or": {"filters": [{"term": {"a": "b"}}, {"term": {"a": "c"}}]}})), QueryNode::Bool(BoolQuery { ref should, .. }) if should.len() == 2)
+        );
+        assert!(
+            matches!(parse(json!({"and": [{"term": {"a": "b"}}]})), QueryNode::Bool(BoolQuery { ref filter, .. }) if filter.len() == 1)
+        );
+        assert!(
+            matches!(parse(json!({"filtered": {"filter": {"term": {"a": "b"}}}})), QueryNode::Bool(BoolQuery { ref filter, .. }) if filter.len() == 1)
+        );
     }
 
     #[test]
@@ -638,7 +681,8 @@ mod tests {
             parse_error(json!({"bool": {"must": [{"range": {"status": {"gtee": 5}}}]}})),
             "filter.bool.must[0].range.status: unknown key \"gtee\"; expected one of gt, gte, lt, lte, from, to, include_lower, include_upper, format, time_zone, relation"
         );
-        assert!(parse_error(json!({"termz": {"a": "b"}})).starts_with("filter.termz: unknown clause type \"termz\"; known types: query_string"));
+        assert!(parse_error(json!({"termz": {"a": "b"}}))
+            .starts_with("filter.termz: unknown clause type \"termz\"; known types: query_string"));
         assert!(parse_error(json!({"term": {"a": "b"}, "match": {"a": "b"}})).contains("exactly one clause type"));
         assert!(parse_error(json!({"terms": {"a": ["b"], "c": ["d"]}})).contains("write one clause per field"));
         assert_eq!(

@@ -10,9 +10,7 @@
 //! occurrence of the clause before it as well as the one after it, which is
 //! why `a AND b OR c` is `+a +b c`.
 
-use super::{
-    BoolQuery, BoundValue, EpochUnit, FieldTarget, Operator, QueryError, QueryNode, RangeBound, RangeQuery, ZeroTerms,
-};
+use super::{BoolQuery, BoundValue, EpochUnit, FieldTarget, Operator, QueryError, QueryNode, RangeBound, RangeQuery, ZeroTerms};
 
 /// Settings that `query_string` may override.
 #[derive(Debug, Clone)]
@@ -450,7 +448,10 @@ impl Parser<'_> {
         self.skip_whitespace();
         let lower = self.read_range_bound()?;
         self.skip_whitespace();
-        if self.peek() == Some('T') && self.peek_at(1) == Some('O') && self.peek_at(2).is_none_or(|after| after.is_whitespace() || after == '"') {
+        if self.peek() == Some('T')
+            && self.peek_at(1) == Some('O')
+            && self.peek_at(2).is_none_or(|after| after.is_whitespace() || after == '"')
+        {
             self.position += 2;
             self.skip_whitespace();
         }
@@ -463,7 +464,8 @@ impl Parser<'_> {
         };
         self.position += 1;
         self.parse_boost()?;
-        let bound = |value: Option<String>, inclusive: bool| value.map(|text| RangeBound { value: BoundValue::Text(text), inclusive });
+        let bound =
+            |value: Option<String>, inclusive: bool| value.map(|text| RangeBound { value: BoundValue::Text(text), inclusive });
         Ok(QueryNode::Range(RangeQuery {
             field: field.clone(),
             lower: bound(lower, lower_inclusive),
@@ -543,9 +545,13 @@ impl Parser<'_> {
             return Ok(QueryNode::Wildcard { field: field.clone(), pattern, case_insensitive: false, normalise: true });
         }
         let unescaped_prefix = |prefix: &str| {
-            prefix.chars().enumerate().all(|(index, expected)| word.get(index).is_some_and(|piece| !piece.escaped && piece.character == expected))
+            prefix
+                .chars()
+                .enumerate()
+                .all(|(index, expected)| word.get(index).is_some_and(|piece| !piece.escaped && piece.character == expected))
         };
-        for (operator, is_lower, inclusive) in [(">=", true, true), ("<=", false, true), (">", true, false), ("<", false, false)] {
+        for (operator, is_lower, inclusive) in [(">=", true, true), ("<=", false, true), (">", true, false), ("<", false, false)]
+        {
             if unescaped_prefix(operator) {
                 let value: String = text[operator.len()..].to_string();
                 if value.is_empty() {
@@ -653,7 +659,10 @@ mod tests {
         assert_eq!(rendered("NOT a"), "(-match(*, \"a\"))");
         assert_eq!(rendered("ANDROID OR NOTE"), "(match(*, \"ANDROID\") match(*, \"NOTE\"))");
         let settings = LuceneSettings { default_operator: Operator::And, ..LuceneSettings::default() };
-        assert_eq!(parse("a b OR c", &settings, "").unwrap().to_string(), "(+match(*, \"a\", and) match(*, \"b\", and) match(*, \"c\", and))");
+        assert_eq!(
+            parse("a b OR c", &settings, "").unwrap().to_string(),
+            "(+match(*, \"a\", and) match(*, \"b\", and) match(*, \"c\", and))"
+        );
     }
 
     #[test]
@@ -712,7 +721,10 @@ mod tests {
         assert_eq!(syntax_error("trailing\\"), (9, "a character after '\\'".to_string()));
         assert_eq!(syntax_error("()"), (1, "a term".to_string()));
         assert_eq!(syntax_error("\"a b\"~2"), (5, "no phrase slop (only ~0 is supported)".to_string()));
-        assert_eq!(syntax_error("name:/a@b/").1, "a regular expression without Lucene-only operators (escape @ & ~ < > # with a backslash)");
+        assert_eq!(
+            syntax_error("name:/a@b/").1,
+            "a regular expression without Lucene-only operators (escape @ & ~ < > # with a backslash)"
+        );
         assert_eq!(syntax_error(":value"), (0, "a term".to_string()));
         let error = parse("message:(Traceback OR error", &LuceneSettings::default(), "").unwrap_err();
         assert_eq!(

@@ -23,8 +23,8 @@ use regex::Regex;
 use super::analyzer::{self, GlobPiece, LiteralFinder};
 use super::dates::{self, DateExpression};
 use super::{
-    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, QueryOptions,
-    RangeBound, RangeQuery, ZeroTerms,
+    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, QueryOptions, RangeBound,
+    RangeQuery, ZeroTerms,
 };
 use crate::event::{lookup_path, ObjectMap, Value};
 
@@ -41,13 +41,29 @@ pub struct CompiledQuery {
 enum DocumentNode {
     All,
     None,
-    Bool { must: Vec<DocumentNode>, should: Vec<DocumentNode>, must_not: Vec<DocumentNode>, minimum_should: usize },
-    Field { path: FieldPath, body: FieldNode },
+    Bool {
+        must: Vec<DocumentNode>,
+        should: Vec<DocumentNode>,
+        must_not: Vec<DocumentNode>,
+        minimum_should: usize,
+    },
+    Field {
+        path: FieldPath,
+        body: FieldNode,
+    },
     /// Every leaf field (optionally only those whose path matches `selector`):
     /// fields in `keyword_fields` use `keyword_body`, others either body.
-    AnyField { selector: Option<Vec<GlobPiece>>, text_body: FieldNode, keyword_body: FieldNode },
-    Exists { path: FieldPath },
-    ExistsAny { selector: Option<Vec<GlobPiece>> },
+    AnyField {
+        selector: Option<Vec<GlobPiece>>,
+        text_body: FieldNode,
+        keyword_body: FieldNode,
+    },
+    Exists {
+        path: FieldPath,
+    },
+    ExistsAny {
+        selector: Option<Vec<GlobPiece>>,
+    },
 }
 
 /// Where a field is looked up: `primary`, then `fallback` (the name without
@@ -91,9 +107,15 @@ enum StringTest {
     Never,
     /// Text: some token passes `predicate`; `finder` holds a literal every
     /// passing token contains.
-    Token { finder: Option<LiteralFinder>, predicate: TokenPredicate },
+    Token {
+        finder: Option<LiteralFinder>,
+        predicate: TokenPredicate,
+    },
     /// Text: the tokens appear consecutively.
-    Phrase { tokens: Vec<String>, finders: Vec<LiteralFinder> },
+    Phrase {
+        tokens: Vec<String>,
+        finders: Vec<LiteralFinder>,
+    },
     /// Keyword: the whole value passes.
     Whole(TokenPredicate),
     /// Numeric-looking strings, dates, then tokens or the whole value.
@@ -515,7 +537,12 @@ fn combine_tokens(mut leaves: Vec<FieldNode>, operator: Operator, minimum: Optio
 /// because a field test evaluates every child against the same value:
 /// `f:a AND f:b` is `f:(a AND b)`, `f:a OR f:b` is `f:(a OR b)`, and
 /// `NOT f:a AND NOT f:b` is `NOT f:(a OR b)`; a missing field fails both sides.
-fn merge_fields(must: Vec<DocumentNode>, should: Vec<DocumentNode>, must_not: Vec<DocumentNode>, minimum_should: usize) -> DocumentNode {
+fn merge_fields(
+    must: Vec<DocumentNode>,
+    should: Vec<DocumentNode>,
+    must_not: Vec<DocumentNode>,
+    minimum_should: usize,
+) -> DocumentNode {
     let must = merge_same_field(must, true);
     let must_not = merge_same_field(must_not, false);
     let (should, minimum_should) = if must.is_empty() && minimum_should == 1 {
@@ -701,7 +728,9 @@ fn string_passes(test: &StringTest, text: &str, evaluation: &Evaluation<'_>) -> 
     match test {
         StringTest::Never => false,
         StringTest::Token { finder: Some(finder), predicate } => finder.any_token(text, &mut |token| predicate.accepts(token)),
-        StringTest::Token { finder: None, predicate } => with_tokens(text, |tokens| tokens.iter().any(|token| predicate.accepts(token))),
+        StringTest::Token { finder: None, predicate } => {
+            with_tokens(text, |tokens| tokens.iter().any(|token| predicate.accepts(token)))
+        }
         StringTest::Phrase { tokens, finders } => {
             // Every phrase token must be a token of the text; cheap to rule out first.
             finders.iter().zip(tokens).all(|(finder, expected)| finder.any_token(text, &mut |token| token == expected))
@@ -757,8 +786,20 @@ impl RangeTest {
     }
 
     fn contains_text(&self, text: &str) -> bool {
-        let above = self.lower.as_ref().is_none_or(|bound| if bound.inclusive { text >= bound.text.as_str() } else { text > bound.text.as_str() });
-        let below = self.upper.as_ref().is_none_or(|bound| if bound.inclusive { text <= bound.text.as_str() } else { text < bound.text.as_str() });
+        let above = self.lower.as_ref().is_none_or(|bound| {
+            if bound.inclusive {
+                text >= bound.text.as_str()
+            } else {
+                text > bound.text.as_str()
+            }
+        });
+        let below = self.upper.as_ref().is_none_or(|bound| {
+            if bound.inclusive {
+                text <= bound.text.as_str()
+            } else {
+                text < bound.text.as_str()
+            }
+        });
         above && below
     }
 
@@ -897,7 +938,8 @@ mod tests {
     #[test]
     fn seed_rule_matches_tracebacks_exceptions_and_defend_sources() {
         let seed = lucene(SEED);
-        let python = "Traceback (most recent call last):\n  File \"/srv/app/orders.py\", line 3, in build_order\nKeyError: 'user_id'";
+        let python =
+            "Traceback (most recent call last):\n  File \"/srv/app/orders.py\", line 3, in build_order\nKeyError: 'user_id'";
         assert!(matches(&seed, json!({"message": python, "source": "/data/logs/app/app.log"})));
         assert!(matches(&seed, json!({"message": "saw a traceback here"})), "the analyzer lower-cases");
         assert!(matches(&seed, json!({"message": "quoted 'Traceback' too"})));
@@ -929,8 +971,11 @@ mod tests {
         for _ in 0..5000 {
             let log = generator.next_log(1_700_000_000);
             let event = demo_event(&log);
-            let tokens_of = |field: &str| event.get(field).and_then(Value::as_str).map(super::analyzer::collect_tokens).unwrap_or_default();
-            let expected = tokens_of("message").iter().any(|token| token == "traceback" || super::analyzer::wildcard_matches(&exception, token))
+            let tokens_of =
+                |field: &str| event.get(field).and_then(Value::as_str).map(super::analyzer::collect_tokens).unwrap_or_default();
+            let expected = tokens_of("message")
+                .iter()
+                .any(|token| token == "traceback" || super::analyzer::wildcard_matches(&exception, token))
                 || tokens_of("source").iter().any(|token| super::analyzer::wildcard_matches(&defend, token));
             assert_eq!(seed.matches(&event), expected, "{log:?}");
             matched += usize::from(expected);
@@ -952,9 +997,15 @@ mod tests {
         assert!(matches(&lucene("host.keyword:wallet-qa-01"), json!({"host": "wallet-qa-01"})));
         assert!(!matches(&lucene("host.keyword:wallet"), json!({"host": "wallet-qa-01"})));
         assert!(matches(&lucene("host.keyword:x"), json!({"host": {"keyword": "x"}})), "a real keyword sub-field wins");
-        assert!(!matches(&dsl(json!({"term": {"message": "Traceback"}})), json!({"message": "Traceback (most"})), "term is not analysed");
+        assert!(
+            !matches(&dsl(json!({"term": {"message": "Traceback"}})), json!({"message": "Traceback (most"})),
+            "term is not analysed"
+        );
         assert!(matches(&dsl(json!({"term": {"message": "traceback"}})), json!({"message": "Traceback (most"})));
-        assert!(matches(&dsl(json!({"term": {"message": {"value": "TraceBack", "case_insensitive": true}}})), json!({"message": "Traceback"})));
+        assert!(matches(
+            &dsl(json!({"term": {"message": {"value": "TraceBack", "case_insensitive": true}}})),
+            json!({"message": "Traceback"})
+        ));
         assert!(matches(&dsl(json!({"term": {"message.keyword": "Traceback (most"}})), json!({"message": "Traceback (most"})));
         assert!(matches(&dsl(json!({"match": {"host.keyword": "wallet-qa-01"}})), json!({"host": "wallet-qa-01"})));
         assert!(!matches(&dsl(json!({"match": {"host.keyword": "wallet"}})), json!({"host": "wallet-qa-01"})));
@@ -964,13 +1015,22 @@ mod tests {
     fn match_operators_and_minimum_should_match() {
         let fields = json!({"message": "connection reset by peer"});
         assert!(matches(&dsl(json!({"match": {"message": "Connection refused"}})), fields.clone()));
-        assert!(!matches(&dsl(json!({"match": {"message": {"query": "Connection refused", "operator": "and"}}})), fields.clone()));
+        assert!(!matches(
+            &dsl(json!({"match": {"message": {"query": "Connection refused", "operator": "and"}}})),
+            fields.clone()
+        ));
         assert!(matches(&dsl(json!({"match": {"message": {"query": "connection reset", "operator": "AND"}}})), fields.clone()));
         let two_of_three = dsl(json!({"match": {"message": {"query": "connection reset refused", "minimum_should_match": 2}}}));
         assert!(matches(&two_of_three, fields.clone()));
         let all_three = dsl(json!({"match": {"message": {"query": "connection reset refused", "minimum_should_match": "100%"}}}));
         assert!(!matches(&all_three, fields));
-        assert!(matches(&dsl(json!({"match": {"tags": {"query": "alpha beta", "operator": "and"}}})), json!({"tags": ["alpha", "beta"]})), "per document");
+        assert!(
+            matches(
+                &dsl(json!({"match": {"tags": {"query": "alpha beta", "operator": "and"}}})),
+                json!({"tags": ["alpha", "beta"]})
+            ),
+            "per document"
+        );
         assert!(!matches(&dsl(json!({"match": {"message": "---"}})), json!({"message": "---"})), "zero terms match none");
         assert!(matches(&dsl(json!({"match": {"message": {"query": "---", "zero_terms_query": "all"}}})), json!({"other": 1})));
     }
@@ -1006,9 +1066,14 @@ mod tests {
     fn numeric_ranges_inclusive_and_exclusive() {
         let inclusive = lucene("status:[500 TO 599]");
         let exclusive = lucene("status:{500 TO 599}");
-        for (value, inside_inclusive, inside_exclusive) in
-            [(json!(500), true, false), (json!(550.5), true, true), (json!(599), true, false), (json!(600), false, false), (json!("1000"), false, false), (json!("503"), true, true)]
-        {
+        for (value, inside_inclusive, inside_exclusive) in [
+            (json!(500), true, false),
+            (json!(550.5), true, true),
+            (json!(599), true, false),
+            (json!(600), false, false),
+            (json!("1000"), false, false),
+            (json!("503"), true, true),
+        ] {
             assert_eq!(matches(&inclusive, json!({"status": value.clone()})), inside_inclusive, "{value}");
             assert_eq!(matches(&exclusive, json!({"status": value.clone()})), inside_exclusive, "{value}");
         }
@@ -1071,19 +1136,40 @@ mod tests {
     #[test]
     fn wildcards_on_text_and_keyword() {
         assert!(matches(&lucene("message:*EXCEPTION"), json!({"message": "java.io.IOException: x"})));
-        assert!(!matches(&lucene("message:*connection\\ reset*"), json!({"message": "connection reset"})), "a wildcard matches one token");
-        assert!(matches(&lucene("message:*connection reset*"), json!({"message": "connection reset"})), "two clauses: the second is unqualified");
-        assert!(!matches(&dsl(json!({"wildcard": {"message": "*Exception*"}})), json!({"message": "IOException"})), "the DSL does not lower-case");
+        assert!(
+            !matches(&lucene("message:*connection\\ reset*"), json!({"message": "connection reset"})),
+            "a wildcard matches one token"
+        );
+        assert!(
+            matches(&lucene("message:*connection reset*"), json!({"message": "connection reset"})),
+            "two clauses: the second is unqualified"
+        );
+        assert!(
+            !matches(&dsl(json!({"wildcard": {"message": "*Exception*"}})), json!({"message": "IOException"})),
+            "the DSL does not lower-case"
+        );
         assert!(matches(&dsl(json!({"wildcard": {"message": "*exception*"}})), json!({"message": "IOException"})));
-        assert!(matches(&dsl(json!({"wildcard": {"message": {"value": "*Exception*", "case_insensitive": true}}})), json!({"message": "IOException"})));
-        assert!(!matches(&dsl(json!({"query": {"wildcard": {"source": "*Defend*"}}})), json!({"source": "/opt/DefendAgent/a.log"})));
+        assert!(matches(
+            &dsl(json!({"wildcard": {"message": {"value": "*Exception*", "case_insensitive": true}}})),
+            json!({"message": "IOException"})
+        ));
+        assert!(!matches(
+            &dsl(json!({"query": {"wildcard": {"source": "*Defend*"}}})),
+            json!({"source": "/opt/DefendAgent/a.log"})
+        ));
         assert!(matches(&dsl(json!({"wildcard": {"source.keyword": "*Defend*"}})), json!({"source": "/opt/DefendAgent/a.log"})));
         assert!(!matches(&dsl(json!({"wildcard": {"source.keyword": "*defend*"}})), json!({"source": "/opt/DefendAgent/a.log"})));
-        assert!(matches(&dsl(json!({"prefix": {"logger": "com.example"}})), json!({"logger": "com.example.api.OrderController"})));
+        assert!(matches(
+            &dsl(json!({"prefix": {"logger": "com.example"}})),
+            json!({"logger": "com.example.api.OrderController"})
+        ));
         assert!(matches(&dsl(json!({"prefix": {"host.keyword": "wallet-"}})), json!({"host": "wallet-qa-01"})));
         assert!(matches(&lucene("thread:work?r"), json!({"thread": "worker-1"})));
         assert!(!matches(&lucene("thread:work?r"), json!({"thread": "workr"})));
-        assert!(matches(&dsl(json!({"regexp": {"logger": "com\\.example\\.[a-z]+\\..*"}})), json!({"logger": "com.example.api.OrderController"})));
+        assert!(matches(
+            &dsl(json!({"regexp": {"logger": "com\\.example\\.[a-z]+\\..*"}})),
+            json!({"logger": "com.example.api.OrderController"})
+        ));
         assert!(matches(&dsl(json!({"fuzzy": {"message": "conection"}})), json!({"message": "connection reset"})));
         assert!(matches(&lucene("message:conection~1"), json!({"message": "Connection reset"})));
         assert!(!matches(&lucene("message:conection~1"), json!({"message": "collection"})));
@@ -1117,7 +1203,10 @@ mod tests {
         assert!(matches(&lucene("host.\\*:api"), json!({"host": {"name": "api-1"}})));
         assert!(!matches(&lucene("host.\\*:api"), json!({"hostname": "api-1"})));
         let and_terms = dsl(json!({"query_string": {"query": "reset peer", "default_operator": "AND"}}));
-        assert!(matches(&and_terms, json!({"message": "reset", "other": "peer"})), "each whitespace-separated term is its own clause");
+        assert!(
+            matches(&and_terms, json!({"message": "reset", "other": "peer"})),
+            "each whitespace-separated term is its own clause"
+        );
         let and_tokens = dsl(json!({"query_string": {"query": "reset-peer", "default_operator": "AND"}}));
         assert!(matches(&and_tokens, json!({"message": "reset by peer"})));
         assert!(!matches(&and_tokens, json!({"message": "reset", "other": "peer"})), "the tokens of one term share a field");
@@ -1182,16 +1271,22 @@ mod tests {
             "should": [{"match": {"host": "api"}}, {"match": {"host": "admin"}}],
             "must_not": [{"term": {"host": "qa"}}],
         }}));
-        assert!(matches(&query, json!({"level": "ERROR", "status": 503, "host": "wallet-prod"})), "should is optional beside must");
+        assert!(
+            matches(&query, json!({"level": "ERROR", "status": 503, "host": "wallet-prod"})),
+            "should is optional beside must"
+        );
         assert!(!matches(&query, json!({"level": "ERROR", "status": 503, "host": "wallet-qa"})));
         assert!(!matches(&query, json!({"level": "ERROR", "status": 404, "host": "api"})));
         let should_only = dsl(json!({"bool": {"should": [{"match": {"host": "api"}}, {"match": {"host": "admin"}}]}}));
         assert!(!matches(&should_only, json!({"host": "wallet"})));
         assert!(matches(&should_only, json!({"host": "admin-1"})));
-        let two = dsl(json!({"bool": {"should": [{"term": {"a": "x"}}, {"term": {"b": "x"}}, {"term": {"c": "x"}}], "minimum_should_match": 2}}));
+        let two = dsl(
+            json!({"bool": {"should": [{"term": {"a": "x"}}, {"term": {"b": "x"}}, {"term": {"c": "x"}}], "minimum_should_match": 2}}),
+        );
         assert!(matches(&two, json!({"a": "x", "c": "x"})));
         assert!(!matches(&two, json!({"a": "x"})));
-        let required_should = dsl(json!({"bool": {"must": [{"term": {"a": "x"}}], "should": [{"term": {"b": "x"}}], "minimum_should_match": 1}}));
+        let required_should =
+            dsl(json!({"bool": {"must": [{"term": {"a": "x"}}], "should": [{"term": {"b": "x"}}], "minimum_should_match": 1}}));
         assert!(!matches(&required_should, json!({"a": "x"})));
         assert!(matches(&dsl(json!({"bool": {"must_not": {"term": {"a": "x"}}}})), json!({"a": "y"})));
         assert!(matches(&dsl(json!({"match_all": {}})), json!({})));
@@ -1211,8 +1306,15 @@ mod tests {
         let query = Query::from_filter_list(&list, &QueryOptions::default()).unwrap();
         assert!(matches(&query, json!({"level": "error", "host": "api-prod"})));
         assert!(!matches(&query, json!({"level": "error", "host": "wallet"})));
-        let error = Query::from_filter_list(&[json!({"term": {"a": "b"}}), json!({"query_string": {"query": "a:(b"}})], &QueryOptions::default()).unwrap_err();
-        assert_eq!(error.to_string(), "filter[1].query_string.query: query_string: expected ')' at position 4, found end of input, in \"a:(b\"");
+        let error = Query::from_filter_list(
+            &[json!({"term": {"a": "b"}}), json!({"query_string": {"query": "a:(b"}})],
+            &QueryOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "filter[1].query_string.query: query_string: expected ')' at position 4, found end of input, in \"a:(b\""
+        );
     }
 
     #[test]
@@ -1245,8 +1347,32 @@ mod tests {
 
     fn random_text() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "Traceback", "traceback", "TRACEBACK", "Tracebacks", "'", "Exception", "IOException", "java.io.", "Defend", "defend", ":", ".", " ",
-            "\n", "\t", "-", "_", "x", "K", "\u{212A}", "\u{130}", "é", "错误", "1", "/", "\"",
+            "Traceback",
+            "traceback",
+            "TRACEBACK",
+            "Tracebacks",
+            "'",
+            "Exception",
+            "IOException",
+            "java.io.",
+            "Defend",
+            "defend",
+            ":",
+            ".",
+            " ",
+            "\n",
+            "\t",
+            "-",
+            "_",
+            "x",
+            "K",
+            "\u{212A}",
+            "\u{130}",
+            "é",
+            "错误",
+            "1",
+            "/",
+            "\"",
         ]);
         prop::collection::vec(pieces, 0..30).prop_map(|pieces| pieces.concat())
     }

@@ -117,11 +117,16 @@
 //!
 //! Compilation merges clauses on the same field so a field is looked up once
 //! per group, and token tests on text fields first run an ASCII-case-
-//! insensitive substring search for a literal the token must contain; only
-//! hits are confirmed by tokenising the whitespace-delimited window around
-//! them. Non-ASCII fields whose literal could come from a non-ASCII character
-//! (`k`, `i`) are lower-cased into a thread-local buffer first. The result is
-//! exactly what tokenising every field would give (property-tested).
+//! insensitive substring search (memchr on the literal's rarest byte, then a
+//! verify) for a literal the token must contain; only hits are confirmed by
+//! tokenising the whitespace-delimited window around them. A field is
+//! lower-cased into a thread-local buffer and fully tokenised only when that
+//! search cannot be trusted to be complete: a non-ASCII literal on non-ASCII
+//! text, or a literal with `k` or `i` on text holding KELVIN SIGN or DOTTED
+//! CAPITAL I (the only non-ASCII characters that lower-case to ASCII). The
+//! result is exactly what tokenising every field would give (property-tested).
+//! `benches/query.rs` measures the seed filter at several million demo events
+//! per second per core.
 
 mod analyzer;
 mod dates;
@@ -282,7 +287,11 @@ pub enum QueryNode {
     MatchNone,
     Bool(BoolQuery),
     /// Exact token (text), exact value (keyword) or numeric/boolean equality.
-    Term { field: FieldTarget, value: String, case_insensitive: bool },
+    Term {
+        field: FieldTarget,
+        value: String,
+        case_insensitive: bool,
+    },
     /// Analysed query text; tokens combined by `operator` or `minimum_should_match`.
     Match {
         field: FieldTarget,
@@ -292,7 +301,11 @@ pub enum QueryNode {
         zero_terms: ZeroTerms,
     },
     /// Consecutive tokens (text) or the whole value (keyword).
-    Phrase { field: FieldTarget, query: String, zero_terms: ZeroTerms },
+    Phrase {
+        field: FieldTarget,
+        query: String,
+        zero_terms: ZeroTerms,
+    },
     /// `*` and `?` wildcards; `\` escapes. Prefix queries are patterns ending in `*`.
     Wildcard {
         field: FieldTarget,
@@ -302,11 +315,22 @@ pub enum QueryNode {
         normalise: bool,
     },
     /// A regular expression (regex crate syntax) matched against whole tokens or values.
-    Regexp { field: FieldTarget, pattern: String, case_insensitive: bool },
+    Regexp {
+        field: FieldTarget,
+        pattern: String,
+        case_insensitive: bool,
+    },
     /// Tokens or values within `max_edits` Damerau-Levenshtein edits.
-    Fuzzy { field: FieldTarget, value: String, max_edits: u8, normalise: bool },
+    Fuzzy {
+        field: FieldTarget,
+        value: String,
+        max_edits: u8,
+        normalise: bool,
+    },
     Range(RangeQuery),
-    Exists { field: FieldTarget },
+    Exists {
+        field: FieldTarget,
+    },
 }
 
 /// A compiled query, ready to match events. Cheap to clone and `Send + Sync`.
@@ -414,12 +438,8 @@ impl fmt::Display for QueryNode {
             QueryNode::Bool(bool_query) => {
                 formatter.write_str("(")?;
                 let mut first = true;
-                let groups: [(&str, &Vec<QueryNode>); 4] = [
-                    ("+", &bool_query.must),
-                    ("#", &bool_query.filter),
-                    ("", &bool_query.should),
-                    ("-", &bool_query.must_not),
-                ];
+                let groups: [(&str, &Vec<QueryNode>); 4] =
+                    [("+", &bool_query.must), ("#", &bool_query.filter), ("", &bool_query.should), ("-", &bool_query.must_not)];
                 for (marker, clauses) in groups {
                     for clause in clauses {
                         if !first {
