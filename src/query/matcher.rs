@@ -74,10 +74,29 @@ struct FieldPath {
     fallback: Option<String>,
 }
 
+/// Up to this many fields, a field is found by scanning the entries rather
+/// than hashing: the scan reads the entries in order, which the hash lookup
+/// reads anyway, and skips the separate index table, one cache miss fewer on
+/// events that are not in cache.
+const LINEAR_SCAN_MAX_FIELDS: usize = 16;
+
 impl FieldPath {
     fn lookup<'a>(&self, fields: &'a ObjectMap) -> Option<&'a Value> {
-        lookup_path(fields, &self.primary).or_else(|| self.fallback.as_deref().and_then(|fallback| lookup_path(fields, fallback)))
+        find_field(fields, &self.primary).or_else(|| self.fallback.as_deref().and_then(|fallback| find_field(fields, fallback)))
     }
+}
+
+/// `lookup_path`, with the literal key found by a scan on small maps.
+fn find_field<'a>(fields: &'a ObjectMap, path: &str) -> Option<&'a Value> {
+    if fields.len() <= LINEAR_SCAN_MAX_FIELDS {
+        if let Some((_, value)) = fields.iter().find(|(key, _)| key.as_str() == path) {
+            return Some(value);
+        }
+        if !path.contains('.') {
+            return None;
+        }
+    }
+    lookup_path(fields, path)
 }
 
 #[derive(Debug, Clone)]
