@@ -7,6 +7,12 @@
 //! process-wide per destination (`RateLimiter::shared`), so two sinks posting
 //! to the same robot together stay within its limit.
 //!
+//! The window the limiter keeps is the configured one plus a margin
+//! (`pacing_margin`: a twentieth of it, at least 250 ms). WeCom counts a
+//! send when the request arrives, the limiter when it admits it; without the
+//! margin a slow first request and a fast later one could land inside one
+//! WeCom window and draw a 45009.
+//!
 //! Guarantees: `acquire` never admits more than the limit in a window, and
 //! never drops anything: callers wait their turn. It gives up only when the
 //! caller's deadline (a draining shutdown) would pass before a slot frees.
@@ -67,10 +73,16 @@ fn registry() -> &'static Registry {
     LIMITERS.get_or_init(Registry::default)
 }
 
+/// Extra spacing added to the configured window (see the module doc).
+pub fn pacing_margin(window: Duration) -> Duration {
+    (window / 20).max(Duration::from_millis(250))
+}
+
 impl RateLimiter {
+    /// Admits `limit` sends per `window` plus `pacing_margin(window)`.
     pub fn new(limit: u32, window: Duration) -> RateLimiter {
         debug_assert!(limit > 0 && !window.is_zero(), "validated by the sink config");
-        RateLimiter { limit, window, state: Mutex::new(Window::default()) }
+        RateLimiter { limit, window: window + pacing_margin(window), state: Mutex::new(Window::default()) }
     }
 
     /// The limiter every sink in this process uses for `destination` (an
@@ -87,6 +99,7 @@ impl RateLimiter {
         Arc::clone(limiters.entry(key).or_insert_with(|| Arc::new(RateLimiter::new(limit, window))))
     }
 
+    /// The window in force, margin included.
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -144,12 +157,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn acquire_queues_instead_of_dropping() {
         let limiter = RateLimiter::new(2, Duration::from_secs(10));
+        let window = Duration::from_secs(10) + pacing_margin(Duration::from_secs(10));
         let start = Instant::now();
         assert_eq!(limiter.acquire(None).await, Ok(Duration::ZERO));
         assert_eq!(limiter.acquire(None).await, Ok(Duration::ZERO));
         let waited = limiter.acquire(None).await.unwrap();
-        assert_eq!(waited, Duration::from_secs(10), "the third send waits for the window");
-        assert_eq!(Instant::now() - start, Duration::from_secs(10));
+        assert_eq!(waited, window, "the third send waits for the window");
+        assert_eq!(Instant::now() - start, window);
     }
 
     #[tokio::test(start_paused = true)]
@@ -158,7 +172,8 @@ mod tests {
         limiter.acquire(None).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         assert_eq!(limiter.acquire(Some(deadline)).await, Err(DeadlineReached));
-        assert_eq!(limiter.acquire(Some(Instant::now() + Duration::from_secs(61))).await, Ok(Duration::from_secs(60)));
+        let window = Duration::from_secs(60) + pacing_margin(Duration::from_secs(60));
+        assert_eq!(limiter.acquire(Some(Instant::now() + window)).await, Ok(window));
     }
 
     #[tokio::test(start_paused = true)]
