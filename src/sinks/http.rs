@@ -30,7 +30,9 @@
 //! status and the start of the answer. An event whose template cannot be
 //! rendered (missing field, invalid JSON) is dead-lettered alone. When
 //! `retry.max_attempts` runs out the events are settled errored, so the
-//! source does not move its checkpoint past them.
+//! source does not move its checkpoint past them. At shutdown a request that
+//! is still being retried holds the drain until `shutdown_timeout`; its
+//! events are then errored and read again after the restart.
 //!
 //! Metrics: the component ones (`sent_events` after a 2xx),
 //! `pipe_http_requests_total{status}`, `pipe_http_retries_total{reason}`,

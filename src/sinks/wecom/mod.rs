@@ -23,7 +23,9 @@
 //!   at most `group_max` of them and "… and N more alerts".
 //! - `rate_limit.messages`, `rate_limit.window`: sends per window to this
 //!   destination (default robot 20 per 1m, app 30 per 1m), shared by every
-//!   sink of the process using the same robot key or app.
+//!   sink of the process using the same robot key or app. The window is
+//!   kept with a small margin (`rate::pacing_margin`) so request latency
+//!   never makes WeCom count more sends in its window than the sink did.
 //! - `alert_time_limit` (default 2d, as ElastAlert): an alert still undelivered
 //!   this long after it was queued is dead-lettered instead of sent.
 //! - `retry.initial_backoff` (default 1s), `retry.max_backoff` (default 1m).
