@@ -29,7 +29,8 @@ pub enum SinkConfig {
     Console(console::ConsoleSinkConfig),
     File(file::FileSinkConfig),
     Http(http::HttpSinkConfig),
-    Wecom(wecom::WecomSinkConfig),
+    // Boxed: the WeCom config is several times larger than the others.
+    Wecom(Box<wecom::WecomSinkConfig>),
 }
 
 impl SinkConfig {

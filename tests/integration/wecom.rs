@@ -16,7 +16,9 @@ use pipe::observability::health::ComponentStatus;
 use pipe::observability::Telemetry;
 use pipe::sinks::SinkConfig;
 use pipe::topology::buffer::BufferOptions;
-use pipe::topology::{BuildContext, ComponentError, ComponentFuture, RunningTopology, Source, SourceContext, StopReport};
+use pipe::topology::{
+    BuildContext, ComponentError, ComponentFuture, RunningTopology, Source, SourceContext, StopReport,
+};
 use serde_json::json;
 use testkit::wecom::{WecomApp, WecomEmulator, WecomFault, WecomFaultTarget, WecomMessage, WecomRobot};
 use tokio::sync::{mpsc, oneshot};
@@ -77,7 +79,11 @@ impl Harness {
         let (feed, batches) = mpsc::channel(16);
         let pipeline = BuiltPipeline {
             global: GlobalOptions { data_dir: data_dir.to_path_buf(), ..GlobalOptions::default() },
-            sources: vec![BuiltSource { id: "fed".into(), component_type: "test", source: Box::new(FedSource { batches }) }],
+            sources: vec![BuiltSource {
+                id: "fed".into(),
+                component_type: "test",
+                source: Box::new(FedSource { batches }),
+            }],
             transforms: vec![],
             sinks: vec![BuiltSink {
                 id: SINK_ID.into(),
@@ -176,7 +182,10 @@ async fn messages_with(wecom: &WecomEmulator, markers: &[String]) -> Vec<WecomMe
 /// How many times an alert titled `title` (its `alert_subject` line) was
 /// delivered, across all messages.
 fn occurrences(messages: &[WecomMessage], title: &str) -> usize {
-    messages.iter().map(|message| message.content.as_deref().unwrap_or_default().lines().filter(|line| *line == title).count()).sum()
+    messages
+        .iter()
+        .map(|message| message.content.as_deref().unwrap_or_default().lines().filter(|line| *line == title).count())
+        .sum()
 }
 
 #[tokio::test]
@@ -185,7 +194,9 @@ async fn robot_groups_a_burst_into_one_message_and_acknowledges_once_queued() {
     let scratch = Scratch::new();
     let harness = Harness::start(scratch.dir.path(), &robot_sink(&wecom, "group_wait = \"300ms\"\ngroup_max = 2"));
 
-    let status = harness.send(vec![alert("payment errors", "m-1"), alert("payment errors", "m-2"), alert("login failures", "m-3")]).await;
+    let status = harness
+        .send(vec![alert("payment errors", "m-1"), alert("payment errors", "m-2"), alert("login failures", "m-3")])
+        .await;
     assert_eq!(status.await, BatchStatus::Delivered, "acknowledged once durably queued");
     let received = messages(&wecom, 1).await;
     assert_eq!(received.len(), 1);
@@ -299,14 +310,16 @@ async fn a_frequency_limit_from_wecom_delays_but_loses_nothing() {
 async fn an_over_long_alert_is_split_into_ordered_parts_within_the_byte_limit() {
     let wecom = robot_emulator().await;
     let scratch = Scratch::new();
-    let harness = Harness::start(scratch.dir.path(), &robot_sink(&wecom, "group_wait = \"0s\"\nmessage_max_chars = 100000"));
+    let harness =
+        Harness::start(scratch.dir.path(), &robot_sink(&wecom, "group_wait = \"0s\"\nmessage_max_chars = 100000"));
     // 300 lines of CJK text: about 9 KB, far over 2048 bytes.
     let text: String = (0..300).map(|line| format!("第{line}行 数据库连接超时\n")).collect();
     let mut event = alert("long", "l-1");
     event["alert_text"] = json!(text);
     harness.send(vec![event]).await;
     let first = messages(&wecom, 1).await;
-    let total: usize = first[0].content.as_deref().unwrap().rsplit_once("/").unwrap().1.trim_end_matches(')').parse().unwrap();
+    let total: usize =
+        first[0].content.as_deref().unwrap().rsplit_once("/").unwrap().1.trim_end_matches(')').parse().unwrap();
     assert!(total >= 4, "{total} parts");
     let received = messages(&wecom, total).await;
     assert_eq!(received.len(), total);
@@ -342,7 +355,8 @@ async fn a_restarted_pipeline_sends_alerts_queued_while_wecom_was_unreachable_ex
     assert!(wecom.control().messages().is_empty());
 
     wecom.control().clear_faults();
-    let harness = Harness::start(scratch.dir.path(), &sink.replace("drain_timeout = \"300ms\"", "drain_timeout = \"20s\""));
+    let harness =
+        Harness::start(scratch.dir.path(), &sink.replace("drain_timeout = \"300ms\"", "drain_timeout = \"20s\""));
     let markers: Vec<String> = (0..4).map(|index| format!("outage: q-{index}")).collect();
     messages_with(&wecom, &markers).await;
     assert!(harness.stop().await.is_clean());
@@ -351,6 +365,27 @@ async fn a_restarted_pipeline_sends_alerts_queued_while_wecom_was_unreachable_ex
         assert_eq!(occurrences(&received, marker), 1, "{marker} delivered exactly once");
     }
     assert_eq!(std::fs::metadata(&queue_file).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn an_alert_queued_longer_than_alert_time_limit_is_dead_lettered_not_sent() {
+    let wecom = robot_emulator().await;
+    let scratch = Scratch::new();
+    // A queue left behind by an earlier run, three days ago.
+    let queue_dir = scratch.dir.path().join("wecom").join(SINK_ID);
+    std::fs::create_dir_all(&queue_dir).unwrap();
+    let three_days_ago = chrono::Utc::now().timestamp_millis() - 3 * 24 * 3600 * 1000;
+    let record = json!({"op": "alert", "id": 1, "queued_at_ms": three_days_ago, "event": alert("stale", "old-1")});
+    std::fs::write(queue_dir.join("pending.ndjson"), format!("{record}\n")).unwrap();
+
+    let harness = Harness::start(scratch.dir.path(), &robot_sink(&wecom, "group_wait = \"0s\""));
+    wait_for("the stale alert to be dead-lettered", || (harness.dead_letters().len() == 1).then_some(())).await;
+    assert!(harness.dead_letters()[0]["reason"].as_str().unwrap().contains("alert_time_limit (2d)"));
+    harness.send(vec![alert("fresh", "new-1")]).await;
+    let received = messages(&wecom, 1).await;
+    assert_eq!(occurrences(&received, "fresh: new-1"), 1);
+    assert_eq!(occurrences(&received, "stale: old-1"), 0);
+    assert!(harness.stop().await.is_clean());
 }
 
 #[tokio::test]

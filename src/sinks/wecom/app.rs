@@ -291,9 +291,8 @@ impl AppClient {
             self.client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8").body(body);
         let reply = api::call(request).await?;
         api::check(&reply, "app message/send")?;
-        if !(reply.invaliduser.is_empty() && reply.invalidparty.is_empty() && reply.invalidtag.is_empty())
-            || !reply.unlicenseduser.is_empty()
-        {
+        let recipient_lists = [&reply.invaliduser, &reply.invalidparty, &reply.invalidtag, &reply.unlicenseduser];
+        if recipient_lists.iter().any(|list| !list.is_empty()) {
             tracing::warn!(
                 agent_id = self.agent_id,
                 invaliduser = %reply.invaliduser,

@@ -28,7 +28,7 @@
 //! All methods do blocking file IO: call them from `spawn_blocking`
 //! (`SharedQueue::run` does). Never sends anything.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -181,7 +181,8 @@ impl AlertQueue {
                 self.next_alert_id = self.next_alert_id.max(id + 1);
             }
             RecordIn::Message { id, alerts, parts } => {
-                self.waiting.retain(|waiting| !alerts.contains(waiting));
+                let grouped: HashSet<u64> = alerts.iter().copied().collect();
+                self.waiting.retain(|waiting| !grouped.contains(waiting));
                 self.messages.push_back(PendingMessage { id, alert_ids: alerts, parts, parts_delivered: 0 });
                 self.next_message_id = self.next_message_id.max(id + 1);
             }
@@ -250,7 +251,8 @@ impl AlertQueue {
         buffer.push(b'\n');
         self.append(&buffer, 1)?;
         self.next_message_id += 1;
-        self.waiting.retain(|waiting| !alert_ids.contains(waiting));
+        let grouped: HashSet<u64> = alert_ids.iter().copied().collect();
+        self.waiting.retain(|waiting| !grouped.contains(waiting));
         self.messages.push_back(PendingMessage { id, alert_ids, parts, parts_delivered: 0 });
         Ok(id)
     }
@@ -317,7 +319,8 @@ impl AlertQueue {
     }
 
     fn forget_alerts(&mut self, alert_ids: &[u64]) {
-        self.waiting.retain(|waiting| !alert_ids.contains(waiting));
+        let forgotten: HashSet<u64> = alert_ids.iter().copied().collect();
+        self.waiting.retain(|waiting| !forgotten.contains(waiting));
         for id in alert_ids {
             self.alerts.remove(id);
         }

@@ -355,12 +355,24 @@ impl Delivery {
         let group_end = first_arrived + self.settings.group_wait;
         let now = Utc::now();
         let time_limit = self.settings.alert_time_limit;
-        let (expired, group): (Vec<QueuedAlert>, Vec<QueuedAlert>) = self.queue.read(|queue| {
-            queue
-                .waiting()
-                .take_while(|alert| alert.arrived <= group_end)
-                .cloned()
-                .partition(|alert| (now - alert.queued_at).to_std().is_ok_and(|age| age > time_limit))
+        let group_max = self.settings.group_max;
+        // Only the alerts shown (and the expired ones, for the dead-letter
+        // file) are copied out; a burst of thousands is counted by id.
+        let (expired, group_ids, shown) = self.queue.read(|queue| {
+            let mut expired = Vec::new();
+            let mut group_ids = Vec::new();
+            let mut shown: Vec<LogEvent> = Vec::new();
+            for alert in queue.waiting().take_while(|alert| alert.arrived <= group_end) {
+                if (now - alert.queued_at).to_std().is_ok_and(|age| age > time_limit) {
+                    expired.push(alert.clone());
+                } else {
+                    group_ids.push(alert.id);
+                    if shown.len() < group_max {
+                        shown.push(alert.event.clone());
+                    }
+                }
+            }
+            (expired, group_ids, shown)
         });
         if !expired.is_empty() {
             self.metrics.expired.increment(expired.len() as u64);
@@ -373,12 +385,11 @@ impl Delivery {
             self.queue.run(move |queue| queue.dead_letter_alerts(&ids)).await??;
             self.publish_depth();
         }
-        if group.is_empty() {
+        if group_ids.is_empty() {
             return Ok(());
         }
-        let shown = group.len().min(self.settings.group_max);
-        let summarised = group.len() - shown;
-        let events: Vec<&LogEvent> = group[..shown].iter().map(|alert| &alert.event).collect();
+        let summarised = group_ids.len() - shown.len();
+        let events: Vec<&LogEvent> = shown.iter().collect();
         let content = self.settings.renderer.render_group(&events, summarised, now);
         let parts = split_content(&content, self.limit_bytes, self.settings.renderer.format);
         if parts.len() > 1 {
@@ -387,8 +398,7 @@ impl Delivery {
         if summarised > 0 {
             self.metrics.alerts_summarised.increment(summarised as u64);
         }
-        let ids: Vec<u64> = group.iter().map(|alert| alert.id).collect();
-        self.queue.run(move |queue| queue.form_message(ids, parts)).await??;
+        self.queue.run(move |queue| queue.form_message(group_ids, parts)).await??;
         Ok(())
     }
 
