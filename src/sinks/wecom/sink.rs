@@ -181,7 +181,11 @@ async fn run(settings: WecomSettings, mut input: BufferReceiver, cx: SinkContext
         );
     }
     let endpoint = redact_url(&settings.endpoint);
-    tracing::info!(sink = %cx.id, %endpoint, mode = match destination { Destination::Robot(_) => "robot", Destination::App(_) => "app" }, "WeCom sink started");
+    let mode = match destination {
+        Destination::Robot(_) => "robot",
+        Destination::App(_) => "app",
+    };
+    tracing::info!(sink = %cx.id, %endpoint, mode, "WeCom sink started");
 
     let metrics = WecomMetrics::register(&cx.metrics);
     metrics.queue_depth.set(initial_depth as f64);
