@@ -16,12 +16,15 @@
 
 use std::hint::black_box;
 
-use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipe::event::{object_map_with_capacity, LogEvent, Value};
 use pipe::query::{Query, QueryOptions};
 use pipe_demo_logs::DemoLogGenerator;
 use serde_json::json;
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 
 /// One batch as a transform sees it; large enough that the demo mix (about
 /// 4% of events over 1 KiB) is represented.
@@ -30,74 +33,6 @@ const BATCH_EVENTS: usize = 512;
 /// A working set far larger than the L2 cache.
 const COLD_EVENTS: usize = 10_000;
 
-/// CPU time consumed by the calling thread.
-struct ThreadCpuTime;
-
-fn thread_cpu_nanos() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
-    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(result, 0, "CLOCK_THREAD_CPUTIME_ID is unavailable");
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-
-    fn end(&self, started: u64) -> u64 {
-        thread_cpu_nanos().saturating_sub(started)
-    }
-
-    fn add(&self, first: &u64, second: &u64) -> u64 {
-        first + second
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuTimeFormatter
-    }
-}
-
-struct CpuTimeFormatter;
-
-impl ValueFormatter for CpuTimeFormatter {
-    fn scale_values(&self, typical_nanos: f64, values: &mut [f64]) -> &'static str {
-        let (divisor, unit) = if typical_nanos >= 1e6 {
-            (1e6, "ms cpu")
-        } else if typical_nanos >= 1e3 {
-            (1e3, "µs cpu")
-        } else {
-            (1.0, "ns cpu")
-        };
-        values.iter_mut().for_each(|value| *value /= divisor);
-        unit
-    }
-
-    fn scale_throughputs(&self, _typical_nanos: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
-        let per_iteration = match throughput {
-            Throughput::Elements(count) | Throughput::Bytes(count) | Throughput::BytesDecimal(count) => *count as f64,
-            Throughput::Bits(count) => *count as f64,
-        };
-        values.iter_mut().for_each(|nanos| *nanos = per_iteration * 1e9 / *nanos / 1e6);
-        "M events/s (cpu)"
-    }
-
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns cpu"
-    }
-}
 
 fn demo_events(count: usize) -> Vec<LogEvent> {
     let mut generator = DemoLogGenerator::new(7);
