@@ -6,7 +6,10 @@
 //! Transforms do no IO. An event a transform drops or consumes on purpose is
 //! settled as delivered (`LogEvent::settle`), so its source can move on.
 
+pub mod condition;
+pub mod filter;
 pub mod json_expand;
+pub mod route;
 pub mod truncate;
 
 use serde::Deserialize;
@@ -16,17 +19,21 @@ use crate::topology::{BuildContext, BuildError, Transform};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TransformConfig {
+    Filter(filter::FilterConfig),
     JsonExpand(json_expand::JsonExpandConfig),
+    Route(route::RouteConfig),
     Truncate(truncate::TruncateConfig),
 }
 
 impl TransformConfig {
     /// Every `type` a transform may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["json_expand", "truncate"];
+    pub const TYPES: &'static [&'static str] = &["filter", "json_expand", "route", "truncate"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
+            TransformConfig::Filter(_) => "filter",
             TransformConfig::JsonExpand(_) => "json_expand",
+            TransformConfig::Route(_) => "route",
             TransformConfig::Truncate(_) => "truncate",
         }
     }
@@ -35,13 +42,16 @@ impl TransformConfig {
     /// named outputs are wired as `ID.NAME`.
     pub fn outputs(&self) -> Vec<Option<String>> {
         match self {
-            TransformConfig::JsonExpand(_) | TransformConfig::Truncate(_) => vec![None],
+            TransformConfig::Route(config) => config.outputs(),
+            TransformConfig::Filter(_) | TransformConfig::JsonExpand(_) | TransformConfig::Truncate(_) => vec![None],
         }
     }
 
     pub fn build(&self, cx: &BuildContext) -> Result<Transform, BuildError> {
         match self {
+            TransformConfig::Filter(config) => config.build(cx),
             TransformConfig::JsonExpand(config) => config.build(cx),
+            TransformConfig::Route(config) => config.build(cx),
             TransformConfig::Truncate(config) => config.build(cx),
         }
     }

@@ -3,6 +3,7 @@
 
 mod config_validation;
 mod lifecycle;
+mod routing;
 mod support;
 mod topology;
 mod wecom;
