@@ -18,7 +18,7 @@ try:
 except ImportError:
     print(
         "MISSING: the official 'elasticsearch' Python client is not installed; "
-        "run: python3 -m pip install -r testkit/python/requirements-es.txt",
+        "run: python3 -m pip install -r testkit/python/requirements.txt",
         file=sys.stderr,
     )
     sys.exit(3)

@@ -1,5 +1,5 @@
 //! Fidelity check: the official `elasticsearch` Python client (version
-//! pinned in `testkit/python/requirements-es.txt`) talks to the emulator
+//! pinned in `testkit/python/requirements.txt`) talks to the emulator
 //! pretending to be Elasticsearch 8 with basic auth. The client checks the
 //! product header and content types itself, so a passing run means a real
 //! client accepts the emulator's answers. The test fails, naming the pip
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use testkit::es::{EsConfig, EsEmulator};
 
-const INSTALL_HINT: &str = "python3 -m pip install -r testkit/python/requirements-es.txt";
+const INSTALL_HINT: &str = "python3 -m pip install -r testkit/python/requirements.txt";
 
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
