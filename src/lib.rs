@@ -6,4 +6,5 @@
 //! sources so checkpoints only move past delivered data. See ARCHITECTURE.md.
 
 pub mod event;
+pub mod rules;
 pub mod sources;

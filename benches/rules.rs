@@ -1,0 +1,2 @@
+//! Rule engine benchmarks (filled in below).
+fn main() {}
