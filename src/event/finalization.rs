@@ -68,10 +68,7 @@ impl BatchNotifier {
     /// A new batch and the receiver that resolves with its final status.
     pub fn new_with_receiver() -> (Arc<BatchNotifier>, BatchStatusReceiver) {
         let (sender, receiver) = oneshot::channel();
-        let notifier = BatchNotifier {
-            status: AtomicU8::new(BatchStatus::Delivered as u8),
-            reporter: Some(sender),
-        };
+        let notifier = BatchNotifier { status: AtomicU8::new(BatchStatus::Delivered as u8), reporter: Some(sender) };
         (Arc::new(notifier), BatchStatusReceiver { receiver })
     }
 
@@ -99,10 +96,7 @@ pub struct BatchStatusReceiver {
 impl std::future::Future for BatchStatusReceiver {
     type Output = BatchStatus;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<BatchStatus> {
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<BatchStatus> {
         std::pin::Pin::new(&mut self.receiver)
             .poll(cx)
             // The notifier always sends before it goes away; a closed channel
@@ -120,10 +114,7 @@ pub struct EventFinalizer {
 
 impl EventFinalizer {
     pub fn new(batch: Arc<BatchNotifier>) -> EventFinalizer {
-        EventFinalizer {
-            batch,
-            settled: false,
-        }
+        EventFinalizer { batch, settled: false }
     }
 
     pub fn update_status(mut self, status: BatchStatus) {
@@ -135,10 +126,7 @@ impl EventFinalizer {
 impl Clone for EventFinalizer {
     /// A clone is a new copy of the event that must settle on its own.
     fn clone(&self) -> EventFinalizer {
-        EventFinalizer {
-            batch: Arc::clone(&self.batch),
-            settled: false,
-        }
+        EventFinalizer { batch: Arc::clone(&self.batch), settled: false }
     }
 }
 

@@ -16,9 +16,7 @@ mod value;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use finalization::{
-    BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventFinalizers,
-};
+pub use finalization::{BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventFinalizers};
 pub use value::{object_map_with_capacity, KeyString, ObjectMap, Str, Value};
 
 /// What travels over one channel send.
@@ -68,10 +66,7 @@ impl LogEvent {
     /// `component_id`, with no finalizer.
     pub fn from_fields(component_id: &str, fields: ObjectMap) -> LogEvent {
         let byte_size = value::estimated_object_json_size(&fields);
-        LogEvent::new(
-            fields,
-            EventMetadata::new(Arc::from(component_id), byte_size),
-        )
+        LogEvent::new(fields, EventMetadata::new(Arc::from(component_id), byte_size))
     }
 
     pub fn fields(&self) -> &ObjectMap {
@@ -99,9 +94,7 @@ impl LogEvent {
     }
 
     pub fn with_finalizer(mut self, finalizer: EventFinalizer) -> LogEvent {
-        self.metadata
-            .finalizers
-            .merge(EventFinalizers::new(finalizer));
+        self.metadata.finalizers.merge(EventFinalizers::new(finalizer));
         self
     }
 
@@ -188,9 +181,7 @@ mod tests {
     use super::*;
 
     fn event(json: &str) -> LogEvent {
-        let Value::Object(fields) = serde_json::from_str::<Value>(json).unwrap() else {
-            panic!("not an object")
-        };
+        let Value::Object(fields) = serde_json::from_str::<Value>(json).unwrap() else { panic!("not an object") };
         LogEvent::from_fields("test", fields)
     }
 

@@ -74,10 +74,7 @@ impl Str {
 
     /// A sub-string sharing this buffer. `range` must lie on character boundaries.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Str {
-        assert!(
-            self.as_str().is_char_boundary(range.start)
-                && self.as_str().is_char_boundary(range.end)
-        );
+        assert!(self.as_str().is_char_boundary(range.start) && self.as_str().is_char_boundary(range.end));
         Str(self.0.slice(range))
     }
 }
@@ -224,12 +221,7 @@ impl Value {
             Value::Boolean(_) => 5,
             Value::Integer(_) | Value::Float(_) => 8,
             Value::String(text) => text.len() + 2,
-            Value::Array(items) => {
-                2 + items
-                    .iter()
-                    .map(|item| item.estimated_json_size() + 1)
-                    .sum::<usize>()
-            }
+            Value::Array(items) => 2 + items.iter().map(|item| item.estimated_json_size() + 1).sum::<usize>(),
             Value::Object(map) => estimated_object_json_size(map),
         }
     }
@@ -294,9 +286,7 @@ impl From<serde_json::Value> for Value {
                 None => Value::Float(number.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(text) => Value::from(text),
-            serde_json::Value::Array(items) => {
-                Value::Array(items.into_iter().map(Value::from).collect())
-            }
+            serde_json::Value::Array(items) => Value::Array(items.into_iter().map(Value::from).collect()),
             serde_json::Value::Object(map) => {
                 let mut object = object_map_with_capacity(map.len());
                 for (key, value) in map {
@@ -329,10 +319,7 @@ impl Serialize for Value {
     }
 }
 
-pub(crate) fn serialize_object<S: Serializer>(
-    map: &ObjectMap,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_object<S: Serializer>(map: &ObjectMap, serializer: S) -> Result<S::Ok, S::Error> {
     let mut out = serializer.serialize_map(Some(map.len()))?;
     for (key, value) in map {
         out.serialize_entry(key.as_str(), value)?;
@@ -376,9 +363,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, number: u64) -> Result<Value, E> {
-        Ok(i64::try_from(number)
-            .map(Value::Integer)
-            .unwrap_or(Value::Float(number as f64)))
+        Ok(i64::try_from(number).map(Value::Integer).unwrap_or(Value::Float(number as f64)))
     }
 
     fn visit_f64<E: de::Error>(self, number: f64) -> Result<Value, E> {
@@ -433,10 +418,7 @@ mod tests {
 
     #[test]
     fn non_finite_floats_serialise_as_null() {
-        assert_eq!(
-            serde_json::to_string(&Value::Float(f64::NAN)).unwrap(),
-            "null"
-        );
+        assert_eq!(serde_json::to_string(&Value::Float(f64::NAN)).unwrap(), "null");
     }
 
     #[test]

@@ -35,11 +35,7 @@ pub struct OrderedCheckpointTracker<P> {
 
 impl<P> Default for OrderedCheckpointTracker<P> {
     fn default() -> Self {
-        OrderedCheckpointTracker {
-            next_ticket: 0,
-            pending: VecDeque::new(),
-            committable: None,
-        }
+        OrderedCheckpointTracker { next_ticket: 0, pending: VecDeque::new(), committable: None }
     }
 }
 
@@ -47,36 +43,23 @@ impl<P: Clone> OrderedCheckpointTracker<P> {
     /// Starts with `committed` as the committable position (for example the
     /// checkpoint loaded at start-up).
     pub fn new(committed: Option<P>) -> Self {
-        OrderedCheckpointTracker {
-            committable: committed,
-            ..Default::default()
-        }
+        OrderedCheckpointTracker { committable: committed, ..Default::default() }
     }
 
     /// Registers the next batch in read order.
     pub fn register(&mut self, end_position: P) -> BatchTicket {
         let ticket = BatchTicket(self.next_ticket);
         self.next_ticket += 1;
-        self.pending.push_back(PendingBatch {
-            ticket,
-            end_position,
-            status: None,
-        });
+        self.pending.push_back(PendingBatch { ticket, end_position, status: None });
         ticket
     }
 
     /// Records the status of a batch and advances the delivered prefix.
     /// Tickets from before a `reset` are ignored.
     pub fn resolve(&mut self, ticket: BatchTicket, status: BatchStatus) {
-        let Some(front) = self.pending.front() else {
-            return;
-        };
-        let Some(offset) = ticket.0.checked_sub(front.ticket.0) else {
-            return;
-        };
-        let Some(batch) = self.pending.get_mut(offset as usize) else {
-            return;
-        };
+        let Some(front) = self.pending.front() else { return };
+        let Some(offset) = ticket.0.checked_sub(front.ticket.0) else { return };
+        let Some(batch) = self.pending.get_mut(offset as usize) else { return };
         debug_assert_eq!(batch.ticket, ticket);
         batch.status = Some(status);
         while let Some(front) = self.pending.front() {
@@ -149,11 +132,7 @@ mod tests {
         tracker.reset();
         let again = tracker.register(20);
         tracker.resolve(third, BatchStatus::Delivered);
-        assert_eq!(
-            tracker.committable(),
-            Some(&10),
-            "a stale ticket must not advance anything"
-        );
+        assert_eq!(tracker.committable(), Some(&10), "a stale ticket must not advance anything");
         tracker.resolve(again, BatchStatus::Delivered);
         assert_eq!(tracker.committable(), Some(&20));
     }
