@@ -12,8 +12,8 @@
 //!
 //! Events are dropped and counted (never errors) when the timestamp field is
 //! missing or unparseable (ElastAlert aborts the whole run instead), or when
-//! they are late: at or before `next run end − buffer_time`, a range no
-//! later ElastAlert query would cover.
+//! they are late: at or before `next run end − max(buffer_time, run_every)`,
+//! a range no later ElastAlert query would cover.
 //!
 //! Guarantees: matches come out in the order rules produce them, per rule in
 //! event order; state per rule is bounded by `max_tracked_keys`; a catch-up
@@ -79,6 +79,9 @@ struct RuleRunner {
     buffer_time: i64,
     /// End of the run currently collecting events; `None` until anchored.
     next_run_end: Option<EventTime>,
+    /// Where the schedule was anchored (the first run's start, inclusive).
+    anchor: EventTime,
+    first_run_end: Option<EventTime>,
     hits_in_run: u64,
     matches_in_run: u64,
     late_events_total: u64,
@@ -145,6 +148,8 @@ impl RuleEngine {
                 filter,
                 state,
                 next_run_end: None,
+                anchor: 0,
+                first_run_end: None,
                 hits_in_run: 0,
                 matches_in_run: 0,
                 late_events_total: 0,
@@ -199,7 +204,7 @@ impl RuleEngine {
         let watermark = time::from_datetime(watermark);
         for runner in &mut self.runners {
             match runner.next_run_end {
-                None => runner.next_run_end = Some(watermark.saturating_add(runner.run_every)),
+                None => runner.anchor_at(watermark),
                 Some(_) => runner.run_housekeeping_through(watermark, true, matches),
             }
         }
@@ -232,6 +237,13 @@ impl RuleEngine {
 }
 
 impl RuleRunner {
+    fn anchor_at(&mut self, anchor: EventTime) {
+        self.anchor = anchor;
+        let first_run_end = anchor.saturating_add(self.run_every);
+        self.first_run_end = Some(first_run_end);
+        self.next_run_end = Some(first_run_end);
+    }
+
     fn add_event(&mut self, event: &LogEvent, matches: &mut Vec<Match>) {
         if !self.filter.matches(event) {
             return;
@@ -244,30 +256,34 @@ impl RuleRunner {
             return;
         };
         match self.next_run_end {
-            None => self.next_run_end = Some(event_time.saturating_add(self.run_every)),
+            None => self.anchor_at(event_time),
             Some(next_run_end) if event_time > next_run_end => {
                 self.run_housekeeping_through(event_time, false, matches)
             }
             Some(_) => {}
         }
         let next_run_end = self.next_run_end.unwrap_or(event_time);
-        if event_time <= next_run_end.saturating_sub(self.buffer_time) {
+        // Upstream's next query starts at `end − buffer_time`, or at the
+        // previous end when that is earlier (it never leaves a gap). The
+        // first run also takes an event exactly at its start (the anchor).
+        let mut horizon = next_run_end.saturating_sub(self.buffer_time.max(self.run_every));
+        if Some(next_run_end) == self.first_run_end {
+            horizon = horizon.min(self.anchor.saturating_sub(1));
+        }
+        if event_time <= horizon {
             self.late_events_total += 1;
             return;
         }
         self.events_total += 1;
         self.hits_in_run += 1;
-        let run_end = self.next_run_end.unwrap_or(event_time);
-        self.state.add_event(
-            &self.definition,
-            IncomingEvent {
-                event,
-                fields,
-                time: event_time,
-                run_end,
-            },
-            &mut self.raw_matches,
-        );
+        let incoming = IncomingEvent {
+            event,
+            fields,
+            time: event_time,
+            run_end: next_run_end,
+            schedule_anchor: self.anchor,
+        };
+        self.state.add_event(&self.definition, incoming, &mut self.raw_matches);
         self.finish_matches(matches);
     }
 

@@ -154,7 +154,10 @@ impl<P: Default> Bucketed<P> {
         let phase = *self
             .phase
             .get_or_insert(event.run_end.rem_euclid(self.shape.bucket_width));
-        let index = self.shape.bucket_index(event.time, phase);
+        // The first run includes its start, so an event exactly at the
+        // anchor counts in the first run's bucket.
+        let bucket_time = if event.time == event.schedule_anchor { event.time.saturating_add(1) } else { event.time };
+        let index = self.shape.bucket_index(bucket_time, phase);
         if self
             .evaluated_through
             .is_some_and(|through| index <= through)

@@ -28,9 +28,9 @@
 //! run boundary; aggregation queries (metric_aggregation, percentage_match,
 //! spike_aggregation) become per-key accumulators over the last `buffer_time`
 //! (or `run_every` with `use_run_every_query_size`) evaluated at each run
-//! boundary. Events older than `next run end − buffer_time` would never have
-//! been seen by ElastAlert's overlapping queries and are counted as late and
-//! dropped. `use_count_query`/`use_terms_query` are accepted and ignored:
+//! boundary. Events at or before `next run end − max(buffer_time,
+//! run_every)` would never have been seen by ElastAlert's queries and are
+//! counted as late and dropped. `use_count_query`/`use_terms_query` are accepted and ignored:
 //! every event is counted individually.
 //!
 //! Never here: IO (the filter is the only external call, through
@@ -115,6 +115,9 @@ pub(crate) struct IncomingEvent<'a> {
     /// End of the run this event is counted in (aggregation rules align
     /// their buckets to run ends).
     pub run_end: EventTime,
+    /// Start of the rule's first run; an event exactly here belongs to the
+    /// first run (which includes its start).
+    pub schedule_anchor: EventTime,
 }
 
 /// The per-rule state machine every rule type implements. Called by the
