@@ -5,6 +5,13 @@
 //! joined by bounded channels, and acknowledgements flow back from sinks to
 //! sources so checkpoints only move past delivered data. See ARCHITECTURE.md.
 
+pub mod config;
 pub mod event;
+pub mod observability;
 pub mod rules;
+pub mod runtime;
+pub mod sinks;
 pub mod sources;
+pub mod template;
+pub mod topology;
+pub mod transforms;

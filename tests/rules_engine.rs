@@ -47,7 +47,8 @@ fn feed(engine: &mut RuleEngine, events: Vec<LogEvent>) -> Vec<Match> {
     engine.add_events(&events)
 }
 
-const FREQUENCY: &str = "name: freq\ntype: frequency\nnum_events: 3\ntimeframe: {minutes: 5}\nquery_key: host\nrun_every: {minutes: 1}\n";
+const FREQUENCY: &str =
+    "name: freq\ntype: frequency\nnum_events: 3\ntimeframe: {minutes: 5}\nquery_key: host\nrun_every: {minutes: 1}\n";
 
 #[test]
 fn frequency_counts_per_query_key_and_discards_the_window_after_a_match() {
@@ -75,7 +76,11 @@ fn frequency_window_excludes_an_entry_exactly_one_timeframe_old() {
     let mut engine = engine(FREQUENCY);
     let first = feed(
         &mut engine,
-        vec![event(0, serde_json::json!({"host": "h"})), event(300, serde_json::json!({"host": "h"})), event(310, serde_json::json!({"host": "h"}))],
+        vec![
+            event(0, serde_json::json!({"host": "h"})),
+            event(300, serde_json::json!({"host": "h"})),
+            event(310, serde_json::json!({"host": "h"})),
+        ],
     );
     assert!(first.is_empty(), "the entry at 0 leaves when one at 300 arrives: {first:?}");
     let second = feed(&mut engine, vec![event(320, serde_json::json!({"host": "h"}))]);
@@ -108,16 +113,30 @@ fn frequency_drops_late_events_and_counts_them() {
 
 #[test]
 fn tracked_keys_are_capped_with_least_recently_seen_eviction() {
-    let mut engine = engine("name: f\ntype: frequency\nnum_events: 5\ntimeframe: {hours: 1}\nquery_key: host\nmax_tracked_keys: 2\n");
+    let mut engine = engine(
+        "name: f\ntype: frequency\nnum_events: 5\ntimeframe: {hours: 1}\nquery_key: host\nmax_tracked_keys: 2\n",
+    );
     feed(
         &mut engine,
-        vec![event(0, serde_json::json!({"host": "a"})), event(1, serde_json::json!({"host": "b"})), event(2, serde_json::json!({"host": "a"})), event(3, serde_json::json!({"host": "c"}))],
+        vec![
+            event(0, serde_json::json!({"host": "a"})),
+            event(1, serde_json::json!({"host": "b"})),
+            event(2, serde_json::json!({"host": "a"})),
+            event(3, serde_json::json!({"host": "c"})),
+        ],
     );
     let stats = &engine.stats()[0];
     assert_eq!(stats.tracked_keys, 2);
     assert_eq!(stats.evicted_keys_total, 1);
     // "b" was evicted, so its count restarts; "a" kept both events.
-    let matches = feed(&mut engine, vec![event(4, serde_json::json!({"host": "a"})), event(5, serde_json::json!({"host": "a"})), event(6, serde_json::json!({"host": "a"}))]);
+    let matches = feed(
+        &mut engine,
+        vec![
+            event(4, serde_json::json!({"host": "a"})),
+            event(5, serde_json::json!({"host": "a"})),
+            event(6, serde_json::json!({"host": "a"})),
+        ],
+    );
     assert_eq!(matches.len(), 1);
     assert_eq!(text(&matches[0], "host"), "a");
 }
@@ -137,10 +156,15 @@ fn nested_and_compound_query_keys_partition_state() {
     let mut nested = engine("name: f\ntype: frequency\nnum_events: 2\ntimeframe: {minutes: 5}\nquery_key: host.name\n");
     let matches = feed(
         &mut nested,
-        vec![event(0, serde_json::json!({"host": {"name": "x"}})), event(1, serde_json::json!({"host": {"name": "y"}})), event(2, serde_json::json!({"host": {"name": "x"}}))],
+        vec![
+            event(0, serde_json::json!({"host": {"name": "x"}})),
+            event(1, serde_json::json!({"host": {"name": "y"}})),
+            event(2, serde_json::json!({"host": {"name": "x"}})),
+        ],
     );
     assert_eq!(matches.len(), 1);
-    let mut compound = engine("name: f\ntype: frequency\nnum_events: 2\ntimeframe: {minutes: 5}\nquery_key: [host, user]\n");
+    let mut compound =
+        engine("name: f\ntype: frequency\nnum_events: 2\ntimeframe: {minutes: 5}\nquery_key: [host, user]\n");
     let matches = feed(
         &mut compound,
         vec![
@@ -158,7 +182,13 @@ fn basic_match_string_matches_the_reference_example() {
     let definition = rule("name: R1\ntype: frequency\nnum_events: 2\ntimeframe: {minutes: 5}\nuse_local_time: false\n");
     let mut engine = RuleEngine::new(vec![definition]).unwrap();
     let mut alerter = Alerter::new(engine.definitions());
-    let matches = feed(&mut engine, vec![event(0, serde_json::json!({"user": "amy"})), event(60, serde_json::json!({"user": "bob", "tags": ["a", "b"]}))]);
+    let matches = feed(
+        &mut engine,
+        vec![
+            event(0, serde_json::json!({"user": "amy"})),
+            event(60, serde_json::json!({"user": "bob", "tags": ["a", "b"]})),
+        ],
+    );
     let alerts = alerter.process(matches, at(60));
     assert_eq!(alerts.len(), 1);
     let expected = "R1\n\nAt least 2 events occurred between 2023-12-31 23:56 UTC and 2024-01-01 00:01 UTC\n\n@timestamp: 2024-01-01T00:01:00Z\nnum_hits: 2\nnum_matches: 1\ntags: [\n    \"a\",\n    \"b\"\n]\nuser: bob\n";
@@ -185,7 +215,8 @@ fn alert_subject_and_text_args_fall_back_to_rule_options_then_missing_value() {
 
 #[test]
 fn flatline_fires_when_the_stream_goes_silent_and_repeats_each_run() {
-    let mut engine = engine("name: flat\ntype: flatline\nthreshold: 1\ntimeframe: {minutes: 10}\nrun_every: {minutes: 1}\n");
+    let mut engine =
+        engine("name: flat\ntype: flatline\nthreshold: 1\ntimeframe: {minutes: 10}\nrun_every: {minutes: 1}\n");
     let events = (0..=5).map(|minute| event(minute * 60, serde_json::json!({}))).collect();
     assert!(feed(&mut engine, events).is_empty());
     let matches = engine.advance(at(20 * 60));
@@ -199,7 +230,8 @@ fn flatline_fires_when_the_stream_goes_silent_and_repeats_each_run() {
 
 #[test]
 fn flatline_without_events_alerts_a_timeframe_after_the_first_run() {
-    let mut engine = engine("name: flat\ntype: flatline\nthreshold: 3\ntimeframe: {minutes: 5}\nrun_every: {minutes: 1}\n");
+    let mut engine =
+        engine("name: flat\ntype: flatline\nthreshold: 3\ntimeframe: {minutes: 5}\nrun_every: {minutes: 1}\n");
     engine.advance(at(0));
     let matches = engine.advance(at(10 * 60));
     assert_eq!(matches.first().map(|matched| matched.time), Some(at(6 * 60)));
@@ -280,13 +312,16 @@ fn new_term_alerts_on_new_values_and_missing_fields() {
             event(4, serde_json::json!({"host": ""})),
         ],
     );
-    let summary: Vec<(String, String)> = matches
-        .iter()
-        .map(|matched| (text(matched, "new_field"), text(matched, "missing_field")))
-        .collect();
+    let summary: Vec<(String, String)> =
+        matches.iter().map(|matched| (text(matched, "new_field"), text(matched, "missing_field"))).collect();
     assert_eq!(
         summary,
-        vec![("host".into(), "".into()), ("host".into(), "".into()), ("".into(), "host".into()), ("".into(), "host".into())]
+        vec![
+            ("host".into(), "".into()),
+            ("host".into(), "".into()),
+            ("".into(), "host".into()),
+            ("".into(), "host".into())
+        ]
     );
     assert_eq!(engine.stats()[0].tracked_keys, 2);
 }
@@ -328,7 +363,11 @@ fn cardinality_min_is_found_by_housekeeping_after_the_timeframe() {
     let mut engine = engine("name: c\ntype: cardinality\ncardinality_field: user\nmin_cardinality: 2\ntimeframe: {minutes: 5}\nrun_every: {minutes: 1}\n");
     feed(&mut engine, vec![event(0, serde_json::json!({"user": "a"})), event(30, serde_json::json!({"user": "a"}))]);
     let matches = engine.advance(at(10 * 60));
-    assert_eq!(matches.first().map(|matched| matched.time), Some(at(6 * 60)), "first run end more than 5 minutes after the first event");
+    assert_eq!(
+        matches.first().map(|matched| matched.time),
+        Some(at(6 * 60)),
+        "first run end more than 5 minutes after the first event"
+    );
     assert_eq!(matches.len(), 1, "the timer restarts only at the key's next event");
 }
 
@@ -376,7 +415,11 @@ fn metric_aggregation_text_uses_formatted_value() {
     feed(&mut engine, vec![event(0, serde_json::json!({"cpu": 0.95}))]);
     let alerts = alerter.process(engine.advance(at(60)), at(60));
     assert_eq!(alerts.len(), 1);
-    assert!(alerts[0].text.contains("Threshold violation, max:cpu 95.0% (min: None max : 0.9) \n\n"), "{}", alerts[0].text);
+    assert!(
+        alerts[0].text.contains("Threshold violation, max:cpu 95.0% (min: None max : 0.9) \n\n"),
+        "{}",
+        alerts[0].text
+    );
 }
 
 #[test]
@@ -399,10 +442,16 @@ fn change_rule_reports_old_and_new_values_per_key() {
 
 #[test]
 fn change_rule_timeframe_limits_the_gap() {
-    let mut engine = engine("name: ch\ntype: change\ncompare_key: status\nignore_null: false\nquery_key: host\ntimeframe: {minutes: 1}\n");
+    let mut engine = engine(
+        "name: ch\ntype: change\ncompare_key: status\nignore_null: false\nquery_key: host\ntimeframe: {minutes: 1}\n",
+    );
     let matches = feed(
         &mut engine,
-        vec![event(0, serde_json::json!({"host": "a", "status": 1})), event(120, serde_json::json!({"host": "a", "status": 2})), event(150, serde_json::json!({"host": "a", "status": 3}))],
+        vec![
+            event(0, serde_json::json!({"host": "a", "status": 1})),
+            event(120, serde_json::json!({"host": "a", "status": 2})),
+            event(150, serde_json::json!({"host": "a", "status": 3})),
+        ],
     );
     assert_eq!(matches.len(), 1);
     assert_eq!(matches[0].time, at(150));
@@ -413,11 +462,23 @@ fn blacklist_and_whitelist_compare_exact_values() {
     let mut blacklist = engine("name: b\ntype: blacklist\ncompare_key: user\nblacklist: [root, 5]\n");
     let matches = feed(
         &mut blacklist,
-        vec![event(0, serde_json::json!({"user": "root"})), event(1, serde_json::json!({"user": "5"})), event(2, serde_json::json!({"user": 5})), event(3, serde_json::json!({}))],
+        vec![
+            event(0, serde_json::json!({"user": "root"})),
+            event(1, serde_json::json!({"user": "5"})),
+            event(2, serde_json::json!({"user": 5})),
+            event(3, serde_json::json!({})),
+        ],
     );
     assert_eq!(matches.len(), 2, "string root and number 5 match; the text \"5\" does not");
     let mut whitelist = engine("name: w\ntype: whitelist\ncompare_key: user\nwhitelist: [alice]\nignore_null: true\n");
-    let matches = feed(&mut whitelist, vec![event(0, serde_json::json!({"user": "alice"})), event(1, serde_json::json!({"user": "mallory"})), event(2, serde_json::json!({}))]);
+    let matches = feed(
+        &mut whitelist,
+        vec![
+            event(0, serde_json::json!({"user": "alice"})),
+            event(1, serde_json::json!({"user": "mallory"})),
+            event(2, serde_json::json!({})),
+        ],
+    );
     assert_eq!(matches.len(), 1);
     assert_eq!(text(&matches[0], "user"), "mallory");
 }
@@ -524,6 +585,9 @@ fn duplicate_rule_names_are_refused() {
 
 #[test]
 fn percentage_match_is_refused_until_filters_can_be_evaluated() {
-    let error = RuleEngine::new(vec![rule("name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmax_percentage: 10\n")]).unwrap_err();
+    let error = RuleEngine::new(vec![rule(
+        "name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmax_percentage: 10\n",
+    )])
+    .unwrap_err();
     assert!(error.to_string().contains("match_bucket_filter"), "{error}");
 }

@@ -25,9 +25,7 @@ pub const MAX_AGGREGATED_MATCHES: usize = 10_000;
 
 /// Parses a five-field cron expression.
 pub(crate) fn parse_schedule(expression: &str) -> Result<croner::Cron, String> {
-    croner::Cron::new(expression)
-        .parse()
-        .map_err(|error| error.to_string())
+    croner::Cron::new(expression).parse().map_err(|error| error.to_string())
 }
 
 /// One aggregation awaiting its send time.
@@ -62,11 +60,7 @@ impl RuleAggregations {
         };
         let by_match_time = settings.aggregate_by_match_time;
         let match_time = time::from_datetime(matched.time);
-        let compare_time = if settings.aggregation_compared_with_match_time {
-            match_time
-        } else {
-            now
-        };
+        let compare_time = if settings.aggregation_compared_with_match_time { match_time } else { now };
         let position = self.open.iter().position(|open| open.key == key);
         if let Some(index) = position {
             if self.open[index].send_at < compare_time {
@@ -79,16 +73,11 @@ impl RuleAggregations {
             None => {
                 let send_at = match window {
                     AggregationWindow::Every(period) => {
-                        (if by_match_time { match_time } else { now })
-                            .saturating_add(duration_nanos(*period))
+                        (if by_match_time { match_time } else { now }).saturating_add(duration_nanos(*period))
                     }
                     AggregationWindow::Schedule { .. } => next_cron_time(schedule, now),
                 };
-                self.open.push(OpenAggregation {
-                    key,
-                    send_at,
-                    matches: Vec::new(),
-                });
+                self.open.push(OpenAggregation { key, send_at, matches: Vec::new() });
                 self.open.len() - 1
             }
         };
@@ -120,26 +109,17 @@ impl RuleAggregations {
 
     /// Removes and returns everything, earliest send time first.
     pub fn take_all(&mut self) -> Vec<OpenAggregation> {
-        let mut all: Vec<OpenAggregation> =
-            self.closed.drain(..).chain(self.open.drain(..)).collect();
+        let mut all: Vec<OpenAggregation> = self.closed.drain(..).chain(self.open.drain(..)).collect();
         all.sort_by_key(|aggregation| aggregation.send_at);
         all
     }
 
     pub fn next_due(&self) -> Option<EventTime> {
-        self.closed
-            .iter()
-            .chain(&self.open)
-            .map(|aggregation| aggregation.send_at)
-            .min()
+        self.closed.iter().chain(&self.open).map(|aggregation| aggregation.send_at).min()
     }
 
     pub fn pending_matches(&self) -> usize {
-        self.closed
-            .iter()
-            .chain(&self.open)
-            .map(|aggregation| aggregation.matches.len())
-            .sum()
+        self.closed.iter().chain(&self.open).map(|aggregation| aggregation.matches.len()).sum()
     }
 }
 
@@ -148,10 +128,7 @@ fn next_cron_time(schedule: Option<&croner::Cron>, now: EventTime) -> EventTime 
     let Some(schedule) = schedule else {
         return fallback;
     };
-    schedule
-        .find_next_occurrence(&time::to_datetime(now), false)
-        .map(time::from_datetime)
-        .unwrap_or(fallback)
+    schedule.find_next_occurrence(&time::to_datetime(now), false).map(time::from_datetime).unwrap_or(fallback)
 }
 
 #[cfg(test)]
@@ -163,10 +140,7 @@ mod tests {
         let schedule = parse_schedule("*/10 * * * *").unwrap();
         let now = time::from_datetime("2024-01-01T00:03:00Z".parse().unwrap());
         let next = next_cron_time(Some(&schedule), now);
-        assert_eq!(
-            time::to_datetime(next).to_rfc3339(),
-            "2024-01-01T00:10:00+00:00"
-        );
+        assert_eq!(time::to_datetime(next).to_rfc3339(), "2024-01-01T00:10:00+00:00");
         assert!(parse_schedule("every tuesday").is_err());
     }
 }

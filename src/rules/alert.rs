@@ -71,33 +71,19 @@ impl Alert {
     /// `match_time`, plus `aggregation_key` and `aggregated_matches` (every
     /// match body) for aggregated alerts.
     pub fn to_fields(&self) -> ObjectMap {
-        let mut fields = self
-            .matches
-            .first()
-            .map(|first| first.body.clone())
-            .unwrap_or_default();
+        let mut fields = self.matches.first().map(|first| first.body.clone()).unwrap_or_default();
         fields.insert("rule_name".into(), Value::from(&*self.rule_name));
         fields.insert("alert_subject".into(), Value::from(self.subject.as_str()));
         fields.insert("alert_text".into(), Value::from(self.text.as_str()));
-        fields.insert(
-            "alert_time".into(),
-            Value::from(time::iso_text(&self.alert_time.fixed_offset())),
-        );
+        fields.insert("alert_time".into(), Value::from(time::iso_text(&self.alert_time.fixed_offset())));
         if let Some(first) = self.matches.first() {
-            fields.insert(
-                "match_time".into(),
-                Value::from(time::iso_text(&first.time.fixed_offset())),
-            );
+            fields.insert("match_time".into(), Value::from(time::iso_text(&first.time.fixed_offset())));
         }
         if let Some(key) = &self.aggregation_key {
             fields.insert("aggregation_key".into(), Value::from(key.as_str()));
         }
         if self.matches.len() > 1 {
-            let bodies = self
-                .matches
-                .iter()
-                .map(|matched| Value::Object(matched.body.clone()))
-                .collect();
+            let bodies = self.matches.iter().map(|matched| Value::Object(matched.body.clone())).collect();
             fields.insert("aggregated_matches".into(), Value::Array(bodies));
         }
         fields
@@ -114,10 +100,7 @@ impl Alert {
 fn argument_value(rule: &RuleDefinition, body: &ObjectMap, path: &str) -> Option<Value> {
     match fields::lookup(body, path) {
         Some(value) if !value.is_null() => Some(value.clone()),
-        _ => rule
-            .option(path)
-            .filter(|option| json_truthy(option))
-            .map(|option| Value::from(option.clone())),
+        _ => rule.option(path).filter(|option| json_truthy(option)).map(|option| Value::from(option.clone())),
     }
 }
 
@@ -193,22 +176,14 @@ fn match_text(rule: &RuleDefinition, matched: &Match) -> String {
     text.push_str(&rule_type_paragraph(rule, matched));
     ensure_blank_line(&mut text);
     if !settings.top_count_keys.is_empty() {
-        for (key, counts) in matched
-            .body
-            .iter()
-            .filter_map(|(key, value)| Some((key.strip_prefix("top_events_")?, value)))
+        for (key, counts) in
+            matched.body.iter().filter_map(|(key, value)| Some((key.strip_prefix("top_events_")?, value)))
         {
             let _ = writeln!(text, "{key}:");
             let mut entries: Vec<(String, f64, String)> = match counts {
                 Value::Object(map) => map
                     .iter()
-                    .map(|(term, count)| {
-                        (
-                            term.to_string(),
-                            count.as_f64().unwrap_or(0.0),
-                            python_str(count),
-                        )
-                    })
+                    .map(|(term, count)| (term.to_string(), count.as_f64().unwrap_or(0.0), python_str(count)))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -246,20 +221,15 @@ fn custom_alert_text(rule: &RuleDefinition, body: &ObjectMap) -> String {
     let template = settings.alert_text.clone().unwrap_or_default();
     let missing = Value::from(settings.alert_missing_value.as_str());
     if let Some(arguments) = &settings.alert_text_args {
-        let values: Vec<Value> = arguments
-            .iter()
-            .map(|path| argument_value(rule, body, path).unwrap_or_else(|| missing.clone()))
-            .collect();
+        let values: Vec<Value> =
+            arguments.iter().map(|path| argument_value(rule, body, path).unwrap_or_else(|| missing.clone())).collect();
         return python_format(&template, &values, &[]);
     }
     if let Some(keywords) = &settings.alert_text_kw {
         let named: Vec<(String, Value)> = keywords
             .iter()
             .map(|(path, placeholder)| {
-                (
-                    placeholder.clone(),
-                    argument_value(rule, body, path).unwrap_or_else(|| missing.clone()),
-                )
+                (placeholder.clone(), argument_value(rule, body, path).unwrap_or_else(|| missing.clone()))
             })
             .collect();
         return python_format(&template, &[], &named);
@@ -268,10 +238,7 @@ fn custom_alert_text(rule: &RuleDefinition, body: &ObjectMap) -> String {
 }
 
 fn option_text(rule: &RuleDefinition, name: &str) -> String {
-    rule.option(name).map_or_else(
-        || "None".to_owned(),
-        |value| python_str(&Value::from(value.clone())),
-    )
+    rule.option(name).map_or_else(|| "None".to_owned(), |value| python_str(&Value::from(value.clone())))
 }
 
 fn body_number(body: &ObjectMap, name: &str) -> f64 {
@@ -385,10 +352,8 @@ fn summary_text(rule: &RuleDefinition, matches: &[Match]) -> String {
 
     let mut rows: Vec<(Vec<String>, u64)> = Vec::new();
     for matched in matches {
-        let row: Vec<String> = summary_fields
-            .iter()
-            .map(|path| fields::python_str_opt(fields::lookup(&matched.body, path)))
-            .collect();
+        let row: Vec<String> =
+            summary_fields.iter().map(|path| fields::python_str_opt(fields::lookup(&matched.body, path))).collect();
         match rows.iter_mut().find(|(existing, _)| *existing == row) {
             Some((_, count)) => *count += 1,
             None => rows.push((row, 1)),
@@ -416,9 +381,7 @@ fn summary_text(rule: &RuleDefinition, matches: &[Match]) -> String {
             text.push_str(&"|-----".repeat(headers.len()));
             text.push_str("|\n");
             for row in &table_rows {
-                let (count, cells) = row
-                    .split_last()
-                    .map_or(("", &row[..]), |(count, cells)| (count.as_str(), cells));
+                let (count, cells) = row.split_last().map_or(("", &row[..]), |(count, cells)| (count.as_str(), cells));
                 for cell in cells {
                     let _ = write!(text, "| {cell} ");
                 }
@@ -458,11 +421,7 @@ fn ascii_table(headers: &[String], rows: &[Vec<String>]) -> String {
         let mut out = String::from("|");
         for (cell, width) in cells.iter().zip(&widths) {
             let fill = width.saturating_sub(cell.chars().count());
-            let (left, right) = if centred {
-                (fill / 2, fill - fill / 2)
-            } else {
-                (0, fill)
-            };
+            let (left, right) = if centred { (fill / 2, fill - fill / 2) } else { (0, fill) };
             let _ = write!(out, " {}{}{} |", " ".repeat(left), cell, " ".repeat(right));
         }
         out
@@ -483,16 +442,9 @@ pub fn pretty_json(value: &Value) -> String {
     fn sorted(value: &Value) -> serde_json::Value {
         match value {
             Value::Object(map) => {
-                let ordered: BTreeMap<&str, serde_json::Value> = map
-                    .iter()
-                    .map(|(key, item)| (key.as_str(), sorted(item)))
-                    .collect();
-                serde_json::Value::Object(
-                    ordered
-                        .into_iter()
-                        .map(|(key, item)| (key.to_owned(), item))
-                        .collect(),
-                )
+                let ordered: BTreeMap<&str, serde_json::Value> =
+                    map.iter().map(|(key, item)| (key.as_str(), sorted(item))).collect();
+                serde_json::Value::Object(ordered.into_iter().map(|(key, item)| (key.to_owned(), item)).collect())
             }
             Value::Array(items) => serde_json::Value::Array(items.iter().map(sorted).collect()),
             other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
@@ -541,10 +493,7 @@ pub fn python_format(template: &str, positional: &[Value], named: &[(String, Val
                 } else if let Ok(index) = field.parse::<usize>() {
                     positional.get(index)
                 } else {
-                    named
-                        .iter()
-                        .find(|(name, _)| name == field)
-                        .map(|(_, value)| value)
+                    named.iter().find(|(name, _)| name == field).map(|(_, value)| value)
                 };
                 match value {
                     Some(value) => out.push_str(&format_value(value, conversion, spec)),
@@ -590,12 +539,7 @@ pub fn format_number(format: &str, value: f64) -> Option<String> {
             _ => return None,
         };
         let rendered = format_spec(value, spec)?;
-        return Some(format!(
-            "{}{}{}",
-            &format[..open],
-            rendered,
-            &format[close + 1..]
-        ));
+        return Some(format!("{}{}{}", &format[..open], rendered, &format[close + 1..]));
     }
     let mut out = String::new();
     let mut rest = format;
@@ -631,10 +575,7 @@ fn format_spec(value: f64, spec: &str) -> Option<String> {
         Some(rest) => (true, rest),
         None => (false, spec),
     };
-    let kind = rest
-        .chars()
-        .last()
-        .filter(|c| c.is_ascii_alphabetic() || *c == '%');
+    let kind = rest.chars().last().filter(|c| c.is_ascii_alphabetic() || *c == '%');
     let precision_text = match kind {
         Some(kind) => &rest[..rest.len() - kind.len_utf8()],
         None => rest,
@@ -653,30 +594,17 @@ fn format_spec(value: f64, spec: &str) -> Option<String> {
             let rust = format!("{:.*e}", precision.unwrap_or(6), value);
             let (mantissa, exponent) = rust.split_once('e')?;
             let exponent: i32 = exponent.parse().ok()?;
-            format!(
-                "{mantissa}e{}{:02}",
-                if exponent < 0 { '-' } else { '+' },
-                exponent.abs()
-            )
+            format!("{mantissa}e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.abs())
         }
         _ => return None,
     };
-    Some(if grouping {
-        group_thousands(&formatted)
-    } else {
-        formatted
-    })
+    Some(if grouping { group_thousands(&formatted) } else { formatted })
 }
 
 fn group_thousands(number: &str) -> String {
-    let (sign, unsigned) = number
-        .strip_prefix('-')
-        .map_or(("", number), |rest| ("-", rest));
-    let (integer, fraction) = unsigned
-        .split_once('.')
-        .map_or((unsigned, None), |(integer, fraction)| {
-            (integer, Some(fraction))
-        });
+    let (sign, unsigned) = number.strip_prefix('-').map_or(("", number), |rest| ("-", rest));
+    let (integer, fraction) =
+        unsigned.split_once('.').map_or((unsigned, None), |(integer, fraction)| (integer, Some(fraction)));
     let mut grouped = String::new();
     for (index, digit) in integer.chars().enumerate() {
         if index > 0 && (integer.len() - index) % 3 == 0 {
@@ -697,46 +625,34 @@ mod tests {
     #[test]
     fn python_format_handles_positional_named_and_specs() {
         let values = [Value::from("web-1"), Value::Float(12.345)];
-        assert_eq!(
-            python_format("{} on {0}: {1:.2f} {{x}}", &values, &[]),
-            "web-1 on web-1: 12.35 {x}"
-        );
+        assert_eq!(python_format("{} on {0}: {1:.2f} {{x}}", &values, &[]), "web-1 on web-1: 12.35 {x}");
         let named = [("host".to_owned(), Value::from("h"))];
-        assert_eq!(
-            python_format("host={host} missing={other}", &[], &named),
-            "host=h missing={other}"
-        );
+        assert_eq!(python_format("host={host} missing={other}", &[], &named), "host=h missing={other}");
         assert_eq!(python_format("{!r}", &[Value::from("a")], &[]), "'a'");
     }
 
     #[test]
     fn number_formats_follow_python() {
-        assert_eq!(
-            format_number("{:,.2f}", 1234567.891).as_deref(),
-            Some("1,234,567.89")
-        );
+        assert_eq!(format_number("{:,.2f}", 1234567.891).as_deref(), Some("1,234,567.89"));
         assert_eq!(format_number("%.1f%%", 12.34).as_deref(), Some("12.3%"));
         assert_eq!(format_number("{:.0f} ms", 12.5).as_deref(), Some("12 ms"));
-        assert_eq!(
-            format_number("{:.2e}", 12345.0).as_deref(),
-            Some("1.23e+04")
-        );
+        assert_eq!(format_number("{:.2e}", 12345.0).as_deref(), Some("1.23e+04"));
         assert_eq!(format_number("{:>10}", 1.0), None);
     }
 
     #[test]
     fn pretty_json_sorts_keys_and_indents_four() {
         let value = Value::from(serde_json::json!({"b": [1, "x"], "a": {"z": null}}));
-        assert_eq!(pretty_json(&value), "{\n    \"a\": {\n        \"z\": null\n    },\n    \"b\": [\n        1,\n        \"x\"\n    ]\n}");
+        assert_eq!(
+            pretty_json(&value),
+            "{\n    \"a\": {\n        \"z\": null\n    },\n    \"b\": [\n        1,\n        \"x\"\n    ]\n}"
+        );
     }
 
     #[test]
     fn ascii_table_matches_texttable_layout() {
         let headers = vec!["host".to_owned(), "count".to_owned()];
-        let rows = vec![
-            vec!["web-10".to_owned(), "2".to_owned()],
-            vec!["db".to_owned(), "1".to_owned()],
-        ];
+        let rows = vec![vec!["web-10".to_owned(), "2".to_owned()], vec!["db".to_owned(), "1".to_owned()]];
         let expected = "+--------+-------+\n|  host  | count |\n+========+=======+\n| web-10 | 2     |\n+--------+-------+\n| db     | 1     |\n+--------+-------+";
         assert_eq!(ascii_table(&headers, &rows), expected);
     }

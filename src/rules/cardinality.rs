@@ -63,9 +63,7 @@ impl CardinalityRule {
         let distinct = state.last_seen.len() as u64;
         let elapsed = time.saturating_sub(state.first_event.unwrap_or(time));
         self.max_cardinality.is_some_and(|max| distinct > max)
-            || self
-                .min_cardinality
-                .is_some_and(|min| distinct < min && elapsed > self.timeframe)
+            || self.min_cardinality.is_some_and(|min| distinct < min && elapsed > self.timeframe)
     }
 
     fn forget_old_values(&mut self, time: EventTime) {
@@ -77,29 +75,18 @@ impl CardinalityRule {
 }
 
 impl RuleState for CardinalityRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
         let key = counting_key(rule, event);
         let capacity = self.capacity;
-        let state = self
-            .keys
-            .touch_or_insert_with(key.clone(), || CardinalityKeyState {
-                last_seen: KeyedState::new(capacity),
-                first_event: None,
-            });
+        let state = self.keys.touch_or_insert_with(key.clone(), || CardinalityKeyState {
+            last_seen: KeyedState::new(capacity),
+            first_event: None,
+        });
         state.first_event.get_or_insert(event.time);
-        let Some(value) =
-            fields::lookup(event.fields, &self.field).filter(|value| !value.is_null())
-        else {
+        let Some(value) = fields::lookup(event.fields, &self.field).filter(|value| !value.is_null()) else {
             return;
         };
-        *state
-            .last_seen
-            .touch_or_insert_with(Some(fields::key_string(value)), || event.time) = event.time;
+        *state.last_seen.touch_or_insert_with(Some(fields::key_string(value)), || event.time) = event.time;
         if !self.violates(&key, event.time) {
             return;
         }
@@ -110,18 +97,10 @@ impl RuleState for CardinalityRule {
         if let Some(state) = self.keys.peek_mut(&key) {
             state.first_event = None;
         }
-        matches.push(RawMatch {
-            time: event.time,
-            body: rule.event_body(event.fields),
-        });
+        matches.push(RawMatch { time: event.time, body: rule.event_body(event.fields) });
     }
 
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>) {
         self.forget_old_values(run_end);
         if self.min_cardinality.is_none() {
             return;
@@ -137,10 +116,7 @@ impl RuleState for CardinalityRule {
             if let (Some(query_key), Some(text)) = (&rule.query_key, &key) {
                 body.insert(query_key.name().into(), Value::from(text.as_str()));
             }
-            matches.push(RawMatch {
-                time: run_end,
-                body,
-            });
+            matches.push(RawMatch { time: run_end, body });
         }
     }
 

@@ -177,9 +177,7 @@ pub struct DurationSetting(pub Duration);
 impl<'de> Deserialize<'de> for DurationSetting {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Json::deserialize(deserializer)?;
-        parse_duration(&raw)
-            .map(DurationSetting)
-            .map_err(serde::de::Error::custom)
+        parse_duration(&raw).map(DurationSetting).map_err(serde::de::Error::custom)
     }
 }
 
@@ -196,14 +194,10 @@ impl<'de> Deserialize<'de> for AggregationSetting {
         if let Some(schedule) = raw.get("schedule") {
             return match schedule.as_str() {
                 Some(expression) => Ok(AggregationSetting::Schedule(expression.to_owned())),
-                None => Err(serde::de::Error::custom(
-                    "aggregation.schedule must be a cron expression string",
-                )),
+                None => Err(serde::de::Error::custom("aggregation.schedule must be a cron expression string")),
             };
         }
-        parse_duration(&raw)
-            .map(AggregationSetting::Every)
-            .map_err(serde::de::Error::custom)
+        parse_duration(&raw).map(AggregationSetting::Every).map_err(serde::de::Error::custom)
     }
 }
 
@@ -223,25 +217,22 @@ pub fn parse_duration(raw: &Json) -> Result<Duration, String> {
         Json::Object(map) => {
             let mut total = 0.0;
             for (unit, amount) in map {
-                let factor = DURATION_UNITS
-                    .iter()
-                    .find(|(name, _)| name == unit)
-                    .map(|(_, factor)| *factor)
-                    .ok_or_else(|| format!("unknown duration unit {unit:?}; use weeks, days, hours, minutes, seconds or milliseconds"))?;
-                let amount = amount
-                    .as_f64()
-                    .ok_or_else(|| format!("duration unit {unit:?} needs a number"))?;
+                let factor =
+                    DURATION_UNITS.iter().find(|(name, _)| name == unit).map(|(_, factor)| *factor).ok_or_else(
+                        || {
+                            format!(
+                            "unknown duration unit {unit:?}; use weeks, days, hours, minutes, seconds or milliseconds"
+                        )
+                        },
+                    )?;
+                let amount = amount.as_f64().ok_or_else(|| format!("duration unit {unit:?} needs a number"))?;
                 total += amount * factor;
             }
             total
         }
         Json::Number(number) => number.as_f64().unwrap_or(-1.0),
         Json::String(text) => parse_duration_text(text)?,
-        other => {
-            return Err(format!(
-                "expected a duration like {{minutes: 5}} or \"5m\", found {other}"
-            ))
-        }
+        other => return Err(format!("expected a duration like {{minutes: 5}} or \"5m\", found {other}")),
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("duration must not be negative, found {raw}"));
@@ -250,23 +241,17 @@ pub fn parse_duration(raw: &Json) -> Result<Duration, String> {
 }
 
 fn parse_duration_text(text: &str) -> Result<f64, String> {
-    let invalid = || {
-        format!("invalid duration {text:?}; use forms like \"30s\", \"5m\", \"1h30m\", \"2d\", \"500ms\"")
-    };
+    let invalid = || format!("invalid duration {text:?}; use forms like \"30s\", \"5m\", \"1h30m\", \"2d\", \"500ms\"");
     let mut total = 0.0;
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(invalid());
     }
     while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let digits_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let amount: f64 = rest[..digits_end].parse().map_err(|_| invalid())?;
         rest = &rest[digits_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let factor = match &rest[..unit_end] {
             "ms" => 0.001,
             "s" | "" => 1.0,
@@ -287,27 +272,16 @@ fn parse_duration_text(text: &str) -> Result<f64, String> {
 #[derive(Debug, thiserror::Error)]
 pub enum RuleLoadError {
     #[error("cannot read {origin}: {source}")]
-    Read {
-        origin: String,
-        source: std::io::Error,
-    },
+    Read { origin: String, source: std::io::Error },
     #[error("{origin} is not valid YAML: {message}")]
     Yaml { origin: String, message: String },
     #[error("{origin}: {message}")]
-    Invalid {
-        origin: String,
-        key: String,
-        message: String,
-    },
+    Invalid { origin: String, key: String, message: String },
 }
 
 impl RuleLoadError {
     fn invalid(origin: &str, key: &str, message: impl Into<String>) -> RuleLoadError {
-        RuleLoadError::Invalid {
-            origin: origin.to_owned(),
-            key: key.to_owned(),
-            message: message.into(),
-        }
+        RuleLoadError::Invalid { origin: origin.to_owned(), key: key.to_owned(), message: message.into() }
     }
 
     /// The offending key, when the error is about one.
@@ -329,11 +303,7 @@ impl RuleConfig {
         origin: &str,
     ) -> Result<RuleConfig, RuleLoadError> {
         let Json::Object(mut map) = value else {
-            return Err(RuleLoadError::invalid(
-                origin,
-                "",
-                "a rule must be a table/mapping of options",
-            ));
+            return Err(RuleLoadError::invalid(origin, "", "a rule must be a table/mapping of options"));
         };
         if let Some(defaults) = defaults {
             for (key, default) in defaults {
@@ -351,10 +321,7 @@ impl RuleConfig {
 
 /// Reads an ElastAlert rule file (YAML), following `import`, and names the
 /// rule after the file (path without extension) when it has no `name`.
-pub fn load_rule_file(
-    path: &Path,
-    defaults: Option<&JsonMap<String, Json>>,
-) -> Result<RuleConfig, RuleLoadError> {
+pub fn load_rule_file(path: &Path, defaults: Option<&JsonMap<String, Json>>) -> Result<RuleConfig, RuleLoadError> {
     let origin = format!("rule file {:?}", path.display().to_string());
     let mut seen_imports = HashSet::new();
     let base_directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -378,31 +345,20 @@ pub fn parse_rule_yaml(text: &str, origin: &str) -> Result<RuleConfig, RuleLoadE
 /// `load_rule_file` and `RuleConfig::from_value` apply to every rule.
 pub fn load_global_config(path: &Path) -> Result<JsonMap<String, Json>, RuleLoadError> {
     let origin = format!("config file {:?}", path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|source| RuleLoadError::Read {
-        origin: origin.clone(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| RuleLoadError::Read { origin: origin.clone(), source })?;
     yaml_text_to_map(&text, &origin)
 }
 
 fn yaml_text_to_map(text: &str, origin: &str) -> Result<JsonMap<String, Json>, RuleLoadError> {
-    let mut yaml: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(text).map_err(|error| RuleLoadError::Yaml {
-            origin: origin.to_owned(),
-            message: error.to_string(),
-        })?;
-    yaml.apply_merge().map_err(|error| RuleLoadError::Yaml {
-        origin: origin.to_owned(),
-        message: error.to_string(),
-    })?;
+    let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|error| RuleLoadError::Yaml { origin: origin.to_owned(), message: error.to_string() })?;
+    yaml.apply_merge()
+        .map_err(|error| RuleLoadError::Yaml { origin: origin.to_owned(), message: error.to_string() })?;
     match yaml_to_json(yaml, origin)? {
         Json::Object(map) => Ok(map),
         Json::Null => Ok(JsonMap::new()),
-        _ => Err(RuleLoadError::invalid(
-            origin,
-            "",
-            "the file must hold a mapping of rule options",
-        )),
+        _ => Err(RuleLoadError::invalid(origin, "", "the file must hold a mapping of rule options")),
     }
 }
 
@@ -419,19 +375,13 @@ fn yaml_to_json(yaml: serde_yaml_ng::Value, origin: &str) -> Result<Json, RuleLo
             } else if let Some(unsigned) = number.as_u64() {
                 Json::from(unsigned)
             } else {
-                number
-                    .as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(Json::Null, Json::Number)
+                number.as_f64().and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number)
             }
         }
         Yaml::String(text) => Json::String(text),
-        Yaml::Sequence(items) => Json::Array(
-            items
-                .into_iter()
-                .map(|item| yaml_to_json(item, origin))
-                .collect::<Result<_, _>>()?,
-        ),
+        Yaml::Sequence(items) => {
+            Json::Array(items.into_iter().map(|item| yaml_to_json(item, origin)).collect::<Result<_, _>>()?)
+        }
         Yaml::Mapping(mapping) => {
             let mut map = JsonMap::new();
             for (key, value) in mapping {
@@ -468,37 +418,25 @@ fn read_yaml_with_imports(
     seen_imports: &mut HashSet<PathBuf>,
 ) -> Result<JsonMap<String, Json>, RuleLoadError> {
     let this_origin = format!("rule file {:?}", path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|source| RuleLoadError::Read {
-        origin: this_origin.clone(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| RuleLoadError::Read { origin: this_origin.clone(), source })?;
     let mut map = yaml_text_to_map(&text, &this_origin)?;
     let Some(imports) = map.remove("import") else {
         return Ok(map);
     };
     let import_paths: Vec<String> = match imports {
         Json::String(single) => vec![single],
-        Json::Array(items) => items
-            .into_iter()
-            .filter_map(|item| item.as_str().map(str::to_owned))
-            .collect(),
+        Json::Array(items) => items.into_iter().filter_map(|item| item.as_str().map(str::to_owned)).collect(),
         _ => {
-            return Err(RuleLoadError::invalid(
-                origin,
-                "import",
-                "import must be a file path or a list of file paths",
-            ))
+            return Err(RuleLoadError::invalid(origin, "import", "import must be a file path or a list of file paths"))
         }
     };
     // Later imports beat earlier ones; the importing file beats all imports.
     let mut merged_imports = JsonMap::new();
     let mut imported_filters = Vec::new();
     for import in import_paths {
-        let import_path = if Path::new(&import).is_absolute() {
-            PathBuf::from(&import)
-        } else {
-            base_directory.join(&import)
-        };
+        let import_path =
+            if Path::new(&import).is_absolute() { PathBuf::from(&import) } else { base_directory.join(&import) };
         if !seen_imports.insert(import_path.clone()) {
             return Err(RuleLoadError::invalid(
                 origin,
@@ -506,8 +444,7 @@ fn read_yaml_with_imports(
                 format!("{import:?} is imported twice or imports itself; remove the cycle"),
             ));
         }
-        let mut imported =
-            read_yaml_with_imports(&import_path, base_directory, origin, seen_imports)?;
+        let mut imported = read_yaml_with_imports(&import_path, base_directory, origin, seen_imports)?;
         if let Some(Json::Array(filters)) = imported.remove("filter") {
             imported_filters.extend(filters);
         }
@@ -909,32 +846,12 @@ const KNOWN_ALERTERS: &[(&str, &[&str])] = &[
     ("alerta", &["alerta_"]),
     ("alertmanager", &["alertmanager_"]),
     ("chatwork", &["chatwork_"]),
-    (
-        "command",
-        &[
-            "command",
-            "pipe_match_json",
-            "pipe_alert_text",
-            "fail_on_non_zero_exit",
-        ],
-    ),
+    ("command", &["command", "pipe_match_json", "pipe_alert_text", "fail_on_non_zero_exit"]),
     ("datadog", &["datadog_"]),
     ("debug", &[]),
     ("dingtalk", &["dingtalk_"]),
     ("discord", &["discord_"]),
-    (
-        "email",
-        &[
-            "email",
-            "smtp_",
-            "from_addr",
-            "reply_to",
-            "cc",
-            "bcc",
-            "assets_dir",
-            "img_",
-        ],
-    ),
+    ("email", &["email", "smtp_", "from_addr", "reply_to", "cc", "bcc", "assets_dir", "img_"]),
     ("exotel", &["exotel_"]),
     ("flashduty", &["flashduty_"]),
     ("gelf", &["gelf_"]),
@@ -1075,18 +992,10 @@ const SUPPORTED_KEYS: &[&str] = &[
 impl RuleDefinition {
     /// Validates a raw rule. Logs one info line per class of ignored keys.
     pub fn from_config(config: RuleConfig) -> Result<RuleDefinition, RuleLoadError> {
-        let origin = if config.origin.is_empty() {
-            "rule".to_owned()
-        } else {
-            config.origin.clone()
-        };
+        let origin = if config.origin.is_empty() { "rule".to_owned() } else { config.origin.clone() };
         let origin = origin.as_str();
         let name = config.name.clone().ok_or_else(|| {
-            RuleLoadError::invalid(
-                origin,
-                "name",
-                "\"name\" is required; give the rule a unique name",
-            )
+            RuleLoadError::invalid(origin, "name", "\"name\" is required; give the rule a unique name")
         })?;
         let alerters = validate_alerters(&config, origin)?;
         classify_other_keys(&config, origin, &name, &alerters)?;
@@ -1096,9 +1005,7 @@ impl RuleDefinition {
                 RuleLoadError::invalid(
                     origin,
                     key,
-                    format!(
-                        "type {type_name} requires \"{key}\"; set it, e.g. {key}: {{minutes: 5}}"
-                    ),
+                    format!("type {type_name} requires \"{key}\"; set it, e.g. {key}: {{minutes: 5}}"),
                 )
             })
         };
@@ -1114,25 +1021,13 @@ impl RuleDefinition {
             }
         };
 
-        let run_every = config
-            .run_every
-            .map_or(DEFAULT_RUN_EVERY, |setting| setting.0);
+        let run_every = config.run_every.map_or(DEFAULT_RUN_EVERY, |setting| setting.0);
         if run_every.is_zero() {
-            return Err(RuleLoadError::invalid(
-                origin,
-                "run_every",
-                "run_every must be above zero",
-            ));
+            return Err(RuleLoadError::invalid(origin, "run_every", "run_every must be above zero"));
         }
-        let buffer_time = config
-            .buffer_time
-            .map_or(DEFAULT_BUFFER_TIME, |setting| setting.0);
+        let buffer_time = config.buffer_time.map_or(DEFAULT_BUFFER_TIME, |setting| setting.0);
         let use_run_every_query_size = config.use_run_every_query_size.unwrap_or(false);
-        let segment = if use_run_every_query_size {
-            run_every
-        } else {
-            buffer_time
-        };
+        let segment = if use_run_every_query_size { run_every } else { buffer_time };
         let terms_size = config.terms_size.unwrap_or(50);
         let min_doc_count = config.min_doc_count.unwrap_or(1);
 
@@ -1140,17 +1035,10 @@ impl RuleDefinition {
             RuleLoadError::invalid(
                 origin,
                 "type",
-                format!(
-                    "\"type\" is required; use one of {}",
-                    SUPPORTED_RULE_TYPES.join(", ")
-                ),
+                format!("\"type\" is required; use one of {}", SUPPORTED_RULE_TYPES.join(", ")),
             )
         })?;
-        let query_key_fields = config
-            .query_key
-            .as_ref()
-            .map(OneOrMany::to_vec)
-            .unwrap_or_default();
+        let query_key_fields = config.query_key.as_ref().map(OneOrMany::to_vec).unwrap_or_default();
         let query_key = QueryKey::from_fields(query_key_fields);
 
         let spike_settings = |type_name: &str| -> Result<SpikeSettings, RuleLoadError> {
@@ -1163,11 +1051,7 @@ impl RuleDefinition {
                 )
             })?;
             if spike_height <= 0.0 {
-                return Err(RuleLoadError::invalid(
-                    origin,
-                    "spike_height",
-                    "spike_height must be above 0",
-                ));
+                return Err(RuleLoadError::invalid(origin, "spike_height", "spike_height must be above 0"));
             }
             let spike_type = match config.spike_type.as_deref() {
                 Some("up") => SpikeDirection::Up,
@@ -1203,9 +1087,7 @@ impl RuleDefinition {
                 RuleLoadError::invalid(
                     origin,
                     "metric_agg_key",
-                    format!(
-                        "type {type_name} requires \"metric_agg_key\" (the field to aggregate)"
-                    ),
+                    format!("type {type_name} requires \"metric_agg_key\" (the field to aggregate)"),
                 )
             })?;
             let aggregation = match config.metric_agg_type.as_deref() {
@@ -1224,48 +1106,40 @@ impl RuleDefinition {
                     ))
                 }
             };
-            if aggregation == MetricAggregationType::Percentiles
-                && config.percentile_range.is_none()
-            {
-                return Err(RuleLoadError::invalid(origin, "percentile_range", "metric_agg_type percentiles requires \"percentile_range\", e.g. percentile_range: 95"));
+            if aggregation == MetricAggregationType::Percentiles && config.percentile_range.is_none() {
+                return Err(RuleLoadError::invalid(
+                    origin,
+                    "percentile_range",
+                    "metric_agg_type percentiles requires \"percentile_range\", e.g. percentile_range: 95",
+                ));
             }
-            Ok(MetricSpec {
-                key,
-                aggregation,
-                percentile: config.percentile_range,
-            })
+            Ok(MetricSpec { key, aggregation, percentile: config.percentile_range })
         };
 
         let kind = match rule_type.as_str() {
             "any" => RuleKind::Any,
             "blacklist" | "whitelist" => {
-                let compare_key = config
-                    .compare_key
-                    .as_ref()
-                    .map(|keys| keys.to_vec().join(","))
-                    .ok_or_else(|| {
-                        RuleLoadError::invalid(
-                            origin,
-                            "compare_key",
-                            format!(
-                                "type {rule_type} requires \"compare_key\" (the field to check)"
-                            ),
-                        )
-                    })?;
+                let compare_key = config.compare_key.as_ref().map(|keys| keys.to_vec().join(",")).ok_or_else(|| {
+                    RuleLoadError::invalid(
+                        origin,
+                        "compare_key",
+                        format!("type {rule_type} requires \"compare_key\" (the field to check)"),
+                    )
+                })?;
                 let list_key = rule_type.as_str();
-                let entries = if rule_type == "blacklist" {
-                    &config.blacklist
-                } else {
-                    &config.whitelist
-                };
-                let entries = entries.as_ref().ok_or_else(|| RuleLoadError::invalid(origin, list_key, format!("type {rule_type} requires \"{list_key}\" (a list of values or \"!file <path>\" entries)")))?;
-                let values =
-                    expand_list(entries, config.base_directory.as_deref(), origin, list_key)?;
+                let entries = if rule_type == "blacklist" { &config.blacklist } else { &config.whitelist };
+                let entries = entries.as_ref().ok_or_else(|| {
+                    RuleLoadError::invalid(
+                        origin,
+                        list_key,
+                        format!(
+                            "type {rule_type} requires \"{list_key}\" (a list of values or \"!file <path>\" entries)"
+                        ),
+                    )
+                })?;
+                let values = expand_list(entries, config.base_directory.as_deref(), origin, list_key)?;
                 if rule_type == "blacklist" {
-                    RuleKind::Blacklist {
-                        compare_key,
-                        values,
-                    }
+                    RuleKind::Blacklist { compare_key, values }
                 } else {
                     let ignore_null = config.ignore_null.ok_or_else(|| {
                         RuleLoadError::invalid(
@@ -1274,26 +1148,20 @@ impl RuleDefinition {
                             "type whitelist requires \"ignore_null\" (true or false)",
                         )
                     })?;
-                    RuleKind::Whitelist {
-                        compare_key,
-                        values,
-                        ignore_null,
-                    }
+                    RuleKind::Whitelist { compare_key, values, ignore_null }
                 }
             }
             "change" => {
-                let compare_keys = config
-                    .compare_key
-                    .as_ref()
-                    .map(OneOrMany::to_vec)
-                    .filter(|keys| !keys.is_empty())
-                    .ok_or_else(|| {
-                        RuleLoadError::invalid(
-                            origin,
-                            "compare_key",
-                            "type change requires \"compare_key\" (field or list of fields)",
-                        )
-                    })?;
+                let compare_keys =
+                    config.compare_key.as_ref().map(OneOrMany::to_vec).filter(|keys| !keys.is_empty()).ok_or_else(
+                        || {
+                            RuleLoadError::invalid(
+                                origin,
+                                "compare_key",
+                                "type change requires \"compare_key\" (field or list of fields)",
+                            )
+                        },
+                    )?;
                 let ignore_null = config.ignore_null.ok_or_else(|| {
                     RuleLoadError::invalid(
                         origin,
@@ -1302,11 +1170,7 @@ impl RuleDefinition {
                     )
                 })?;
                 required(query_key.is_some(), "query_key", "change", "host")?;
-                RuleKind::Change {
-                    compare_keys,
-                    ignore_null,
-                    timeframe: config.timeframe.map(|setting| setting.0),
-                }
+                RuleKind::Change { compare_keys, ignore_null, timeframe: config.timeframe.map(|setting| setting.0) }
             }
             "frequency" => {
                 let num_events = config.num_events.ok_or_else(|| {
@@ -1343,19 +1207,19 @@ impl RuleDefinition {
                     None => match &query_key {
                         Some(QueryKey::Single(path)) => vec![vec![path.clone()]],
                         Some(QueryKey::Compound { fields, .. }) => vec![fields.clone()],
-                        None => return Err(RuleLoadError::invalid(
-                            origin,
-                            "fields",
-                            "type new_term requires \"fields\" (or query_key), e.g. fields: [host]",
-                        )),
+                        None => {
+                            return Err(RuleLoadError::invalid(
+                                origin,
+                                "fields",
+                                "type new_term requires \"fields\" (or query_key), e.g. fields: [host]",
+                            ))
+                        }
                     },
                 };
                 RuleKind::NewTerm {
                     fields,
                     alert_on_missing_field: config.alert_on_missing_field.unwrap_or(false),
-                    terms_warmup: config
-                        .terms_warmup
-                        .map_or(Duration::ZERO, |setting| setting.0),
+                    terms_warmup: config.terms_warmup.map_or(Duration::ZERO, |setting| setting.0),
                 }
             }
             "cardinality" => {
@@ -1382,7 +1246,11 @@ impl RuleDefinition {
             }
             "metric_aggregation" => {
                 if config.max_threshold.is_none() && config.min_threshold.is_none() {
-                    return Err(RuleLoadError::invalid(origin, "max_threshold", "type metric_aggregation requires \"max_threshold\" and/or \"min_threshold\""));
+                    return Err(RuleLoadError::invalid(
+                        origin,
+                        "max_threshold",
+                        "type metric_aggregation requires \"max_threshold\" and/or \"min_threshold\"",
+                    ));
                 }
                 let format_string = config.metric_format_string.clone();
                 validate_format_string(format_string.as_deref(), origin, "metric_format_string")?;
@@ -1405,14 +1273,14 @@ impl RuleDefinition {
                     )
                 })?;
                 if config.min_percentage.is_none() && config.max_percentage.is_none() {
-                    return Err(RuleLoadError::invalid(origin, "max_percentage", "type percentage_match requires \"max_percentage\" and/or \"min_percentage\""));
+                    return Err(RuleLoadError::invalid(
+                        origin,
+                        "max_percentage",
+                        "type percentage_match requires \"max_percentage\" and/or \"min_percentage\"",
+                    ));
                 }
                 let format_string = config.percentage_format_string.clone();
-                validate_format_string(
-                    format_string.as_deref(),
-                    origin,
-                    "percentage_format_string",
-                )?;
+                validate_format_string(format_string.as_deref(), origin, "percentage_format_string")?;
                 RuleKind::PercentageMatch(PercentageMatchSettings {
                     match_bucket_filter,
                     min_percentage: config.min_percentage,
@@ -1433,30 +1301,25 @@ impl RuleDefinition {
                     segment,
                 }
             }
-            other if other.contains('.') => return Err(RuleLoadError::invalid(
-                origin,
-                "type",
-                format!(
-                    "type {other:?} is a Python rule class, which pipe cannot load; use one of {}",
-                    SUPPORTED_RULE_TYPES.join(", ")
-                ),
-            )),
-            other => {
+            other if other.contains('.') => {
                 return Err(RuleLoadError::invalid(
                     origin,
                     "type",
                     format!(
-                        "unknown rule type {other:?}; pipe supports {}",
+                        "type {other:?} is a Python rule class, which pipe cannot load; use one of {}",
                         SUPPORTED_RULE_TYPES.join(", ")
                     ),
                 ))
             }
+            other => {
+                return Err(RuleLoadError::invalid(
+                    origin,
+                    "type",
+                    format!("unknown rule type {other:?}; pipe supports {}", SUPPORTED_RULE_TYPES.join(", ")),
+                ))
+            }
         };
-        if matches!(
-            kind,
-            RuleKind::MetricAggregation(_) | RuleKind::PercentageMatch(_)
-        ) && segment.is_zero()
-        {
+        if matches!(kind, RuleKind::MetricAggregation(_) | RuleKind::PercentageMatch(_)) && segment.is_zero() {
             return Err(RuleLoadError::invalid(
                 origin,
                 "buffer_time",
@@ -1469,10 +1332,7 @@ impl RuleDefinition {
             "unix" => TimestampType::Unix,
             "unix_ms" => TimestampType::UnixMs,
             "custom" => TimestampType::Custom(
-                config
-                    .timestamp_format
-                    .clone()
-                    .unwrap_or_else(|| "%Y-%m-%dT%H:%M:%SZ".to_owned()),
+                config.timestamp_format.clone().unwrap_or_else(|| "%Y-%m-%dT%H:%M:%SZ".to_owned()),
             ),
             other => {
                 return Err(RuleLoadError::invalid(
@@ -1485,32 +1345,21 @@ impl RuleDefinition {
 
         let alerting = alert_settings(&config, origin, &name)?;
         let options: JsonMap<String, Json> = raw_options(&config);
-        let include = config
-            .include
-            .clone()
-            .filter(|paths| !paths.iter().any(|path| path == "*"));
+        let include = config.include.clone().filter(|paths| !paths.iter().any(|path| path == "*"));
         Ok(RuleDefinition {
             name,
             origin: origin.to_owned(),
             enabled: config.is_enabled.unwrap_or(true),
             kind,
             filter: config.filter.clone().unwrap_or_default(),
-            timestamp_field: config
-                .timestamp_field
-                .clone()
-                .unwrap_or_else(|| "@timestamp".to_owned()),
+            timestamp_field: config.timestamp_field.clone().unwrap_or_else(|| "@timestamp".to_owned()),
             timestamp_type,
             query_key,
             run_every,
             buffer_time,
-            query_delay: config
-                .query_delay
-                .map_or(Duration::ZERO, |setting| setting.0),
+            query_delay: config.query_delay.map_or(Duration::ZERO, |setting| setting.0),
             include,
-            max_tracked_keys: config
-                .max_tracked_keys
-                .unwrap_or(DEFAULT_MAX_TRACKED_KEYS)
-                .max(1),
+            max_tracked_keys: config.max_tracked_keys.unwrap_or(DEFAULT_MAX_TRACKED_KEYS).max(1),
             alerting,
             options,
         })
@@ -1523,11 +1372,8 @@ impl RuleDefinition {
 }
 
 fn raw_options(config: &RuleConfig) -> JsonMap<String, Json> {
-    let mut options: JsonMap<String, Json> = config
-        .other
-        .iter()
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
+    let mut options: JsonMap<String, Json> =
+        config.other.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
     let mut put = |key: &str, value: Option<Json>| {
         if let Some(value) = value {
             options.insert(key.to_owned(), value);
@@ -1544,32 +1390,11 @@ fn raw_options(config: &RuleConfig) -> JsonMap<String, Json> {
     put("spike_height", config.spike_height.map(Json::from));
     put("max_threshold", config.max_threshold.map(Json::from));
     put("min_threshold", config.min_threshold.map(Json::from));
-    put(
-        "compare_key",
-        config
-            .compare_key
-            .as_ref()
-            .map(|keys| Json::from(keys.to_vec().join(","))),
-    );
-    put(
-        "cardinality_field",
-        config.cardinality_field.clone().map(Json::String),
-    );
-    put(
-        "metric_agg_key",
-        config.metric_agg_key.clone().map(Json::String),
-    );
-    put(
-        "metric_agg_type",
-        config.metric_agg_type.clone().map(Json::String),
-    );
-    put(
-        "query_key",
-        config
-            .query_key
-            .as_ref()
-            .map(|keys| Json::from(keys.to_vec().join(","))),
-    );
+    put("compare_key", config.compare_key.as_ref().map(|keys| Json::from(keys.to_vec().join(","))));
+    put("cardinality_field", config.cardinality_field.clone().map(Json::String));
+    put("metric_agg_key", config.metric_agg_key.clone().map(Json::String));
+    put("metric_agg_type", config.metric_agg_type.clone().map(Json::String));
+    put("query_key", config.query_key.as_ref().map(|keys| Json::from(keys.to_vec().join(","))));
     options
 }
 
@@ -1635,15 +1460,8 @@ fn classify_other_keys(
             ignored_daemon.push(key.as_str());
             continue;
         }
-        if let Some((_, hint)) = UNSUPPORTED_KEYS
-            .iter()
-            .find(|(unsupported, _)| unsupported == key)
-        {
-            return Err(RuleLoadError::invalid(
-                origin,
-                key,
-                format!("\"{key}\" is not supported: {hint}"),
-            ));
+        if let Some((_, hint)) = UNSUPPORTED_KEYS.iter().find(|(unsupported, _)| unsupported == key) {
+            return Err(RuleLoadError::invalid(origin, key, format!("\"{key}\" is not supported: {hint}")));
         }
         let belongs_to_alerter = alerters.iter().any(|alerter| {
             KNOWN_ALERTERS
@@ -1713,15 +1531,10 @@ fn expand_list(
                     RuleLoadError::invalid(
                         origin,
                         key,
-                        format!(
-                            "cannot read list file {:?} named by \"!file\": {error}",
-                            path.display().to_string()
-                        ),
+                        format!("cannot read list file {:?} named by \"!file\": {error}", path.display().to_string()),
                     )
                 })?;
-                values
-                    .texts
-                    .extend(contents.lines().map(|line| line.trim_end().to_owned()));
+                values.texts.extend(contents.lines().map(|line| line.trim_end().to_owned()));
             }
             None => {
                 values.texts.insert(text);
@@ -1733,7 +1546,11 @@ fn expand_list(
 
 fn parse_new_term_fields(raw: &Json, origin: &str) -> Result<Vec<Vec<String>>, RuleLoadError> {
     let invalid = || {
-        RuleLoadError::invalid(origin, "fields", "fields must be a field name, a list of names, or a list holding lists for composite terms")
+        RuleLoadError::invalid(
+            origin,
+            "fields",
+            "fields must be a field name, a list of names, or a list holding lists for composite terms",
+        )
     };
     match raw {
         Json::String(field) => Ok(vec![vec![field.clone()]]),
@@ -1741,10 +1558,9 @@ fn parse_new_term_fields(raw: &Json, origin: &str) -> Result<Vec<Vec<String>>, R
             .iter()
             .map(|item| match item {
                 Json::String(field) => Ok(vec![field.clone()]),
-                Json::Array(parts) => parts
-                    .iter()
-                    .map(|part| part.as_str().map(str::to_owned).ok_or_else(invalid))
-                    .collect(),
+                Json::Array(parts) => {
+                    parts.iter().map(|part| part.as_str().map(str::to_owned).ok_or_else(invalid)).collect()
+                }
                 _ => Err(invalid()),
             })
             .collect(),
@@ -1754,11 +1570,7 @@ fn parse_new_term_fields(raw: &Json, origin: &str) -> Result<Vec<Vec<String>>, R
 
 /// Accepts the subset of Python formatting pipe renders: `{:,.2f}`-style
 /// (`{` `:` optional `,` optional `.N` `f`/`d` `}`) and `%.Nf`/`%d`.
-fn validate_format_string(
-    format: Option<&str>,
-    origin: &str,
-    key: &str,
-) -> Result<(), RuleLoadError> {
+fn validate_format_string(format: Option<&str>, origin: &str, key: &str) -> Result<(), RuleLoadError> {
     let Some(format) = format else { return Ok(()) };
     if crate::rules::alert::format_number(format, 1.0).is_some() {
         return Ok(());
@@ -1770,11 +1582,7 @@ fn validate_format_string(
     ))
 }
 
-fn alert_settings(
-    config: &RuleConfig,
-    origin: &str,
-    name: &str,
-) -> Result<AlertSettings, RuleLoadError> {
+fn alert_settings(config: &RuleConfig, origin: &str, name: &str) -> Result<AlertSettings, RuleLoadError> {
     let aggregation = match &config.aggregation {
         None => None,
         Some(AggregationSetting::Every(duration)) if duration.is_zero() => None,
@@ -1787,32 +1595,31 @@ fn alert_settings(
                     format!("aggregation schedule {expression:?} is invalid: {message}"),
                 )
             })?;
-            Some(AggregationWindow::Schedule {
-                expression: expression.clone(),
-            })
+            Some(AggregationWindow::Schedule { expression: expression.clone() })
         }
     };
-    let realert = config
-        .realert
-        .map(|setting| setting.0)
-        .unwrap_or(if aggregation.is_some() {
-            Duration::ZERO
-        } else {
-            DEFAULT_REALERT
-        });
+    let realert = config.realert.map(|setting| setting.0).unwrap_or(if aggregation.is_some() {
+        Duration::ZERO
+    } else {
+        DEFAULT_REALERT
+    });
     let alert_text_type = match config.alert_text_type.as_deref() {
         None | Some("alert_text") => AlertTextType::Default,
         Some("alert_text_only") => AlertTextType::AlertTextOnly,
         Some("exclude_fields") => AlertTextType::ExcludeFields,
         Some("aggregation_summary_only") => AlertTextType::AggregationSummaryOnly,
-        Some("alert_text_jinja") => {
-            return Err(RuleLoadError::invalid(origin, "alert_text_type", "alert_text_jinja is not supported (no Jinja engine); use alert_text with alert_text_args or alert_text_kw"))
-        }
+        Some("alert_text_jinja") => return Err(RuleLoadError::invalid(
+            origin,
+            "alert_text_type",
+            "alert_text_jinja is not supported (no Jinja engine); use alert_text with alert_text_args or alert_text_kw",
+        )),
         Some(other) => {
             return Err(RuleLoadError::invalid(
                 origin,
                 "alert_text_type",
-                format!("alert_text_type {other:?} is not one of alert_text_only, exclude_fields, aggregation_summary_only"),
+                format!(
+                    "alert_text_type {other:?} is not one of alert_text_only, exclude_fields, aggregation_summary_only"
+                ),
             ))
         }
     };
@@ -1827,16 +1634,10 @@ fn alert_settings(
             ))
         }
     };
-    let aggregation_key = config
-        .aggregation_key
-        .as_ref()
-        .and_then(|keys| QueryKey::from_fields(keys.to_vec()));
+    let aggregation_key = config.aggregation_key.as_ref().and_then(|keys| QueryKey::from_fields(keys.to_vec()));
     Ok(AlertSettings {
         realert,
-        realert_key: config
-            .realert_key
-            .clone()
-            .unwrap_or_else(|| name.to_owned()),
+        realert_key: config.realert_key.clone().unwrap_or_else(|| name.to_owned()),
         exponential_realert: config.exponential_realert.map(|setting| setting.0),
         aggregation,
         aggregation_key,
@@ -1854,29 +1655,20 @@ fn alert_settings(
         alert_subject_max_len: config.alert_subject_max_len.unwrap_or(2048),
         alert_text: config.alert_text.clone(),
         alert_text_args: config.alert_text_args.clone(),
-        alert_text_kw: config.alert_text_kw.as_ref().map(|map| {
-            map.iter()
-                .map(|(path, placeholder)| (path.clone(), placeholder.clone()))
-                .collect()
-        }),
+        alert_text_kw: config
+            .alert_text_kw
+            .as_ref()
+            .map(|map| map.iter().map(|(path, placeholder)| (path.clone(), placeholder.clone())).collect()),
         alert_text_type,
-        alert_missing_value: config
-            .alert_missing_value
-            .clone()
-            .unwrap_or_else(|| "<MISSING VALUE>".to_owned()),
+        alert_missing_value: config.alert_missing_value.clone().unwrap_or_else(|| "<MISSING VALUE>".to_owned()),
         pretty_time: PrettyTime {
             use_local_time: config.use_local_time.unwrap_or(true),
             custom_format: config.custom_pretty_ts_format.clone(),
         },
         top_count_keys: config.top_count_keys.clone().unwrap_or_default(),
         top_count_number: config.top_count_number.unwrap_or(5),
-        include_rule_params: config
-            .include_rule_params_in_matches
-            .clone()
-            .unwrap_or_default(),
-        include_rule_params_in_first_match_only: config
-            .include_rule_params_in_first_match_only
-            .unwrap_or(false),
+        include_rule_params: config.include_rule_params_in_matches.clone().unwrap_or_default(),
+        include_rule_params_in_first_match_only: config.include_rule_params_in_first_match_only.unwrap_or(false),
     })
 }
 
@@ -1890,25 +1682,11 @@ mod tests {
 
     #[test]
     fn durations_accept_elastalert_maps_and_pipe_strings() {
-        assert_eq!(
-            parse_duration(&serde_json::json!({"minutes": 1, "seconds": 30})).unwrap(),
-            Duration::from_secs(90)
-        );
-        assert_eq!(
-            parse_duration(&serde_json::json!("1h30m")).unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_duration(&serde_json::json!("500ms")).unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_duration(&serde_json::json!(15)).unwrap(),
-            Duration::from_secs(15)
-        );
-        assert!(parse_duration(&serde_json::json!({"fortnights": 1}))
-            .unwrap_err()
-            .contains("fortnights"));
+        assert_eq!(parse_duration(&serde_json::json!({"minutes": 1, "seconds": 30})).unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration(&serde_json::json!("1h30m")).unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration(&serde_json::json!("500ms")).unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration(&serde_json::json!(15)).unwrap(), Duration::from_secs(15));
+        assert!(parse_duration(&serde_json::json!({"fortnights": 1})).unwrap_err().contains("fortnights"));
         assert!(parse_duration(&serde_json::json!("5 parsecs")).is_err());
     }
 
@@ -1917,11 +1695,7 @@ mod tests {
         let rule = definition("name: r\ntype: frequency\nnum_events: 3\ntimeframe: {minutes: 5}\nquery_key: host\nindex: logs-*\nes_host: localhost\n").unwrap();
         assert_eq!(
             rule.kind,
-            RuleKind::Frequency {
-                num_events: 3,
-                timeframe: Duration::from_secs(300),
-                attach_related: false
-            }
+            RuleKind::Frequency { num_events: 3, timeframe: Duration::from_secs(300), attach_related: false }
         );
         assert_eq!(rule.query_key, Some(QueryKey::Single("host".into())));
         assert_eq!(rule.alerting.realert, DEFAULT_REALERT);
@@ -1933,10 +1707,7 @@ mod tests {
     fn realert_defaults_to_zero_with_aggregation() {
         let rule = definition("name: r\ntype: any\naggregation: {minutes: 10}\n").unwrap();
         assert_eq!(rule.alerting.realert, Duration::ZERO);
-        assert_eq!(
-            rule.alerting.aggregation,
-            Some(AggregationWindow::Every(Duration::from_secs(600)))
-        );
+        assert_eq!(rule.alerting.aggregation, Some(AggregationWindow::Every(Duration::from_secs(600))));
     }
 
     #[test]
@@ -1956,10 +1727,7 @@ mod tests {
     fn unknown_option_suggests_closest_key() {
         let error = definition("name: r\ntype: any\nrealret: {minutes: 1}\n").unwrap_err();
         assert_eq!(error.key(), Some("realret"));
-        assert!(
-            error.to_string().contains("did you mean \"realert\""),
-            "{error}"
-        );
+        assert!(error.to_string().contains("did you mean \"realert\""), "{error}");
     }
 
     #[test]
@@ -1967,14 +1735,16 @@ mod tests {
         let error = definition("name: r\ntype: any\nmatch_enhancements: [a.B]\n").unwrap_err();
         assert_eq!(error.key(), Some("match_enhancements"));
         assert!(error.to_string().contains("transform"), "{error}");
-        let error =
-            definition("name: r\ntype: any\nalert_text_type: alert_text_jinja\n").unwrap_err();
+        let error = definition("name: r\ntype: any\nalert_text_type: alert_text_jinja\n").unwrap_err();
         assert!(error.to_string().contains("alert_text_args"), "{error}");
     }
 
     #[test]
     fn known_alerters_and_their_options_are_accepted() {
-        let rule = definition("name: r\ntype: any\nalert: [slack, email]\nslack_webhook_url: http://x\nemail: [a@b.c]\nsmtp_host: mail\n").unwrap();
+        let rule = definition(
+            "name: r\ntype: any\nalert: [slack, email]\nslack_webhook_url: http://x\nemail: [a@b.c]\nsmtp_host: mail\n",
+        )
+        .unwrap();
         assert_eq!(rule.kind, RuleKind::Any);
         let error = definition("name: r\ntype: any\nslack_webhook_url: http://x\n").unwrap_err();
         assert_eq!(error.key(), Some("slack_webhook_url"));
@@ -1982,16 +1752,11 @@ mod tests {
 
     #[test]
     fn python_alerter_class_points_to_wecom_sink() {
-        let error = definition(
-            "name: r\ntype: any\nalert:\n- \"alert_plugin.wechat_qiye_alert.WeChatAlerter\"\n",
-        )
-        .unwrap_err();
+        let error =
+            definition("name: r\ntype: any\nalert:\n- \"alert_plugin.wechat_qiye_alert.WeChatAlerter\"\n").unwrap_err();
         assert_eq!(error.key(), Some("alert"));
         let text = error.to_string();
-        assert!(
-            text.contains("alert_plugin.wechat_qiye_alert.WeChatAlerter") && text.contains("wecom"),
-            "{text}"
-        );
+        assert!(text.contains("alert_plugin.wechat_qiye_alert.WeChatAlerter") && text.contains("wecom"), "{text}");
     }
 
     #[test]
@@ -1999,20 +1764,15 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         std::fs::write(directory.path().join("bad.txt"), "evil  \nworse\n").unwrap();
         let rule_path = directory.path().join("rule.yaml");
-        std::fs::write(&rule_path, "type: blacklist\ncompare_key: user\nblacklist:\n- plain\n- \"!file bad.txt\"\n- !file bad.txt\n").unwrap();
+        std::fs::write(
+            &rule_path,
+            "type: blacklist\ncompare_key: user\nblacklist:\n- plain\n- \"!file bad.txt\"\n- !file bad.txt\n",
+        )
+        .unwrap();
         let rule = RuleDefinition::from_config(load_rule_file(&rule_path, None).unwrap()).unwrap();
-        let RuleKind::Blacklist { values, .. } = rule.kind else {
-            panic!("not a blacklist")
-        };
-        assert_eq!(
-            values.texts,
-            HashSet::from(["plain".to_owned(), "evil".to_owned(), "worse".to_owned()])
-        );
-        assert!(
-            rule.name.ends_with("rule"),
-            "name defaults to the path without extension: {}",
-            rule.name
-        );
+        let RuleKind::Blacklist { values, .. } = rule.kind else { panic!("not a blacklist") };
+        assert_eq!(values.texts, HashSet::from(["plain".to_owned(), "evil".to_owned(), "worse".to_owned()]));
+        assert!(rule.name.ends_with("rule"), "name defaults to the path without extension: {}", rule.name);
     }
 
     #[test]
@@ -2024,23 +1784,10 @@ mod tests {
         )
         .unwrap();
         let rule_path = directory.path().join("rule.yaml");
-        std::fs::write(
-            &rule_path,
-            "name: r\nimport: base.rule\nnum_events: 2\nfilter:\n- term: {b: 2}\n",
-        )
-        .unwrap();
+        std::fs::write(&rule_path, "name: r\nimport: base.rule\nnum_events: 2\nfilter:\n- term: {b: 2}\n").unwrap();
         let rule = RuleDefinition::from_config(load_rule_file(&rule_path, None).unwrap()).unwrap();
-        assert!(matches!(
-            rule.kind,
-            RuleKind::Frequency { num_events: 2, .. }
-        ));
-        assert_eq!(
-            rule.filter,
-            vec![
-                serde_json::json!({"term": {"a": 1}}),
-                serde_json::json!({"term": {"b": 2}})
-            ]
-        );
+        assert!(matches!(rule.kind, RuleKind::Frequency { num_events: 2, .. }));
+        assert_eq!(rule.filter, vec![serde_json::json!({"term": {"a": 1}}), serde_json::json!({"term": {"b": 2}})]);
     }
 
     #[test]
@@ -2048,15 +1795,10 @@ mod tests {
         let mut defaults = JsonMap::new();
         defaults.insert("realert".into(), serde_json::json!({"minutes": 0}));
         defaults.insert("run_every".into(), serde_json::json!({"minutes": 1}));
-        defaults.insert(
-            "writeback_index".into(),
-            serde_json::json!("elastalert_status"),
-        );
+        defaults.insert("writeback_index".into(), serde_json::json!("elastalert_status"));
         let value = serde_json::json!({"name": "r", "type": "any"});
-        let rule = RuleDefinition::from_config(
-            RuleConfig::from_value(value, Some(&defaults), "test").unwrap(),
-        )
-        .unwrap();
+        let rule =
+            RuleDefinition::from_config(RuleConfig::from_value(value, Some(&defaults), "test").unwrap()).unwrap();
         assert_eq!(rule.alerting.realert, Duration::ZERO);
     }
 
@@ -2067,11 +1809,7 @@ mod tests {
         let rule = RuleDefinition::from_config(config).unwrap();
         assert!(matches!(
             rule.kind,
-            RuleKind::Spike(SpikeSettings {
-                spike_height: 2.0,
-                spike_type: SpikeDirection::Up,
-                ..
-            })
+            RuleKind::Spike(SpikeSettings { spike_height: 2.0, spike_type: SpikeDirection::Up, .. })
         ));
         assert_eq!(rule.query_key.as_ref().map(QueryKey::name), Some("a,b"));
     }

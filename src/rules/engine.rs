@@ -39,17 +39,9 @@ pub const MAX_CATCH_UP_RUNS: i64 = 1440;
 #[derive(Debug, thiserror::Error)]
 pub enum RuleEngineError {
     #[error("{origin}: rule {rule:?}: {message}")]
-    Filter {
-        origin: String,
-        rule: String,
-        message: String,
-    },
+    Filter { origin: String, rule: String, message: String },
     #[error("rule name {name:?} is used by {first} and {second}; rule names must be unique")]
-    DuplicateName {
-        name: String,
-        first: String,
-        second: String,
-    },
+    DuplicateName { name: String, first: String, second: String },
 }
 
 /// Counters and gauges of one rule, for `pipe_rules_*` metrics.
@@ -100,14 +92,7 @@ impl std::fmt::Debug for RuleEngine {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("RuleEngine")
-            .field(
-                "rules",
-                &self
-                    .runners
-                    .iter()
-                    .map(|runner| &*runner.name)
-                    .collect::<Vec<_>>(),
-            )
+            .field("rules", &self.runners.iter().map(|runner| &*runner.name).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -117,14 +102,8 @@ impl RuleEngine {
     /// the order of enabled rules in `definitions`.
     pub fn new(definitions: Vec<RuleDefinition>) -> Result<RuleEngine, RuleEngineError> {
         let mut runners: Vec<RuleRunner> = Vec::new();
-        for definition in definitions
-            .into_iter()
-            .filter(|definition| definition.enabled)
-        {
-            if let Some(existing) = runners
-                .iter()
-                .find(|runner| runner.definition.name == definition.name)
-            {
+        for definition in definitions.into_iter().filter(|definition| definition.enabled) {
+            if let Some(existing) = runners.iter().find(|runner| runner.definition.name == definition.name) {
                 return Err(RuleEngineError::DuplicateName {
                     name: definition.name.clone(),
                     first: existing.definition.origin.clone(),
@@ -136,8 +115,8 @@ impl RuleEngine {
                 rule: definition.name.clone(),
                 message,
             };
-            let filter = EventFilter::for_rule_filter(&definition.filter)
-                .map_err(|error| filter_error(error.message))?;
+            let filter =
+                EventFilter::for_rule_filter(&definition.filter).map_err(|error| filter_error(error.message))?;
             let state = build_state(&definition).map_err(filter_error)?;
             runners.push(RuleRunner {
                 index: runners.len(),
@@ -164,10 +143,7 @@ impl RuleEngine {
 
     /// The rules in index order, for building an `Alerter`.
     pub fn definitions(&self) -> Vec<Arc<RuleDefinition>> {
-        self.runners
-            .iter()
-            .map(|runner| Arc::clone(&runner.definition))
-            .collect()
+        self.runners.iter().map(|runner| Arc::clone(&runner.definition)).collect()
     }
 
     pub fn rule_count(&self) -> usize {
@@ -213,11 +189,7 @@ impl RuleEngine {
     /// The earliest run end any rule waits for, so a caller can schedule
     /// its next `advance`.
     pub fn next_run_due(&self) -> Option<DateTime<Utc>> {
-        self.runners
-            .iter()
-            .filter_map(|runner| runner.next_run_end)
-            .min()
-            .map(time::to_datetime)
+        self.runners.iter().filter_map(|runner| runner.next_run_end).min().map(time::to_datetime)
     }
 
     pub fn stats(&self) -> Vec<RuleStats> {
@@ -276,13 +248,8 @@ impl RuleRunner {
         }
         self.events_total += 1;
         self.hits_in_run += 1;
-        let incoming = IncomingEvent {
-            event,
-            fields,
-            time: event_time,
-            run_end: next_run_end,
-            schedule_anchor: self.anchor,
-        };
+        let incoming =
+            IncomingEvent { event, fields, time: event_time, run_end: next_run_end, schedule_anchor: self.anchor };
         self.state.add_event(&self.definition, incoming, &mut self.raw_matches);
         self.finish_matches(matches);
     }
@@ -290,12 +257,7 @@ impl RuleRunner {
     /// Runs housekeeping for every run end `e` with `e < target` (events:
     /// the event at `target` belongs to a later run) or `e ≤ target`
     /// (watermarks: the run ending exactly at the watermark is complete).
-    fn run_housekeeping_through(
-        &mut self,
-        target: EventTime,
-        inclusive: bool,
-        matches: &mut Vec<Match>,
-    ) {
+    fn run_housekeeping_through(&mut self, target: EventTime, inclusive: bool, matches: &mut Vec<Match>) {
         let Some(mut next_run_end) = self.next_run_end else {
             return;
         };
@@ -315,8 +277,7 @@ impl RuleRunner {
             next_run_end = next_run_end.saturating_add(skipped.saturating_mul(self.run_every));
         }
         while due(next_run_end) {
-            self.state
-                .end_of_run(&self.definition, next_run_end, &mut self.raw_matches);
+            self.state.end_of_run(&self.definition, next_run_end, &mut self.raw_matches);
             self.finish_matches(matches);
             self.state.detach_stored_events();
             self.hits_in_run = 0;
@@ -333,24 +294,14 @@ impl RuleRunner {
             let mut body = raw.body;
             let timestamp_field = &self.definition.timestamp_field;
             let original = body.get(timestamp_field.as_str()).cloned();
-            let rendered = time::render_match_time(
-                raw.time,
-                original.as_ref(),
-                &self.definition.timestamp_type,
-            );
+            let rendered = time::render_match_time(raw.time, original.as_ref(), &self.definition.timestamp_type);
             if original.is_some() || !timestamp_field.contains('.') {
                 body.insert(timestamp_field.as_str().into(), rendered);
             } else {
                 fields::set_nested(&mut body, timestamp_field, rendered);
             }
-            body.insert(
-                "num_hits".into(),
-                crate::event::Value::Integer(self.hits_in_run as i64),
-            );
-            body.insert(
-                "num_matches".into(),
-                crate::event::Value::Integer(self.matches_in_run as i64),
-            );
+            body.insert("num_hits".into(), crate::event::Value::Integer(self.hits_in_run as i64));
+            body.insert("num_matches".into(), crate::event::Value::Integer(self.matches_in_run as i64));
             matches.push(Match {
                 rule_index: self.index,
                 rule_name: Arc::clone(&self.name),
@@ -365,88 +316,43 @@ fn build_state(definition: &RuleDefinition) -> Result<Box<dyn RuleState>, String
     let capacity = definition.max_tracked_keys;
     Ok(match &definition.kind {
         RuleKind::Any => Box::new(simple::AnyRule),
-        RuleKind::Blacklist {
-            compare_key,
-            values,
-        } => Box::new(simple::ListRule::blacklist(
-            compare_key.clone(),
-            values.clone(),
-        )),
-        RuleKind::Whitelist {
-            compare_key,
-            values,
-            ignore_null,
-        } => Box::new(simple::ListRule::whitelist(
-            compare_key.clone(),
-            values.clone(),
-            *ignore_null,
-        )),
-        RuleKind::Change {
-            compare_keys,
-            ignore_null,
-            timeframe,
-        } => Box::new(simple::ChangeRule::new(
-            compare_keys.clone(),
-            *ignore_null,
-            *timeframe,
-            capacity,
-        )),
-        RuleKind::Frequency {
-            num_events,
-            timeframe,
-            attach_related,
-        } => Box::new(frequency::FrequencyRule::new(
-            *num_events,
-            *timeframe,
-            *attach_related,
-            capacity,
-        )),
-        RuleKind::Flatline {
-            threshold,
-            timeframe,
-            forget_keys,
-        } => Box::new(frequency::FlatlineRule::new(
-            *threshold,
-            *timeframe,
-            *forget_keys,
-            capacity,
-        )),
+        RuleKind::Blacklist { compare_key, values } => {
+            Box::new(simple::ListRule::blacklist(compare_key.clone(), values.clone()))
+        }
+        RuleKind::Whitelist { compare_key, values, ignore_null } => {
+            Box::new(simple::ListRule::whitelist(compare_key.clone(), values.clone(), *ignore_null))
+        }
+        RuleKind::Change { compare_keys, ignore_null, timeframe } => {
+            Box::new(simple::ChangeRule::new(compare_keys.clone(), *ignore_null, *timeframe, capacity))
+        }
+        RuleKind::Frequency { num_events, timeframe, attach_related } => {
+            Box::new(frequency::FrequencyRule::new(*num_events, *timeframe, *attach_related, capacity))
+        }
+        RuleKind::Flatline { threshold, timeframe, forget_keys } => {
+            Box::new(frequency::FlatlineRule::new(*threshold, *timeframe, *forget_keys, capacity))
+        }
         RuleKind::Spike(settings) => Box::new(spike::SpikeRule::new(settings.clone(), capacity)),
-        RuleKind::NewTerm {
-            fields,
-            alert_on_missing_field,
-            terms_warmup,
-        } => Box::new(new_term::NewTermRule::new(
-            fields.clone(),
-            *alert_on_missing_field,
-            *terms_warmup,
-            capacity,
-        )),
-        RuleKind::Cardinality {
-            timeframe,
-            cardinality_field,
-            max_cardinality,
-            min_cardinality,
-        } => Box::new(cardinality::CardinalityRule::new(
-            *timeframe,
-            cardinality_field.clone(),
-            *max_cardinality,
-            *min_cardinality,
-            capacity,
-        )),
+        RuleKind::NewTerm { fields, alert_on_missing_field, terms_warmup } => {
+            Box::new(new_term::NewTermRule::new(fields.clone(), *alert_on_missing_field, *terms_warmup, capacity))
+        }
+        RuleKind::Cardinality { timeframe, cardinality_field, max_cardinality, min_cardinality } => {
+            Box::new(cardinality::CardinalityRule::new(
+                *timeframe,
+                cardinality_field.clone(),
+                *max_cardinality,
+                *min_cardinality,
+                capacity,
+            ))
+        }
         RuleKind::MetricAggregation(settings) => Box::new(metric::MetricAggregationRule::new(
             settings.clone(),
             metric::SegmentShape::new(settings.segment, definition.run_every),
             capacity,
         )),
         RuleKind::PercentageMatch(settings) => {
-            let match_filter = EventFilter::for_match_decision(
-                &settings.match_bucket_filter,
-                "match_bucket_filter",
-            )
-            .map_err(|error| error.message)?;
-            let in_match_bucket: metric::EventPredicate =
-                Box::new(move |event| match_filter.matches(event));
+            let match_filter = EventFilter::for_match_decision(&settings.match_bucket_filter, "match_bucket_filter")
+                .map_err(|error| error.message)?;
+            let in_match_bucket: metric::EventPredicate = Box::new(move |event| match_filter.matches(event));
             Box::new(metric::PercentageMatchRule::new(
                 settings.clone(),
                 metric::SegmentShape::new(settings.segment, definition.run_every),
@@ -454,19 +360,15 @@ fn build_state(definition: &RuleDefinition) -> Result<Box<dyn RuleState>, String
                 capacity,
             ))
         }
-        RuleKind::SpikeAggregation {
-            spike,
-            metric: metric_spec,
-            min_doc_count,
-            terms_size,
-            segment,
-        } => Box::new(spike::SpikeAggregationRule::new(
-            spike.clone(),
-            metric::SegmentShape::new(*segment, definition.run_every),
-            metric_spec.clone(),
-            *min_doc_count,
-            *terms_size,
-            capacity,
-        )),
+        RuleKind::SpikeAggregation { spike, metric: metric_spec, min_doc_count, terms_size, segment } => {
+            Box::new(spike::SpikeAggregationRule::new(
+                spike.clone(),
+                metric::SegmentShape::new(*segment, definition.run_every),
+                metric_spec.clone(),
+                *min_doc_count,
+                *terms_size,
+                capacity,
+            ))
+        }
     })
 }

@@ -87,9 +87,7 @@ pub fn set_nested(map: &mut ObjectMap, path: &str, value: Value) {
             map.insert(KeyString::from(path), value);
         }
         Some((head, rest)) => {
-            let entry = map
-                .entry(KeyString::from(head))
-                .or_insert_with(|| Value::Object(ObjectMap::default()));
+            let entry = map.entry(KeyString::from(head)).or_insert_with(|| Value::Object(ObjectMap::default()));
             if !matches!(entry, Value::Object(_)) {
                 *entry = Value::Object(ObjectMap::default());
             }
@@ -171,11 +169,7 @@ pub fn write_python_repr(out: &mut String, value: &Value) {
 /// Python's string repr: single quotes unless the text holds a single quote
 /// and no double quote.
 pub fn write_python_string_repr(out: &mut String, text: &str) {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
     out.push(quote);
     for character in text.chars() {
         match character {
@@ -201,11 +195,7 @@ pub fn python_float(number: f64) -> String {
         return "nan".to_owned();
     }
     if number.is_infinite() {
-        return if number > 0.0 {
-            "inf".to_owned()
-        } else {
-            "-inf".to_owned()
-        };
+        return if number > 0.0 { "inf".to_owned() } else { "-inf".to_owned() };
     }
     let scientific = format!("{number:e}");
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
@@ -229,10 +219,7 @@ pub enum QueryKey {
     Single(String),
     /// Two or more paths; upstream names the synthetic field by joining the
     /// paths with `,` and its value joins the parts' text with `, `.
-    Compound {
-        fields: Vec<String>,
-        joined_name: String,
-    },
+    Compound { fields: Vec<String>, joined_name: String },
 }
 
 impl QueryKey {
@@ -244,10 +231,7 @@ impl QueryKey {
             1 => fields.pop().map(QueryKey::Single),
             _ => {
                 let joined_name = fields.join(",");
-                Some(QueryKey::Compound {
-                    fields,
-                    joined_name,
-                })
+                Some(QueryKey::Compound { fields, joined_name })
             }
         }
     }
@@ -264,9 +248,7 @@ impl QueryKey {
     /// (compound keys always have a value; missing parts read `None`).
     pub fn key_text(&self, fields: &ObjectMap) -> Option<KeyString> {
         match self {
-            QueryKey::Single(path) => lookup(fields, path)
-                .filter(|value| !value.is_null())
-                .map(key_string),
+            QueryKey::Single(path) => lookup(fields, path).filter(|value| !value.is_null()).map(key_string),
             QueryKey::Compound { fields: paths, .. } => {
                 let mut joined = KeyString::default();
                 for (index, path) in paths.iter().enumerate() {
@@ -287,17 +269,10 @@ impl QueryKey {
     /// that report every part separately.
     pub fn component_texts(&self, fields: &ObjectMap) -> Vec<Option<KeyString>> {
         match self {
-            QueryKey::Single(path) => vec![lookup(fields, path)
-                .filter(|value| !value.is_null())
-                .map(key_string)],
-            QueryKey::Compound { fields: paths, .. } => paths
-                .iter()
-                .map(|path| {
-                    lookup(fields, path)
-                        .filter(|value| !value.is_null())
-                        .map(key_string)
-                })
-                .collect(),
+            QueryKey::Single(path) => vec![lookup(fields, path).filter(|value| !value.is_null()).map(key_string)],
+            QueryKey::Compound { fields: paths, .. } => {
+                paths.iter().map(|path| lookup(fields, path).filter(|value| !value.is_null()).map(key_string)).collect()
+            }
         }
     }
 }
@@ -361,14 +336,8 @@ mod tests {
     #[test]
     fn keyword_suffix_is_ignored_unless_literal() {
         let fields = map(r#"{"user":"bob","host":{"keyword":"k"}}"#);
-        assert_eq!(
-            lookup(&fields, "user.keyword").and_then(Value::as_str),
-            Some("bob")
-        );
-        assert_eq!(
-            lookup(&fields, "host.keyword").and_then(Value::as_str),
-            Some("k")
-        );
+        assert_eq!(lookup(&fields, "user.keyword").and_then(Value::as_str), Some("bob"));
+        assert_eq!(lookup(&fields, "host.keyword").and_then(Value::as_str), Some("k"));
     }
 
     #[test]
@@ -377,10 +346,7 @@ mod tests {
         assert_eq!(lookup(&fields, "items[1]price"), Some(&Value::Integer(2)));
         assert_eq!(lookup(&fields, "items[1].price"), None);
         assert_eq!(lookup(&fields, "items[12]"), None);
-        assert!(matches!(
-            lookup(&fields, "items[0]"),
-            Some(Value::Object(_))
-        ));
+        assert!(matches!(lookup(&fields, "items[0]"), Some(Value::Object(_))));
     }
 
     #[test]
@@ -391,18 +357,12 @@ mod tests {
 
     #[test]
     fn python_text_forms() {
-        assert_eq!(
-            python_str(&Value::from(serde_json::json!(["qlo", 1, null, true]))),
-            "['qlo', 1, None, True]"
-        );
+        assert_eq!(python_str(&Value::from(serde_json::json!(["qlo", 1, null, true]))), "['qlo', 1, None, True]");
         assert_eq!(python_str(&Value::Float(3.0)), "3.0");
         assert_eq!(python_str(&Value::Float(0.1)), "0.1");
         assert_eq!(python_str(&Value::Float(1e16)), "1e+16");
         assert_eq!(python_str(&Value::Float(1.5e-5)), "1.5e-05");
-        assert_eq!(
-            python_str(&Value::from(serde_json::json!({"k": "it's"}))),
-            "{'k': \"it's\"}"
-        );
+        assert_eq!(python_str(&Value::from(serde_json::json!({"k": "it's"}))), "{'k': \"it's\"}");
     }
 
     #[test]
@@ -425,9 +385,6 @@ mod tests {
     fn set_nested_builds_objects() {
         let mut fields = ObjectMap::default();
         set_nested(&mut fields, "a.b", Value::from("v"));
-        assert_eq!(
-            serde_json::to_string(&Value::Object(fields)).unwrap(),
-            r#"{"a":{"b":"v"}}"#
-        );
+        assert_eq!(serde_json::to_string(&Value::Object(fields)).unwrap(), r#"{"a":{"b":"v"}}"#);
     }
 }

@@ -45,11 +45,7 @@ pub(crate) struct StoredEvent {
 
 impl StoredEvent {
     pub fn new(time: EventTime, body: ObjectMap) -> StoredEvent {
-        StoredEvent {
-            time,
-            body,
-            detached: false,
-        }
+        StoredEvent { time, body, detached: false }
     }
 
     pub fn detach(&mut self) {
@@ -74,12 +70,7 @@ pub(crate) struct FrequencyRule {
 }
 
 impl FrequencyRule {
-    pub fn new(
-        num_events: u64,
-        timeframe: Duration,
-        attach_related: bool,
-        capacity: usize,
-    ) -> FrequencyRule {
+    pub fn new(num_events: u64, timeframe: Duration, attach_related: bool, capacity: usize) -> FrequencyRule {
         FrequencyRule {
             num_events: num_events as f64,
             timeframe: duration_nanos(timeframe),
@@ -90,12 +81,7 @@ impl FrequencyRule {
 }
 
 impl RuleState for FrequencyRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
         let key = counting_key(rule, event);
         let timeframe = self.timeframe;
         let attach_related = self.attach_related;
@@ -104,20 +90,9 @@ impl RuleState for FrequencyRule {
             window: EventWindow::new(timeframe, !attach_related),
             newest: None,
         });
-        let is_newest = state
-            .newest
-            .as_ref()
-            .is_none_or(|newest| event.time >= newest.time);
+        let is_newest = state.newest.as_ref().is_none_or(|newest| event.time >= newest.time);
         let payload = attach_related.then(|| rule.event_body(event.fields));
-        state.window.insert(
-            WindowEntry {
-                time: event.time,
-                count: 1.0,
-                placeholder: false,
-                payload,
-            },
-            |_| {},
-        );
+        state.window.insert(WindowEntry { time: event.time, count: 1.0, placeholder: false, payload }, |_| {});
         if is_newest {
             state.newest = Some(StoredEvent::new(event.time, rule.event_body(event.fields)));
         }
@@ -140,25 +115,12 @@ impl RuleState for FrequencyRule {
             body.insert("related_events".into(), Value::Array(related));
         }
         state.window.clear();
-        matches.push(RawMatch {
-            time: newest.time,
-            body,
-        });
+        matches.push(RawMatch { time: newest.time, body });
     }
 
-    fn end_of_run(
-        &mut self,
-        _rule: &RuleDefinition,
-        run_end: EventTime,
-        _matches: &mut Vec<RawMatch>,
-    ) {
+    fn end_of_run(&mut self, _rule: &RuleDefinition, run_end: EventTime, _matches: &mut Vec<RawMatch>) {
         let horizon = run_end.saturating_sub(self.timeframe);
-        self.keys.retain(|_, state| {
-            state
-                .window
-                .newest()
-                .is_some_and(|newest| newest.time >= horizon)
-        });
+        self.keys.retain(|_, state| state.window.newest().is_some_and(|newest| newest.time >= horizon));
     }
 
     fn detach_stored_events(&mut self) {
@@ -202,12 +164,7 @@ pub(crate) struct FlatlineRule {
 }
 
 impl FlatlineRule {
-    pub fn new(
-        threshold: f64,
-        timeframe: Duration,
-        forget_keys: bool,
-        capacity: usize,
-    ) -> FlatlineRule {
+    pub fn new(threshold: f64, timeframe: Duration, forget_keys: bool, capacity: usize) -> FlatlineRule {
         FlatlineRule {
             threshold,
             timeframe: duration_nanos(timeframe),
@@ -229,15 +186,7 @@ impl FlatlineRule {
     fn insert(&mut self, key: PartitionKey, time: EventTime, count: f64, event: Option<ObjectMap>) {
         let fresh = self.new_key_state();
         let state = self.keys.touch_or_insert_with(key, || fresh);
-        state.window.insert(
-            WindowEntry {
-                time,
-                count,
-                placeholder: event.is_none(),
-                payload: (),
-            },
-            |_| {},
-        );
+        state.window.insert(WindowEntry { time, count, placeholder: event.is_none(), payload: () }, |_| {});
         if state.newest_time.is_none_or(|newest| time >= newest) {
             state.newest_time = Some(time);
             state.newest = event.map(|body| StoredEvent::new(time, body));
@@ -271,17 +220,11 @@ impl FlatlineRule {
         body.insert("key".into(), key_value);
         body.insert("count".into(), number_value(count));
         body.insert("threshold".into(), number_value(self.threshold));
-        matches.push(RawMatch {
-            time: newest_time,
-            body,
-        });
+        matches.push(RawMatch { time: newest_time, body });
         if self.forget_keys {
             self.keys.remove(key);
         } else {
-            let oldest = state
-                .window
-                .oldest()
-                .map_or(newest_time, |entry| entry.time);
+            let oldest = state.window.oldest().map_or(newest_time, |entry| entry.time);
             state.first_event = Some(oldest.min(newest_time.saturating_sub(self.timeframe)));
         }
     }
@@ -297,28 +240,16 @@ pub(crate) fn number_value(number: f64) -> Value {
 }
 
 impl RuleState for FlatlineRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        _matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, _matches: &mut Vec<RawMatch>) {
         let key = counting_key(rule, event);
-        let is_newer = self
-            .keys
-            .peek(&key)
-            .is_none_or(|state| state.newest_time.is_none_or(|newest| event.time >= newest));
+        let is_newer =
+            self.keys.peek(&key).is_none_or(|state| state.newest_time.is_none_or(|newest| event.time >= newest));
         let body = is_newer.then(|| rule.event_body(event.fields));
         self.insert(key.clone(), event.time, 1.0, body);
         self.last_key_of_run = Some(key);
     }
 
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>) {
         if let Some(key) = self.last_key_of_run.take() {
             self.check(rule, &key, matches);
         }

@@ -28,8 +28,7 @@ use std::time::Duration;
 
 use crate::event::{KeyString, LogEvent, ObjectMap, Value};
 use crate::rules::config::{
-    MetricAggregationSettings, MetricAggregationType, MetricSpec, PercentageMatchSettings,
-    RuleDefinition,
+    MetricAggregationSettings, MetricAggregationType, MetricSpec, PercentageMatchSettings, RuleDefinition,
 };
 use crate::rules::fields::{self, python_float, QueryKey};
 use crate::rules::frequency::number_value;
@@ -52,10 +51,7 @@ impl SegmentShape {
         let segment = duration_nanos(segment).max(1);
         let run_every = duration_nanos(run_every).max(1);
         let bucket_width = gcd(segment, run_every).max(1);
-        SegmentShape {
-            bucket_width,
-            buckets_per_segment: segment / bucket_width,
-        }
+        SegmentShape { bucket_width, buckets_per_segment: segment / bucket_width }
     }
 
     /// Bucket `b` covers `(phase + (b−1)·w, phase + b·w]`, so a run end is
@@ -101,10 +97,7 @@ struct TimeBuckets<P> {
 
 impl<P: Default> TimeBuckets<P> {
     fn bucket_mut(&mut self, index: i64) -> &mut P {
-        let position = self
-            .buckets
-            .iter()
-            .rposition(|(existing, _)| *existing <= index);
+        let position = self.buckets.iter().rposition(|(existing, _)| *existing <= index);
         match position {
             Some(position) if self.buckets[position].0 == index => &mut self.buckets[position].1,
             Some(position) => {
@@ -119,11 +112,7 @@ impl<P: Default> TimeBuckets<P> {
     }
 
     fn drop_through(&mut self, index: i64) {
-        while self
-            .buckets
-            .front()
-            .is_some_and(|(existing, _)| *existing <= index)
-        {
+        while self.buckets.front().is_some_and(|(existing, _)| *existing <= index) {
             self.buckets.pop_front();
         }
     }
@@ -140,45 +129,29 @@ struct Bucketed<P> {
 
 impl<P: Default> Bucketed<P> {
     fn new(shape: SegmentShape, capacity: usize) -> Bucketed<P> {
-        Bucketed {
-            shape,
-            phase: None,
-            evaluated_through: None,
-            keys: KeyedState::new(capacity),
-        }
+        Bucketed { shape, phase: None, evaluated_through: None, keys: KeyedState::new(capacity) }
     }
 
     /// The partial for the event's key and bucket, or `None` when the
     /// bucket already left every future segment.
     fn partial_for(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>) -> Option<&mut P> {
-        let phase = *self
-            .phase
-            .get_or_insert(event.run_end.rem_euclid(self.shape.bucket_width));
+        let phase = *self.phase.get_or_insert(event.run_end.rem_euclid(self.shape.bucket_width));
         // The first run includes its start, so an event exactly at the
         // anchor counts in the first run's bucket.
         let bucket_time = if event.time == event.schedule_anchor { event.time.saturating_add(1) } else { event.time };
         let index = self.shape.bucket_index(bucket_time, phase);
-        if self
-            .evaluated_through
-            .is_some_and(|through| index <= through)
-        {
+        if self.evaluated_through.is_some_and(|through| index <= through) {
             return None;
         }
         let (key, components) = match &rule.query_key {
             None => (None, Vec::new()),
-            Some(query_key) => (
-                query_key.key_text(event.fields),
-                query_key.component_texts(event.fields),
-            ),
+            Some(query_key) => (query_key.key_text(event.fields), query_key.component_texts(event.fields)),
         };
         // A terms aggregation has no bucket for documents missing the field.
         if rule.query_key.is_some() && components.iter().any(Option::is_none) {
             return None;
         }
-        let state = self.keys.touch_or_insert_with(key, || TimeBuckets {
-            components,
-            buckets: VecDeque::new(),
-        });
+        let state = self.keys.touch_or_insert_with(key, || TimeBuckets { components, buckets: VecDeque::new() });
         Some(state.bucket_mut(index))
     }
 
@@ -189,9 +162,7 @@ impl<P: Default> Bucketed<P> {
         run_end: EventTime,
         mut merge: impl FnMut(&PartitionKey, &[Option<KeyString>], &mut dyn Iterator<Item = &P>) -> R,
     ) -> Vec<R> {
-        let phase = *self
-            .phase
-            .get_or_insert(run_end.rem_euclid(self.shape.bucket_width));
+        let phase = *self.phase.get_or_insert(run_end.rem_euclid(self.shape.bucket_width));
         let end_index = self.shape.bucket_index(run_end, phase);
         let first_index = end_index - self.shape.buckets_per_segment + 1;
         let mut results = Vec::new();
@@ -231,10 +202,7 @@ pub(crate) struct MetricAccumulator {
 
 impl MetricAccumulator {
     pub fn new(shape: SegmentShape, metric: MetricSpec, capacity: usize) -> MetricAccumulator {
-        MetricAccumulator {
-            metric,
-            bucketed: Bucketed::new(shape, capacity),
-        }
+        MetricAccumulator { metric, bucketed: Bucketed::new(shape, capacity) }
     }
 
     pub fn add(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>) {
@@ -282,32 +250,30 @@ impl MetricAccumulator {
         selection: &TermsSelection,
     ) -> Vec<EvaluatedMetric> {
         let metric = self.metric.clone();
-        let mut results = self
-            .bucketed
-            .evaluate(run_end, |key, components, partials| {
-                let mut merged = MetricPartial::default();
-                for partial in partials {
-                    merged.doc_count += partial.doc_count;
-                    merged.value_count += partial.value_count;
-                    merged.sum += partial.sum;
-                    merged.min = match (merged.min, partial.min) {
-                        (Some(left), Some(right)) => Some(left.min(right)),
-                        (left, right) => left.or(right),
-                    };
-                    merged.max = match (merged.max, partial.max) {
-                        (Some(left), Some(right)) => Some(left.max(right)),
-                        (left, right) => left.or(right),
-                    };
-                    merged.distinct.extend(partial.distinct.iter().cloned());
-                    merged.samples.extend_from_slice(&partial.samples);
-                }
-                EvaluatedMetric {
-                    key: key.clone(),
-                    components: components.to_vec(),
-                    doc_count: merged.doc_count,
-                    value: metric_value(&metric, &mut merged),
-                }
-            });
+        let mut results = self.bucketed.evaluate(run_end, |key, components, partials| {
+            let mut merged = MetricPartial::default();
+            for partial in partials {
+                merged.doc_count += partial.doc_count;
+                merged.value_count += partial.value_count;
+                merged.sum += partial.sum;
+                merged.min = match (merged.min, partial.min) {
+                    (Some(left), Some(right)) => Some(left.min(right)),
+                    (left, right) => left.or(right),
+                };
+                merged.max = match (merged.max, partial.max) {
+                    (Some(left), Some(right)) => Some(left.max(right)),
+                    (left, right) => left.or(right),
+                };
+                merged.distinct.extend(partial.distinct.iter().cloned());
+                merged.samples.extend_from_slice(&partial.samples);
+            }
+            EvaluatedMetric {
+                key: key.clone(),
+                components: components.to_vec(),
+                doc_count: merged.doc_count,
+                value: metric_value(&metric, &mut merged),
+            }
+        });
         if rule.query_key.is_none() {
             if results.is_empty() {
                 let mut empty = MetricPartial::default();
@@ -320,12 +286,7 @@ impl MetricAccumulator {
             }
             return results;
         }
-        select_terms(
-            results,
-            |result| (result.doc_count, &result.key),
-            selection,
-            rule.query_key.as_ref(),
-        )
+        select_terms(results, |result| (result.doc_count, &result.key), selection, rule.query_key.as_ref())
     }
 
     pub fn tracked_keys(&self) -> usize {
@@ -344,12 +305,8 @@ fn metric_value(metric: &MetricSpec, merged: &mut MetricPartial) -> Option<f64> 
         MetricAggregationType::Cardinality => Some(merged.distinct.len() as f64),
         MetricAggregationType::Min => merged.min,
         MetricAggregationType::Max => merged.max,
-        MetricAggregationType::Avg => {
-            (merged.value_count > 0).then(|| merged.sum / merged.value_count as f64)
-        }
-        MetricAggregationType::Percentiles => {
-            percentile(&mut merged.samples, metric.percentile.unwrap_or(50.0))
-        }
+        MetricAggregationType::Avg => (merged.value_count > 0).then(|| merged.sum / merged.value_count as f64),
+        MetricAggregationType::Percentiles => percentile(&mut merged.samples, metric.percentile.unwrap_or(50.0)),
     }
 }
 
@@ -378,9 +335,7 @@ fn select_terms<T>(
     results.sort_by(|left, right| {
         let (left_count, left_key) = rank(left);
         let (right_count, right_key) = rank(right);
-        right_count
-            .cmp(&left_count)
-            .then_with(|| left_key.cmp(right_key))
+        right_count.cmp(&left_count).then_with(|| left_key.cmp(right_key))
     });
     let levels = match query_key {
         Some(QueryKey::Compound { fields, .. }) => fields.len() as u32,
@@ -400,14 +355,8 @@ fn insert_query_key(body: &mut ObjectMap, query_key: &QueryKey, components: &[Op
                 fields::set_nested(body, path, Value::from(value.as_str()));
             }
         }
-        QueryKey::Compound {
-            fields: paths,
-            joined_name,
-        } => {
-            let texts: Vec<&str> = components
-                .iter()
-                .map(|component| component.as_deref().unwrap_or("None"))
-                .collect();
+        QueryKey::Compound { fields: paths, joined_name } => {
+            let texts: Vec<&str> = components.iter().map(|component| component.as_deref().unwrap_or("None")).collect();
             for (path, text) in paths.iter().zip(&texts) {
                 body.insert(path.as_str().into(), Value::from(*text));
             }
@@ -422,11 +371,7 @@ pub(crate) struct MetricAggregationRule {
 }
 
 impl MetricAggregationRule {
-    pub fn new(
-        settings: MetricAggregationSettings,
-        shape: SegmentShape,
-        capacity: usize,
-    ) -> MetricAggregationRule {
+    pub fn new(settings: MetricAggregationSettings, shape: SegmentShape, capacity: usize) -> MetricAggregationRule {
         MetricAggregationRule {
             accumulator: MetricAccumulator::new(shape, settings.metric.clone(), capacity),
             settings,
@@ -440,25 +385,13 @@ impl MetricAggregationRule {
 }
 
 impl RuleState for MetricAggregationRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        _matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, _matches: &mut Vec<RawMatch>) {
         self.accumulator.add(rule, event);
     }
 
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    ) {
-        let selection = TermsSelection {
-            min_doc_count: self.settings.min_doc_count,
-            terms_size: self.settings.terms_size,
-        };
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>) {
+        let selection =
+            TermsSelection { min_doc_count: self.settings.min_doc_count, terms_size: self.settings.terms_size };
         for evaluated in self.accumulator.evaluate(rule, run_end, &selection) {
             let Some(value) = evaluated.value else {
                 continue;
@@ -467,9 +400,7 @@ impl RuleState for MetricAggregationRule {
                 continue;
             }
             let metric_value = match self.settings.metric.aggregation {
-                MetricAggregationType::Cardinality | MetricAggregationType::ValueCount => {
-                    number_value(value)
-                }
+                MetricAggregationType::Cardinality | MetricAggregationType::ValueCount => number_value(value),
                 _ => Value::Float(value),
             };
             let field_name = self.settings.metric.field_name();
@@ -477,21 +408,15 @@ impl RuleState for MetricAggregationRule {
             body.insert(field_name.as_str().into(), metric_value.clone());
             body.insert("metric_agg_value".into(), metric_value.clone());
             if let Some(format) = &self.settings.format_string {
-                let formatted = crate::rules::alert::format_number(format, value)
-                    .unwrap_or_else(|| python_float(value));
-                body.insert(
-                    format!("{field_name}_formatted").into(),
-                    Value::from(formatted.as_str()),
-                );
+                let formatted =
+                    crate::rules::alert::format_number(format, value).unwrap_or_else(|| python_float(value));
+                body.insert(format!("{field_name}_formatted").into(), Value::from(formatted.as_str()));
                 body.insert("metric_agg_value_formatted".into(), Value::from(formatted));
             }
             if let Some(query_key) = &rule.query_key {
                 insert_query_key(&mut body, query_key, &evaluated.components);
             }
-            matches.push(RawMatch {
-                time: run_end,
-                body,
-            });
+            matches.push(RawMatch { time: run_end, body });
         }
     }
 
@@ -523,21 +448,12 @@ impl PercentageMatchRule {
         in_match_bucket: EventPredicate,
         capacity: usize,
     ) -> PercentageMatchRule {
-        PercentageMatchRule {
-            settings,
-            in_match_bucket,
-            bucketed: Bucketed::new(shape, capacity),
-        }
+        PercentageMatchRule { settings, in_match_bucket, bucketed: Bucketed::new(shape, capacity) }
     }
 }
 
 impl RuleState for PercentageMatchRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        _matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, _matches: &mut Vec<RawMatch>) {
         let matching = (self.in_match_bucket)(event.event);
         let Some(partial) = self.bucketed.partial_for(rule, event) else {
             return;
@@ -549,31 +465,19 @@ impl RuleState for PercentageMatchRule {
         }
     }
 
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    ) {
-        let mut results = self
-            .bucketed
-            .evaluate(run_end, |key, components, partials| {
-                let merged = partials.fold(PercentagePartial::default(), |total, partial| {
-                    PercentagePartial {
-                        matching: total.matching + partial.matching,
-                        other: total.other + partial.other,
-                    }
-                });
-                (key.clone(), components.to_vec(), merged)
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>) {
+        let mut results = self.bucketed.evaluate(run_end, |key, components, partials| {
+            let merged = partials.fold(PercentagePartial::default(), |total, partial| PercentagePartial {
+                matching: total.matching + partial.matching,
+                other: total.other + partial.other,
             });
+            (key.clone(), components.to_vec(), merged)
+        });
         if rule.query_key.is_none() && results.is_empty() {
             results.push((None, Vec::new(), PercentagePartial::default()));
         }
         if rule.query_key.is_some() {
-            let selection = TermsSelection {
-                min_doc_count: 1,
-                terms_size: self.settings.terms_size,
-            };
+            let selection = TermsSelection { min_doc_count: 1, terms_size: self.settings.terms_size };
             results = select_terms(
                 results,
                 |(key, _, partial)| (partial.matching + partial.other, key),
@@ -587,14 +491,8 @@ impl RuleState for PercentageMatchRule {
                 continue;
             }
             let percentage = 100.0 * partial.matching as f64 / total as f64;
-            let crossed = self
-                .settings
-                .max_percentage
-                .is_some_and(|max| percentage > max)
-                || self
-                    .settings
-                    .min_percentage
-                    .is_some_and(|min| percentage < min);
+            let crossed = self.settings.max_percentage.is_some_and(|max| percentage > max)
+                || self.settings.min_percentage.is_some_and(|min| percentage < min);
             if !crossed {
                 continue;
             }
@@ -602,17 +500,14 @@ impl RuleState for PercentageMatchRule {
             body.insert("percentage".into(), Value::Float(percentage));
             body.insert("denominator".into(), Value::Integer(total as i64));
             if let Some(format) = &self.settings.format_string {
-                let formatted = crate::rules::alert::format_number(format, percentage)
-                    .unwrap_or_else(|| python_float(percentage));
+                let formatted =
+                    crate::rules::alert::format_number(format, percentage).unwrap_or_else(|| python_float(percentage));
                 body.insert("percentage_formatted".into(), Value::from(formatted));
             }
             if let Some(query_key) = &rule.query_key {
                 insert_query_key(&mut body, query_key, &components);
             }
-            matches.push(RawMatch {
-                time: run_end,
-                body,
-            });
+            matches.push(RawMatch { time: run_end, body });
         }
     }
 

@@ -61,8 +61,7 @@ use crate::event::{ObjectMap, Value};
 
 pub use alert::Alert;
 pub use config::{
-    load_global_config, load_rule_file, parse_rule_yaml, RuleConfig, RuleDefinition, RuleKind,
-    RuleLoadError,
+    load_global_config, load_rule_file, parse_rule_yaml, RuleConfig, RuleDefinition, RuleKind, RuleLoadError,
 };
 pub use engine::{RuleEngine, RuleEngineError, RuleStats};
 pub use realert::Alerter;
@@ -125,21 +124,11 @@ pub(crate) struct IncomingEvent<'a> {
 pub(crate) trait RuleState: Send {
     /// ElastAlert's `add_data` for one event (already filtered, timestamp
     /// parsed, not late).
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    );
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>);
 
     /// ElastAlert's `garbage_collect(run_end)` plus, for aggregation types,
     /// the evaluation of the segment ending at `run_end`.
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    );
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>);
 
     /// Copies stored event strings out of shared source buffers; called once
     /// per run so kept events never pin a read buffer for longer than that.
@@ -171,11 +160,7 @@ impl RuleDefinition {
         };
         let mut body = ObjectMap::default();
         let always = self.always_included_paths();
-        for path in include
-            .iter()
-            .map(String::as_str)
-            .chain(always.iter().map(String::as_str))
-        {
+        for path in include.iter().map(String::as_str).chain(always.iter().map(String::as_str)) {
             if let Some(pattern) = path.strip_suffix('*') {
                 for (key, value) in fields.iter().filter(|(key, _)| key.starts_with(pattern)) {
                     body.insert(key.clone(), value.clone());

@@ -42,13 +42,7 @@ impl NewTermRule {
         capacity: usize,
     ) -> NewTermRule {
         let seen = fields.iter().map(|_| KeyedState::new(capacity)).collect();
-        NewTermRule {
-            fields,
-            alert_on_missing_field,
-            warmup: duration_nanos(warmup),
-            started_at: None,
-            seen,
-        }
+        NewTermRule { fields, alert_on_missing_field, warmup: duration_nanos(warmup), started_at: None, seen }
     }
 }
 
@@ -62,20 +56,12 @@ fn field_name_value(parts: &[String]) -> Value {
 }
 
 impl RuleState for NewTermRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
         let started_at = *self.started_at.get_or_insert(event.time);
         let warming_up = event.time.saturating_sub(started_at) < self.warmup;
         let mut added_fields: Vec<(&'static str, Value)> = Vec::new();
         for (parts, seen) in self.fields.iter().zip(self.seen.iter_mut()) {
-            let values: Vec<Option<&Value>> = parts
-                .iter()
-                .map(|part| fields::lookup(event.fields, part))
-                .collect();
+            let values: Vec<Option<&Value>> = parts.iter().map(|part| fields::lookup(event.fields, part)).collect();
             let missing = values.iter().any(|value| is_empty_value(*value));
             let is_match = if missing {
                 if !self.alert_on_missing_field {
@@ -87,10 +73,7 @@ impl RuleState for NewTermRule {
                 let term: KeyString = match values.as_slice() {
                     [Some(single)] => fields::key_string(single),
                     many => {
-                        let parts: Vec<Value> = many
-                            .iter()
-                            .map(|value| value.cloned().unwrap_or_default())
-                            .collect();
+                        let parts: Vec<Value> = many.iter().map(|value| value.cloned().unwrap_or_default()).collect();
                         KeyString::from(fields::python_str(&Value::Array(parts)))
                     }
                 };
@@ -113,21 +96,12 @@ impl RuleState for NewTermRule {
                 for (name, value) in &added_fields {
                     body.insert((*name).into(), value.clone());
                 }
-                matches.push(RawMatch {
-                    time: event.time,
-                    body,
-                });
+                matches.push(RawMatch { time: event.time, body });
             }
         }
     }
 
-    fn end_of_run(
-        &mut self,
-        _rule: &RuleDefinition,
-        _run_end: EventTime,
-        _matches: &mut Vec<RawMatch>,
-    ) {
-    }
+    fn end_of_run(&mut self, _rule: &RuleDefinition, _run_end: EventTime, _matches: &mut Vec<RawMatch>) {}
 
     fn tracked_keys(&self) -> usize {
         self.seen.iter().map(KeyedState::len).sum()

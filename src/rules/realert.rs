@@ -56,13 +56,7 @@ impl Alerter {
             })
             .collect();
         let aggregations = rules.iter().map(|_| RuleAggregations::default()).collect();
-        Alerter {
-            rules,
-            schedules,
-            silences: HashMap::new(),
-            aggregations,
-            silenced_matches_total: 0,
-        }
+        Alerter { rules, schedules, silences: HashMap::new(), aggregations, silenced_matches_total: 0 }
     }
 
     /// Processes matches at processing time `now`; returns alerts to send now
@@ -75,34 +69,19 @@ impl Alerter {
                 continue;
             };
             let silence_key = silence_key(&rule, &matched);
-            if self
-                .silences
-                .get(&silence_key)
-                .is_some_and(|silence| now < silence.until)
-            {
+            if self.silences.get(&silence_key).is_some_and(|silence| now < silence.until) {
                 self.silenced_matches_total += 1;
                 continue;
             }
             if !rule.alerting.realert.is_zero() {
                 let previous = self.silences.get(&silence_key).copied();
-                let silence = next_silence(
-                    previous,
-                    now,
-                    rule.alerting.realert,
-                    rule.alerting.exponential_realert,
-                );
+                let silence = next_silence(previous, now, rule.alerting.realert, rule.alerting.exponential_realert);
                 self.silences.insert(silence_key, silence);
             }
             let index = matched.rule_index;
             if rule.alerting.aggregation.is_none() {
                 let matches = with_rule_params(&rule, vec![matched]);
-                alerts.push(Alert::build(
-                    &rule,
-                    index,
-                    time::to_datetime(now),
-                    None,
-                    matches,
-                ));
+                alerts.push(Alert::build(&rule, index, time::to_datetime(now), None, matches));
                 continue;
             }
             let key = rule
@@ -110,13 +89,7 @@ impl Alerter {
                 .aggregation_key
                 .as_ref()
                 .and_then(|aggregation_key| aggregation_key_value(aggregation_key, &matched));
-            self.aggregations[index].add(
-                &rule.alerting,
-                self.schedules[index].as_ref(),
-                key,
-                matched,
-                now,
-            );
+            self.aggregations[index].add(&rule.alerting, self.schedules[index].as_ref(), key, matched, now);
         }
         alerts
     }
@@ -150,11 +123,7 @@ impl Alerter {
 
     /// The earliest pending aggregation send time.
     pub fn next_flush_due(&self) -> Option<DateTime<Utc>> {
-        self.aggregations
-            .iter()
-            .filter_map(RuleAggregations::next_due)
-            .min()
-            .map(time::to_datetime)
+        self.aggregations.iter().filter_map(RuleAggregations::next_due).min().map(time::to_datetime)
     }
 
     /// Keys currently silenced or remembered for exponential realert.
@@ -164,10 +133,7 @@ impl Alerter {
 
     /// Matches held in pending aggregations.
     pub fn pending_aggregated_matches(&self) -> usize {
-        self.aggregations
-            .iter()
-            .map(RuleAggregations::pending_matches)
-            .sum()
+        self.aggregations.iter().map(RuleAggregations::pending_matches).sum()
     }
 
     /// Matches dropped by realert silencing, since creation.
@@ -184,24 +150,13 @@ impl Alerter {
             .filter_map(|rule| rule.alerting.exponential_realert)
             .max()
             .map_or(0, |cap| duration_nanos(cap).saturating_mul(2));
-        self.silences
-            .retain(|_, silence| now < silence.until.saturating_add(longest_memory));
+        self.silences.retain(|_, silence| now < silence.until.saturating_add(longest_memory));
     }
 }
 
-fn build_aggregated(
-    rule: &RuleDefinition,
-    index: usize,
-    due: crate::rules::aggregation::OpenAggregation,
-) -> Alert {
+fn build_aggregated(rule: &RuleDefinition, index: usize, due: crate::rules::aggregation::OpenAggregation) -> Alert {
     let matches = with_rule_params(rule, due.matches);
-    Alert::build(
-        rule,
-        index,
-        time::to_datetime(due.send_at),
-        due.key,
-        matches,
-    )
+    Alert::build(rule, index, time::to_datetime(due.send_at), due.key, matches)
 }
 
 /// `include_rule_params_in_matches`: copies the named rule options into the
@@ -211,21 +166,11 @@ fn with_rule_params(rule: &RuleDefinition, mut matches: Vec<Match>) -> Vec<Match
     if params.is_empty() {
         return matches;
     }
-    let limit = if rule.alerting.include_rule_params_in_first_match_only {
-        1
-    } else {
-        matches.len()
-    };
+    let limit = if rule.alerting.include_rule_params_in_first_match_only { 1 } else { matches.len() };
     for matched in matches.iter_mut().take(limit) {
         for name in params {
-            let value = rule
-                .option(name)
-                .cloned()
-                .map(Value::from)
-                .unwrap_or(Value::Null);
-            matched
-                .body
-                .insert(format!("rule_param_{name}").into(), value);
+            let value = rule.option(name).cloned().map(Value::from).unwrap_or(Value::Null);
+            matched.body.insert(format!("rule_param_{name}").into(), value);
         }
     }
     matches
@@ -237,9 +182,7 @@ pub(crate) fn silence_key(rule: &RuleDefinition, matched: &Match) -> String {
     let value = if matches!(rule.kind, RuleKind::Flatline { .. }) {
         matched.body.get("key")
     } else {
-        rule.query_key
-            .as_ref()
-            .and_then(|query_key| fields::lookup(&matched.body, query_key.name()))
+        rule.query_key.as_ref().and_then(|query_key| fields::lookup(&matched.body, query_key.name()))
     };
     match value.filter(|value| !value.is_null()) {
         Some(value) => format!("{base}.{}", python_str(value)),
@@ -249,9 +192,9 @@ pub(crate) fn silence_key(rule: &RuleDefinition, matched: &Match) -> String {
 
 fn aggregation_key_value(aggregation_key: &fields::QueryKey, matched: &Match) -> Option<String> {
     match aggregation_key {
-        fields::QueryKey::Single(path) => fields::lookup(&matched.body, path)
-            .filter(|value| !value.is_null())
-            .map(python_str),
+        fields::QueryKey::Single(path) => {
+            fields::lookup(&matched.body, path).filter(|value| !value.is_null()).map(python_str)
+        }
         fields::QueryKey::Compound { fields: paths, .. } => Some(
             paths
                 .iter()
@@ -272,10 +215,7 @@ fn next_silence(
 ) -> Silence {
     let realert_nanos = duration_nanos(realert);
     let (Some(cap), Some(previous)) = (exponential_cap, previous) else {
-        return Silence {
-            until: now.saturating_add(realert_nanos),
-            exponent: 0,
-        };
+        return Silence { until: now.saturating_add(realert_nanos), exponent: 0 };
     };
     let realert_seconds = realert.as_secs_f64();
     let mut difference = (now.saturating_sub(previous.until) / 1_000_000_000) as f64;
@@ -291,15 +231,9 @@ fn next_silence(
     }
     let wait_seconds = interval(exponent);
     if wait_seconds >= cap.as_secs_f64() {
-        return Silence {
-            until: now.saturating_add(duration_nanos(cap)),
-            exponent: exponent.saturating_sub(1),
-        };
+        return Silence { until: now.saturating_add(duration_nanos(cap)), exponent: exponent.saturating_sub(1) };
     }
-    Silence {
-        until: now.saturating_add((wait_seconds * 1e9) as i64),
-        exponent,
-    }
+    Silence { until: now.saturating_add((wait_seconds * 1e9) as i64), exponent }
 }
 
 #[cfg(test)]
@@ -314,13 +248,7 @@ mod tests {
         let realert = Duration::from_secs(10);
         let cap = Some(Duration::from_secs(86_400));
         let exponent_after = |offset_seconds: i64, exponent: u32| {
-            next_silence(
-                Some(Silence { until, exponent }),
-                until + offset_seconds * second,
-                realert,
-                cap,
-            )
-            .exponent
+            next_silence(Some(Silence { until, exponent }), until + offset_seconds * second, realert, cap).exponent
         };
         assert_eq!(exponent_after(5, 0), 1);
         assert_eq!(exponent_after(15, 0), 0);
@@ -337,10 +265,7 @@ mod tests {
     fn exponential_realert_is_capped() {
         let second = 1_000_000_000i64;
         let silence = next_silence(
-            Some(Silence {
-                until: 0,
-                exponent: 20,
-            }),
+            Some(Silence { until: 0, exponent: 20 }),
             second,
             Duration::from_secs(10),
             Some(Duration::from_secs(3600)),

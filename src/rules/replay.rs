@@ -77,11 +77,8 @@ pub fn parse_ndjson(text: &str, component_id: &str) -> Result<Vec<LogEvent>, Rep
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value =
-            serde_json::from_str(line).map_err(|error| ReplayError::InvalidEvent {
-                line: index + 1,
-                message: error.to_string(),
-            })?;
+        let value: Value = serde_json::from_str(line)
+            .map_err(|error| ReplayError::InvalidEvent { line: index + 1, message: error.to_string() })?;
         let Value::Object(fields) = value else {
             return Err(ReplayError::InvalidEvent {
                 line: index + 1,
@@ -101,15 +98,9 @@ pub fn replay(
 ) -> Result<ReplayOutput, ReplayError> {
     let mut output = ReplayOutput {
         records: Vec::new(),
-        summary: ReplaySummary {
-            events: events.len(),
-            ..ReplaySummary::default()
-        },
+        summary: ReplaySummary { events: events.len(), ..ReplaySummary::default() },
     };
-    for definition in definitions
-        .into_iter()
-        .filter(|definition| definition.enabled)
-    {
+    for definition in definitions.into_iter().filter(|definition| definition.enabled) {
         replay_rule(definition, events, options, &mut output)?;
     }
     Ok(output)
@@ -121,10 +112,7 @@ fn rule_timeframe(kind: &RuleKind) -> Duration {
         | RuleKind::Flatline { timeframe, .. }
         | RuleKind::Cardinality { timeframe, .. } => *timeframe,
         RuleKind::Change { timeframe, .. } => timeframe.unwrap_or(Duration::ZERO),
-        RuleKind::Spike(settings)
-        | RuleKind::SpikeAggregation {
-            spike: settings, ..
-        } => settings.timeframe,
+        RuleKind::Spike(settings) | RuleKind::SpikeAggregation { spike: settings, .. } => settings.timeframe,
         _ => Duration::ZERO,
     }
 }
@@ -147,10 +135,8 @@ fn replay_rule(
     }
     output.summary.events_without_timestamp += without_timestamp;
     timed.sort_by_key(|(event_time, _)| *event_time);
-    let Some(start) = options
-        .start
-        .map(time::from_datetime)
-        .or_else(|| timed.first().map(|(event_time, _)| *event_time))
+    let Some(start) =
+        options.start.map(time::from_datetime).or_else(|| timed.first().map(|(event_time, _)| *event_time))
     else {
         return Ok(());
     };
@@ -158,9 +144,9 @@ fn replay_rule(
         .end
         .map(time::from_datetime)
         .or_else(|| {
-            timed.last().map(|(event_time, _)| {
-                event_time.saturating_add(duration_nanos(rule_timeframe(&definition.kind)))
-            })
+            timed
+                .last()
+                .map(|(event_time, _)| event_time.saturating_add(duration_nanos(rule_timeframe(&definition.kind))))
         })
         .unwrap_or(start);
     let run_every = duration_nanos(definition.run_every).max(1);
@@ -186,15 +172,15 @@ fn replay_rule(
         output.summary.runs += 1;
         output.summary.matches += matches.len();
         match &mut alerter {
-            None => output
-                .records
-                .extend(matches.iter().map(super::Match::to_json)),
+            None => output.records.extend(matches.iter().map(super::Match::to_json)),
             Some(alerter) => {
                 let alerts = alerter.process(matches, time::to_datetime(run_end));
                 output.summary.alerts += alerts.len();
-                output.records.extend(alerts.iter().map(|alert| {
-                    serde_json::to_value(Value::Object(alert.to_fields())).unwrap_or_default()
-                }));
+                output.records.extend(
+                    alerts
+                        .iter()
+                        .map(|alert| serde_json::to_value(Value::Object(alert.to_fields())).unwrap_or_default()),
+                );
             }
         }
         if run_end >= end {
@@ -204,9 +190,9 @@ fn replay_rule(
     if let Some(alerter) = &mut alerter {
         let alerts = alerter.flush_all();
         output.summary.alerts += alerts.len();
-        output.records.extend(alerts.iter().map(|alert| {
-            serde_json::to_value(Value::Object(alert.to_fields())).unwrap_or_default()
-        }));
+        output.records.extend(
+            alerts.iter().map(|alert| serde_json::to_value(Value::Object(alert.to_fields())).unwrap_or_default()),
+        );
     }
     Ok(())
 }

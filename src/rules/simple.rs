@@ -19,25 +19,11 @@ use crate::rules::{IncomingEvent, RawMatch, RuleState};
 pub(crate) struct AnyRule;
 
 impl RuleState for AnyRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
-        matches.push(RawMatch {
-            time: event.time,
-            body: rule.event_body(event.fields),
-        });
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
+        matches.push(RawMatch { time: event.time, body: rule.event_body(event.fields) });
     }
 
-    fn end_of_run(
-        &mut self,
-        _rule: &RuleDefinition,
-        _run_end: EventTime,
-        _matches: &mut Vec<RawMatch>,
-    ) {
-    }
+    fn end_of_run(&mut self, _rule: &RuleDefinition, _run_end: EventTime, _matches: &mut Vec<RawMatch>) {}
 
     fn tracked_keys(&self) -> usize {
         0
@@ -63,31 +49,17 @@ enum ListMode {
 
 impl ListRule {
     pub fn blacklist(compare_key: String, values: ListValues) -> ListRule {
-        ListRule {
-            compare_key,
-            values,
-            mode: ListMode::Blacklist,
-        }
+        ListRule { compare_key, values, mode: ListMode::Blacklist }
     }
 
     pub fn whitelist(compare_key: String, values: ListValues, ignore_null: bool) -> ListRule {
-        ListRule {
-            compare_key,
-            values,
-            mode: ListMode::Whitelist { ignore_null },
-        }
+        ListRule { compare_key, values, mode: ListMode::Whitelist { ignore_null } }
     }
 }
 
 impl RuleState for ListRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
-        let value =
-            fields::lookup(event.fields, &self.compare_key).filter(|value| !value.is_null());
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
+        let value = fields::lookup(event.fields, &self.compare_key).filter(|value| !value.is_null());
         let is_match = match (&self.mode, value) {
             (ListMode::Blacklist, None) => false,
             (ListMode::Blacklist, Some(value)) => self.values.contains(value),
@@ -95,20 +67,11 @@ impl RuleState for ListRule {
             (ListMode::Whitelist { .. }, Some(value)) => !self.values.contains(value),
         };
         if is_match {
-            matches.push(RawMatch {
-                time: event.time,
-                body: rule.event_body(event.fields),
-            });
+            matches.push(RawMatch { time: event.time, body: rule.event_body(event.fields) });
         }
     }
 
-    fn end_of_run(
-        &mut self,
-        _rule: &RuleDefinition,
-        _run_end: EventTime,
-        _matches: &mut Vec<RawMatch>,
-    ) {
-    }
+    fn end_of_run(&mut self, _rule: &RuleDefinition, _run_end: EventTime, _matches: &mut Vec<RawMatch>) {}
 
     fn tracked_keys(&self) -> usize {
         0
@@ -150,39 +113,21 @@ impl ChangeRule {
 }
 
 impl RuleState for ChangeRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
-        let looked_up: Vec<Option<&Value>> = self
-            .compare_keys
-            .iter()
-            .map(|path| fields::lookup(event.fields, path))
-            .collect();
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
+        let looked_up: Vec<Option<&Value>> =
+            self.compare_keys.iter().map(|path| fields::lookup(event.fields, path)).collect();
         if self.ignore_null && looked_up.iter().any(|value| is_empty_value(*value)) {
             return;
         }
-        let key = rule
-            .query_key
-            .as_ref()
-            .and_then(|query_key| query_key.key_text(event.fields));
-        let mut values: Vec<Value> = looked_up
-            .into_iter()
-            .map(|value| value.cloned().unwrap_or(Value::Null))
-            .collect();
+        let key = rule.query_key.as_ref().and_then(|query_key| query_key.key_text(event.fields));
+        let mut values: Vec<Value> = looked_up.into_iter().map(|value| value.cloned().unwrap_or(Value::Null)).collect();
         values.iter_mut().for_each(detach_value);
         let mut changed_from = None;
-        let state = self.keys.touch_or_insert_with(key, || ChangeKeyState {
-            values: Vec::new(),
-            time: event.time,
-        });
+        let state = self.keys.touch_or_insert_with(key, || ChangeKeyState { values: Vec::new(), time: event.time });
         let first_event = state.values.is_empty();
         if !first_event && state.values != values {
-            let within_timeframe = self
-                .timeframe
-                .is_none_or(|timeframe| event.time.saturating_sub(state.time) <= timeframe);
+            let within_timeframe =
+                self.timeframe.is_none_or(|timeframe| event.time.saturating_sub(state.time) <= timeframe);
             if within_timeframe {
                 changed_from = Some(std::mem::take(&mut state.values));
             }
@@ -193,20 +138,11 @@ impl RuleState for ChangeRule {
             let mut body = rule.event_body(event.fields);
             body.insert("old_value".into(), Value::Array(old_values));
             body.insert("new_value".into(), Value::Array(values));
-            matches.push(RawMatch {
-                time: event.time,
-                body,
-            });
+            matches.push(RawMatch { time: event.time, body });
         }
     }
 
-    fn end_of_run(
-        &mut self,
-        _rule: &RuleDefinition,
-        _run_end: EventTime,
-        _matches: &mut Vec<RawMatch>,
-    ) {
-    }
+    fn end_of_run(&mut self, _rule: &RuleDefinition, _run_end: EventTime, _matches: &mut Vec<RawMatch>) {}
 
     fn tracked_keys(&self) -> usize {
         self.keys.len()

@@ -21,9 +21,7 @@
 //! upstream does not garbage-collect aggregation-query rules.
 
 use crate::event::{ObjectMap, Value};
-use crate::rules::config::{
-    MetricAggregationType, MetricSpec, RuleDefinition, SpikeDirection, SpikeSettings,
-};
+use crate::rules::config::{MetricAggregationType, MetricSpec, RuleDefinition, SpikeDirection, SpikeSettings};
 use crate::rules::fields::{self, detach_object};
 use crate::rules::frequency::number_value;
 use crate::rules::metric::{MetricAccumulator, SegmentShape, TermsSelection};
@@ -83,26 +81,17 @@ impl SpikeCore {
         // Averages and per-run values need every entry kept apart.
         let merge_ties = self.values == SpikeValues::Count;
         let entry_time = entry.time;
-        let state = self
-            .keys
-            .touch_or_insert_with(key.clone(), || SpikeKeyState {
-                current: EventWindow::new(timeframe, merge_ties),
-                reference: EventWindow::new(timeframe, merge_ties),
-                first_event: None,
-                skip_until: None,
-            });
+        let state = self.keys.touch_or_insert_with(key.clone(), || SpikeKeyState {
+            current: EventWindow::new(timeframe, merge_ties),
+            reference: EventWindow::new(timeframe, merge_ties),
+            first_event: None,
+            skip_until: None,
+        });
         let first_event = *state.first_event.get_or_insert(entry_time);
-        let SpikeKeyState {
-            current, reference, ..
-        } = state;
+        let SpikeKeyState { current, reference, .. } = state;
         current.insert(entry, |removed| {
             reference.insert(
-                WindowEntry {
-                    time: removed.time,
-                    count: removed.count,
-                    placeholder: removed.placeholder,
-                    payload: (),
-                },
+                WindowEntry { time: removed.time, count: removed.count, placeholder: removed.placeholder, payload: () },
                 |_| {},
             );
         });
@@ -114,10 +103,7 @@ impl SpikeCore {
             if !(rule.query_key.is_some() && self.settings.alert_on_new_data) {
                 return;
             }
-            if state
-                .skip_until
-                .is_some_and(|skip_until| entry_time < skip_until)
-            {
+            if state.skip_until.is_some_and(|skip_until| entry_time < skip_until) {
                 return;
             }
         } else {
@@ -125,12 +111,8 @@ impl SpikeCore {
         }
 
         let (reference_value, current_value) = match self.values {
-            SpikeValues::Count | SpikeValues::AggregateSum => {
-                (Some(state.reference.sum()), Some(state.current.sum()))
-            }
-            SpikeValues::FieldValueMean | SpikeValues::AggregateMean => {
-                (state.reference.mean(), state.current.mean())
-            }
+            SpikeValues::Count | SpikeValues::AggregateSum => (Some(state.reference.sum()), Some(state.current.sum())),
+            SpikeValues::FieldValueMean | SpikeValues::AggregateMean => (state.reference.mean(), state.current.mean()),
             SpikeValues::AggregateMin => (state.reference.min(), state.current.min()),
             SpikeValues::AggregateMax => (state.reference.max(), state.current.max()),
         };
@@ -142,18 +124,10 @@ impl SpikeCore {
                 return;
             }
         } else {
-            if self
-                .settings
-                .threshold_cur
-                .is_some_and(|threshold| current_value < threshold)
-            {
+            if self.settings.threshold_cur.is_some_and(|threshold| current_value < threshold) {
                 return;
             }
-            if self
-                .settings
-                .threshold_ref
-                .is_some_and(|threshold| reference_value < threshold)
-            {
+            if self.settings.threshold_ref.is_some_and(|threshold| reference_value < threshold) {
                 return;
             }
         }
@@ -192,10 +166,7 @@ impl SpikeCore {
         state.reference.clear();
         state.first_event = None;
         state.skip_until = Some(match_time.saturating_add(2 * timeframe));
-        matches.push(RawMatch {
-            time: match_time,
-            body,
-        });
+        matches.push(RawMatch { time: match_time, body });
     }
 
     fn detach(&mut self) {
@@ -225,24 +196,13 @@ pub(crate) struct SpikeRule {
 
 impl SpikeRule {
     pub fn new(settings: SpikeSettings, capacity: usize) -> SpikeRule {
-        let values = if settings.field_value.is_some() {
-            SpikeValues::FieldValueMean
-        } else {
-            SpikeValues::Count
-        };
-        SpikeRule {
-            core: SpikeCore::new(settings, values, capacity),
-        }
+        let values = if settings.field_value.is_some() { SpikeValues::FieldValueMean } else { SpikeValues::Count };
+        SpikeRule { core: SpikeCore::new(settings, values, capacity) }
     }
 }
 
 impl RuleState for SpikeRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, matches: &mut Vec<RawMatch>) {
         let weight = match &self.core.settings.field_value {
             None => 1.0,
             // Upstream reads a literal top-level key and needs an integer.
@@ -256,11 +216,7 @@ impl RuleState for SpikeRule {
             },
         };
         let key = match &rule.query_key {
-            Some(query_key) => Some(
-                query_key
-                    .key_text(event.fields)
-                    .unwrap_or_else(|| "other".into()),
-            ),
+            Some(query_key) => Some(query_key.key_text(event.fields).unwrap_or_else(|| "other".into())),
             None => Some("all".into()),
         };
         let entry = WindowEntry {
@@ -272,12 +228,7 @@ impl RuleState for SpikeRule {
         self.core.handle_entry(rule, key, entry, matches);
     }
 
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>) {
         for key in self.core.keys.keys() {
             let Some(state) = self.core.keys.peek(&key) else {
                 continue;
@@ -287,12 +238,7 @@ impl RuleState for SpikeRule {
                 self.core.keys.remove(&key);
                 continue;
             }
-            let entry = WindowEntry {
-                time: run_end,
-                count: 0.0,
-                placeholder: true,
-                payload: None,
-            };
+            let entry = WindowEntry { time: run_end, count: 0.0, placeholder: true, payload: None };
             self.core.handle_entry(rule, key, entry, matches);
         }
     }
@@ -336,30 +282,17 @@ impl SpikeAggregationRule {
             core: SpikeCore::new(settings, values, capacity),
             accumulator: MetricAccumulator::new(shape, metric.clone(), capacity),
             metric,
-            selection: TermsSelection {
-                min_doc_count,
-                terms_size,
-            },
+            selection: TermsSelection { min_doc_count, terms_size },
         }
     }
 }
 
 impl RuleState for SpikeAggregationRule {
-    fn add_event(
-        &mut self,
-        rule: &RuleDefinition,
-        event: IncomingEvent<'_>,
-        _matches: &mut Vec<RawMatch>,
-    ) {
+    fn add_event(&mut self, rule: &RuleDefinition, event: IncomingEvent<'_>, _matches: &mut Vec<RawMatch>) {
         self.accumulator.add(rule, event);
     }
 
-    fn end_of_run(
-        &mut self,
-        rule: &RuleDefinition,
-        run_end: EventTime,
-        matches: &mut Vec<RawMatch>,
-    ) {
+    fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>) {
         for evaluated in self.accumulator.evaluate(rule, run_end, &self.selection) {
             let Some(value) = evaluated.value else {
                 continue;
@@ -373,12 +306,7 @@ impl RuleState for SpikeAggregationRule {
                 fields::set_nested(&mut body, query_key.name(), Value::from(text.as_str()));
             }
             body.insert(self.metric.field_name().into(), Value::Float(value));
-            let entry = WindowEntry {
-                time: run_end,
-                count: value,
-                placeholder: false,
-                payload: Some(body),
-            };
+            let entry = WindowEntry { time: run_end, count: value, placeholder: false, payload: Some(body) };
             self.core.handle_entry(rule, key, entry, matches);
         }
     }

@@ -39,12 +39,7 @@ pub fn to_datetime(time: EventTime) -> DateTime<Utc> {
 }
 
 pub fn from_datetime(time: DateTime<Utc>) -> EventTime {
-    time.timestamp_nanos_opt()
-        .unwrap_or(if time.timestamp() < 0 {
-            i64::MIN
-        } else {
-            i64::MAX
-        })
+    time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// A `Duration` in nanoseconds, saturating (durations are config values).
@@ -56,17 +51,13 @@ pub fn duration_nanos(duration: Duration) -> i64 {
 pub fn parse_event_time(value: &Value, timestamp_type: &TimestampType) -> Option<EventTime> {
     match timestamp_type {
         TimestampType::Iso => match value {
-            Value::String(text) => {
-                parse_iso(text).map(|time| from_datetime(time.with_timezone(&Utc)))
-            }
+            Value::String(text) => parse_iso(text).map(|time| from_datetime(time.with_timezone(&Utc))),
             _ => None,
         },
         TimestampType::Unix => unix_value(value, 1e9),
         TimestampType::UnixMs => unix_value(value, 1e6),
         TimestampType::Custom(format) => match value {
-            Value::String(text) => {
-                parse_custom(text, format).map(|time| from_datetime(time.with_timezone(&Utc)))
-            }
+            Value::String(text) => parse_custom(text, format).map(|time| from_datetime(time.with_timezone(&Utc))),
             _ => None,
         },
     }
@@ -93,23 +84,15 @@ pub fn parse_iso(text: &str) -> Option<DateTime<FixedOffset>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Some(time);
     }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M:%S%.f%:z",
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-    ] {
+    for format in
+        ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%:z"]
+    {
         if let Ok(time) = DateTime::parse_from_str(text, format) {
             return Some(time);
         }
     }
     let utc = Utc.fix();
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
             return Some(utc.from_utc_datetime(&naive));
         }
@@ -135,11 +118,7 @@ fn chrono_format(python_format: &str) -> String {
 /// Renders a match timestamp as upstream writes it back into the match.
 /// `original` is the event's own value when the match came from an event, so
 /// a non-UTC offset is kept as written.
-pub fn render_match_time(
-    time: EventTime,
-    original: Option<&Value>,
-    timestamp_type: &TimestampType,
-) -> Value {
+pub fn render_match_time(time: EventTime, original: Option<&Value>, timestamp_type: &TimestampType) -> Value {
     match timestamp_type {
         TimestampType::Iso => {
             let with_offset = original
@@ -171,11 +150,7 @@ pub fn iso_text(time: &DateTime<FixedOffset>) -> String {
         format!(".{micros:06}")
     };
     let offset_seconds = time.offset().local_minus_utc();
-    let zone = if offset_seconds == 0 {
-        "Z".to_owned()
-    } else {
-        time.format("%:z").to_string()
-    };
+    let zone = if offset_seconds == 0 { "Z".to_owned() } else { time.format("%:z").to_string() };
     format!("{base}{fraction}{zone}")
 }
 
@@ -199,11 +174,8 @@ impl PrettyTime {
         };
         // chrono knows offsets, not zone names: UTC prints as `UTC` like
         // Python; other zones print their numeric offset.
-        let zone_name = if zoned.offset().local_minus_utc() == 0 {
-            "UTC".to_owned()
-        } else {
-            zoned.format("%:z").to_string()
-        };
+        let zone_name =
+            if zoned.offset().local_minus_utc() == 0 { "UTC".to_owned() } else { zoned.format("%:z").to_string() };
         let format = self.custom_format.as_deref().unwrap_or("%Y-%m-%d %H:%M %Z");
         zoned.format(&format.replace("%Z", &zone_name)).to_string()
     }
@@ -236,11 +208,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> EventTime {
-        from_datetime(
-            DateTime::parse_from_rfc3339(text)
-                .unwrap()
-                .with_timezone(&Utc),
-        )
+        from_datetime(DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc))
     }
 
     #[test]
@@ -253,41 +221,22 @@ mod tests {
             "2024-01-01T08:01:00+08:00",
             "2024-01-01T08:01:00+0800",
         ] {
-            assert_eq!(
-                parse_event_time(&Value::from(text), &TimestampType::Iso),
-                Some(expected),
-                "{text}"
-            );
+            assert_eq!(parse_event_time(&Value::from(text), &TimestampType::Iso), Some(expected), "{text}");
         }
-        assert_eq!(
-            parse_event_time(&Value::from("yesterday"), &TimestampType::Iso),
-            None
-        );
+        assert_eq!(parse_event_time(&Value::from("yesterday"), &TimestampType::Iso), None);
     }
 
     #[test]
     fn unix_accepts_sls_digit_strings_numbers_and_millis() {
         let expected = at("2023-11-14T22:13:20Z");
-        assert_eq!(
-            parse_event_time(&Value::from("1700000000"), &TimestampType::Unix),
-            Some(expected)
-        );
-        assert_eq!(
-            parse_event_time(&Value::Integer(1_700_000_000), &TimestampType::Unix),
-            Some(expected)
-        );
+        assert_eq!(parse_event_time(&Value::from("1700000000"), &TimestampType::Unix), Some(expected));
+        assert_eq!(parse_event_time(&Value::Integer(1_700_000_000), &TimestampType::Unix), Some(expected));
         assert_eq!(
             parse_event_time(&Value::Float(1_700_000_000.5), &TimestampType::Unix),
             Some(expected + 500_000_000)
         );
-        assert_eq!(
-            parse_event_time(&Value::Integer(1_700_000_000_000), &TimestampType::UnixMs),
-            Some(expected)
-        );
-        assert_eq!(
-            parse_event_time(&Value::from("x"), &TimestampType::Unix),
-            None
-        );
+        assert_eq!(parse_event_time(&Value::Integer(1_700_000_000_000), &TimestampType::UnixMs), Some(expected));
+        assert_eq!(parse_event_time(&Value::from("x"), &TimestampType::Unix), None);
     }
 
     #[test]
@@ -315,11 +264,7 @@ mod tests {
         );
         let original = Value::from("2024-01-01T02:01:00+02:00");
         assert_eq!(
-            render_match_time(
-                at("2024-01-01T00:01:00Z"),
-                Some(&original),
-                &TimestampType::Iso
-            ),
+            render_match_time(at("2024-01-01T00:01:00Z"), Some(&original), &TimestampType::Iso),
             Value::from("2024-01-01T02:01:00+02:00")
         );
         assert_eq!(
@@ -330,22 +275,10 @@ mod tests {
 
     #[test]
     fn pretty_time_and_timedelta_text() {
-        let pretty = PrettyTime {
-            use_local_time: false,
-            custom_format: None,
-        };
-        assert_eq!(
-            pretty.render(at("2024-01-01T00:01:00Z")),
-            "2024-01-01 00:01 UTC"
-        );
+        let pretty = PrettyTime { use_local_time: false, custom_format: None };
+        assert_eq!(pretty.render(at("2024-01-01T00:01:00Z")), "2024-01-01 00:01 UTC");
         assert_eq!(python_timedelta(Duration::from_secs(600)), "0:10:00");
-        assert_eq!(
-            python_timedelta(Duration::from_secs(86_400)),
-            "1 day, 0:00:00"
-        );
-        assert_eq!(
-            python_timedelta(Duration::from_secs(2 * 86_400 + 3661)),
-            "2 days, 1:01:01"
-        );
+        assert_eq!(python_timedelta(Duration::from_secs(86_400)), "1 day, 0:00:00");
+        assert_eq!(python_timedelta(Duration::from_secs(2 * 86_400 + 3661)), "2 days, 1:01:01");
     }
 }

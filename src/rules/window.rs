@@ -43,27 +43,18 @@ pub struct EventWindow<P> {
 
 impl<P> EventWindow<P> {
     pub fn new(timeframe_nanos: i64, merge_ties: bool) -> EventWindow<P> {
-        EventWindow {
-            timeframe: timeframe_nanos,
-            entries: VecDeque::new(),
-            sum: 0.0,
-            merge_ties,
-        }
+        EventWindow { timeframe: timeframe_nanos, entries: VecDeque::new(), sum: 0.0, merge_ties }
     }
 
     /// Inserts in time order, then trims from the oldest end.
     pub fn insert(&mut self, entry: WindowEntry<P>, mut on_removed: impl FnMut(WindowEntry<P>)) {
-        let position = self
-            .entries
-            .iter()
-            .rposition(|existing| existing.time <= entry.time)
-            .map_or(0, |index| index + 1);
+        let position =
+            self.entries.iter().rposition(|existing| existing.time <= entry.time).map_or(0, |index| index + 1);
         if entry.count.is_finite() {
             self.sum += entry.count;
         }
-        let merge_into = position
-            .checked_sub(1)
-            .filter(|&previous| self.merge_ties && self.entries[previous].time == entry.time);
+        let merge_into =
+            position.checked_sub(1).filter(|&previous| self.merge_ties && self.entries[previous].time == entry.time);
         match merge_into {
             Some(previous) => {
                 let existing = &mut self.entries[previous];
@@ -137,26 +128,18 @@ impl<P> EventWindow<P> {
             .entries
             .iter()
             .filter(|entry| !entry.placeholder)
-            .fold((0.0, 0usize), |(total, entries), entry| {
-                (total + entry.count, entries + 1)
-            });
+            .fold((0.0, 0usize), |(total, entries), entry| (total + entry.count, entries + 1));
         (entries > 0).then(|| total / entries as f64)
     }
 
     /// Minimum count over all entries, placeholders included.
     pub fn min(&self) -> Option<f64> {
-        self.entries
-            .iter()
-            .map(|entry| entry.count)
-            .reduce(f64::min)
+        self.entries.iter().map(|entry| entry.count).reduce(f64::min)
     }
 
     /// Maximum count over all entries, placeholders included.
     pub fn max(&self) -> Option<f64> {
-        self.entries
-            .iter()
-            .map(|entry| entry.count)
-            .reduce(f64::max)
+        self.entries.iter().map(|entry| entry.count).reduce(f64::max)
     }
 }
 
@@ -232,11 +215,7 @@ impl<V> KeyedState<V> {
 
     /// The state for `key`, created with `create` when absent, and marks the
     /// key most recently seen. May evict the least recently seen key.
-    pub fn touch_or_insert_with(
-        &mut self,
-        key: PartitionKey,
-        create: impl FnOnce() -> V,
-    ) -> &mut V {
+    pub fn touch_or_insert_with(&mut self, key: PartitionKey, create: impl FnOnce() -> V) -> &mut V {
         let slot = match self.index.get(&key) {
             Some(&slot) => {
                 self.unlink(slot);
@@ -281,15 +260,11 @@ impl<V> KeyedState<V> {
 
     /// Every key and state, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&PartitionKey, &mut V)> {
-        self.slots
-            .iter_mut()
-            .filter_map(|slot| slot.value.as_mut().map(|value| (&slot.key, value)))
+        self.slots.iter_mut().filter_map(|slot| slot.value.as_mut().map(|value| (&slot.key, value)))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&PartitionKey, &V)> {
-        self.slots
-            .iter()
-            .filter_map(|slot| slot.value.as_ref().map(|value| (&slot.key, value)))
+        self.slots.iter().filter_map(|slot| slot.value.as_ref().map(|value| (&slot.key, value)))
     }
 
     /// Removes every key for which `keep` returns false.
@@ -308,12 +283,7 @@ impl<V> KeyedState<V> {
     }
 
     fn allocate(&mut self, key: PartitionKey, value: V) -> u32 {
-        let slot = Slot {
-            key,
-            value: Some(value),
-            newer: NIL,
-            older: NIL,
-        };
+        let slot = Slot { key, value: Some(value), newer: NIL, older: NIL };
         match self.free_slots.pop() {
             Some(index) => {
                 self.slots[index as usize] = slot;
@@ -386,12 +356,7 @@ mod tests {
     const MINUTE: i64 = 60_000_000_000;
 
     fn entry(minute: i64) -> WindowEntry<i64> {
-        WindowEntry {
-            time: minute * MINUTE,
-            count: 1.0,
-            placeholder: false,
-            payload: minute,
-        }
+        WindowEntry { time: minute * MINUTE, count: 1.0, placeholder: false, payload: minute }
     }
 
     #[test]
@@ -414,51 +379,13 @@ mod tests {
     #[test]
     fn ties_go_after_existing_entries_and_merge_when_asked() {
         let mut window = EventWindow::new(10 * MINUTE, false);
-        window.insert(
-            WindowEntry {
-                payload: 1,
-                ..entry(1)
-            },
-            |_| {},
-        );
-        window.insert(
-            WindowEntry {
-                payload: 2,
-                ..entry(1)
-            },
-            |_| {},
-        );
-        assert_eq!(
-            window
-                .entries()
-                .map(|entry| entry.payload)
-                .collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        window.insert(WindowEntry { payload: 1, ..entry(1) }, |_| {});
+        window.insert(WindowEntry { payload: 2, ..entry(1) }, |_| {});
+        assert_eq!(window.entries().map(|entry| entry.payload).collect::<Vec<_>>(), vec![1, 2]);
         let mut merged = EventWindow::new(10 * MINUTE, true);
-        merged.insert(
-            WindowEntry {
-                count: 0.0,
-                placeholder: true,
-                payload: 0,
-                ..entry(1)
-            },
-            |_| {},
-        );
-        merged.insert(
-            WindowEntry {
-                payload: 7,
-                ..entry(1)
-            },
-            |_| {},
-        );
-        merged.insert(
-            WindowEntry {
-                payload: 8,
-                ..entry(1)
-            },
-            |_| {},
-        );
+        merged.insert(WindowEntry { count: 0.0, placeholder: true, payload: 0, ..entry(1) }, |_| {});
+        merged.insert(WindowEntry { payload: 7, ..entry(1) }, |_| {});
+        merged.insert(WindowEntry { payload: 8, ..entry(1) }, |_| {});
         assert_eq!(merged.len(), 1);
         assert_eq!(merged.sum(), 2.0);
         assert_eq!(merged.oldest().map(|entry| entry.payload), Some(7));
@@ -467,21 +394,8 @@ mod tests {
     #[test]
     fn mean_skips_placeholders_but_min_counts_them() {
         let mut window = EventWindow::new(10 * MINUTE, false);
-        window.insert(
-            WindowEntry {
-                count: 4.0,
-                ..entry(1)
-            },
-            |_| {},
-        );
-        window.insert(
-            WindowEntry {
-                count: 0.0,
-                placeholder: true,
-                ..entry(2)
-            },
-            |_| {},
-        );
+        window.insert(WindowEntry { count: 4.0, ..entry(1) }, |_| {});
+        window.insert(WindowEntry { count: 0.0, placeholder: true, ..entry(2) }, |_| {});
         assert_eq!(window.mean(), Some(4.0));
         assert_eq!(window.min(), Some(0.0));
         assert_eq!(window.max(), Some(4.0));

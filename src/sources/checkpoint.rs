@@ -11,8 +11,14 @@
 //! it is never skipped because later batches succeeded.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::event::BatchStatus;
+use futures::stream::{FuturesUnordered, StreamExt};
+use metrics::Gauge;
+
+use crate::event::{BatchNotifier, BatchStatus, BatchStatusReceiver};
 
 /// Identifies one registered batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +102,73 @@ impl<P: Clone> OrderedCheckpointTracker<P> {
     pub fn reset(&mut self) {
         self.pending.clear();
     }
+}
+
+type StatusFuture = Pin<Box<dyn Future<Output = (BatchTicket, BatchStatus)> + Send>>;
+
+/// A checkpoint tracker joined with the acknowledgement receivers of the
+/// batches in flight: the piece every checkpointing source needs.
+///
+/// `start_batch` registers a batch and returns the notifier its events'
+/// finalizers share; `next_status` waits for the next batch to resolve and
+/// folds it into the tracker. `next_status` is cancel-safe (it polls a
+/// `FuturesUnordered`), so it can sit in a `select!` next to reading.
+pub struct PendingBatches<P> {
+    tracker: OrderedCheckpointTracker<P>,
+    in_flight: FuturesUnordered<StatusFuture>,
+    acks_pending: Gauge,
+}
+
+impl<P: Clone> PendingBatches<P> {
+    pub fn new(committed: Option<P>, acks_pending: Gauge) -> Self {
+        PendingBatches { tracker: OrderedCheckpointTracker::new(committed), in_flight: FuturesUnordered::new(), acks_pending }
+    }
+
+    /// Registers the next batch, ending at `end_position`.
+    pub fn start_batch(&mut self, end_position: P) -> Arc<BatchNotifier> {
+        let ticket = self.tracker.register(end_position);
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        self.in_flight.push(Box::pin(with_ticket(ticket, receiver)));
+        self.acks_pending.increment(1.0);
+        notifier
+    }
+
+    /// Waits for the next batch to resolve, records it and returns its
+    /// status; `None` when nothing is in flight.
+    pub async fn next_status(&mut self) -> Option<BatchStatus> {
+        let (ticket, status) = self.in_flight.next().await?;
+        self.acks_pending.decrement(1.0);
+        self.tracker.resolve(ticket, status);
+        Some(status)
+    }
+
+    /// Waits until every batch in flight has resolved.
+    pub async fn drain(&mut self) {
+        while self.next_status().await.is_some() {}
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub fn committable(&self) -> Option<&P> {
+        self.tracker.committable()
+    }
+
+    pub fn blocked_by(&self) -> Option<(BatchTicket, BatchStatus)> {
+        self.tracker.blocked_by()
+    }
+
+    /// Forgets everything in flight (after a rewind). Their late statuses are ignored.
+    pub fn reset(&mut self) {
+        self.acks_pending.decrement(self.in_flight.len() as f64);
+        self.in_flight = FuturesUnordered::new();
+        self.tracker.reset();
+    }
+}
+
+async fn with_ticket(ticket: BatchTicket, receiver: BatchStatusReceiver) -> (BatchTicket, BatchStatus) {
+    (ticket, receiver.await)
 }
 
 #[cfg(test)]

@@ -9,4 +9,7 @@
 //! with `pipe`, so a bug in pipe's client cannot be mirrored by the emulator.
 
 pub mod blackhole;
+mod connection_drop;
+pub mod hec;
 pub mod http;
+pub mod wecom;

@@ -21,6 +21,10 @@ enum Emulator {
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
     },
+    /// Splunk HTTP Event Collector: tokens, channels, indexer acks, partial failures, faults.
+    Hec(testkit::hec::HecArgs),
+    /// WeCom (企业微信): gettoken, app message/send, group robot webhook, rate limits, errcode faults.
+    Wecom(testkit::wecom::WecomArgs),
 }
 
 #[tokio::main]
@@ -29,6 +33,15 @@ async fn main() -> std::io::Result<()> {
         Emulator::BlackholeHttp { addr } => {
             let (router, _stats) = testkit::blackhole::router();
             EmulatorServer::start_on(addr, router).await?.serve_forever().await;
+        }
+        Emulator::Hec(args) => {
+            let emulator = args.builder().start_on(args.addr).await.map_err(std::io::Error::other)?;
+            emulator.serve_forever().await;
+        }
+        Emulator::Wecom(args) => {
+            let builder = args.builder().map_err(std::io::Error::other)?;
+            let emulator = builder.start_on(args.addr).await.map_err(std::io::Error::other)?;
+            emulator.serve_forever().await;
         }
     }
     Ok(())

@@ -1,0 +1,7 @@
+//! Whole-pipeline tests: the real `pipe` binary and real topologies over
+//! loopback sockets. One test binary, so the workspace links once.
+
+mod config_validation;
+mod lifecycle;
+mod support;
+mod topology;
