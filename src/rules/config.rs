@@ -150,6 +150,11 @@ pub struct RuleConfig {
     /// Directory against which relative `!file` paths resolve.
     #[serde(skip)]
     pub base_directory: Option<PathBuf>,
+    /// Every option as written (set by `RuleConfig::from_value`), so alert
+    /// text prints option values exactly as the file has them (`1`, not
+    /// `1.0`).
+    #[serde(skip)]
+    pub written_options: JsonMap<String, Json>,
 }
 
 /// A string or a list of strings.
@@ -312,9 +317,11 @@ impl RuleConfig {
                 }
             }
         }
+        let written_options = map.clone();
         let mut config: RuleConfig = serde_json::from_value(Json::Object(map))
             .map_err(|error| RuleLoadError::invalid(origin, "", format!("{error}")))?;
         config.origin = origin.to_owned();
+        config.written_options = written_options;
         Ok(config)
     }
 }
@@ -1372,6 +1379,9 @@ impl RuleDefinition {
 }
 
 fn raw_options(config: &RuleConfig) -> JsonMap<String, Json> {
+    if !config.written_options.is_empty() {
+        return config.written_options.clone();
+    }
     let mut options: JsonMap<String, Json> =
         config.other.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
     let mut put = |key: &str, value: Option<Json>| {
