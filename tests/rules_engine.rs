@@ -591,3 +591,27 @@ fn percentage_match_is_refused_until_filters_can_be_evaluated() {
     .unwrap_err();
     assert!(error.to_string().contains("match_bucket_filter"), "{error}");
 }
+
+#[test]
+fn top_count_keys_add_top_events_for_the_match_key() {
+    let definition = rule(
+        "name: top\ntype: frequency\nnum_events: 3\ntimeframe: {minutes: 5}\nquery_key: host\ntop_count_keys: [path]\ntop_count_number: 1\nuse_local_time: false\n",
+    );
+    let mut engine = RuleEngine::new(vec![definition]).unwrap();
+    let mut alerter = Alerter::new(engine.definitions());
+    let matches = feed(
+        &mut engine,
+        vec![
+            event(0, serde_json::json!({"host": "a", "path": "/x"})),
+            event(1, serde_json::json!({"host": "b", "path": "/y"})),
+            event(2, serde_json::json!({"host": "b", "path": "/y"})),
+            event(3, serde_json::json!({"host": "a", "path": "/x"})),
+            event(4, serde_json::json!({"host": "a", "path": "/z"})),
+        ],
+    );
+    assert_eq!(matches.len(), 1);
+    assert_eq!(matches[0].body.get("top_events_path"), Some(&Value::from(serde_json::json!({"/x": 2}))));
+    let alerts = alerter.process(matches, at(4));
+    assert!(alerts[0].text.contains("\n\npath:\n/x: 2\n\n@timestamp"), "{}", alerts[0].text);
+    assert!(!alerts[0].text.contains("top_events_path:"), "top_events fields are not listed again");
+}

@@ -28,6 +28,7 @@ use crate::rules::config::{RuleDefinition, RuleKind};
 use crate::rules::filter::EventFilter;
 use crate::rules::time::{self, duration_nanos, EventTime};
 use crate::rules::{cardinality, fields, frequency, metric, new_term, simple, spike};
+use crate::rules::top_counts::TopCounts;
 use crate::rules::{IncomingEvent, Match, RawMatch, RuleState};
 
 /// A jump in event time longer than this many runs skips the oldest
@@ -81,6 +82,7 @@ struct RuleRunner {
     events_total: u64,
     matches_total: u64,
     raw_matches: Vec<RawMatch>,
+    top_counts: Option<TopCounts>,
 }
 
 /// The rule engine shared by the streaming transform and the replay.
@@ -118,6 +120,7 @@ impl RuleEngine {
             let filter =
                 EventFilter::for_rule_filter(&definition.filter).map_err(|error| filter_error(error.message))?;
             let state = build_state(&definition).map_err(filter_error)?;
+            let top_counts = TopCounts::for_rule(&definition);
             runners.push(RuleRunner {
                 index: runners.len(),
                 name: Arc::from(definition.name.as_str()),
@@ -136,6 +139,7 @@ impl RuleEngine {
                 events_total: 0,
                 matches_total: 0,
                 raw_matches: Vec::new(),
+                top_counts,
             });
         }
         Ok(RuleEngine { runners })
@@ -248,6 +252,9 @@ impl RuleRunner {
         }
         self.events_total += 1;
         self.hits_in_run += 1;
+        if let Some(top_counts) = &mut self.top_counts {
+            top_counts.remember(&self.definition, fields, event_time);
+        }
         let incoming =
             IncomingEvent { event, fields, time: event_time, run_end: next_run_end, schedule_anchor: self.anchor };
         self.state.add_event(&self.definition, incoming, &mut self.raw_matches);
@@ -302,6 +309,9 @@ impl RuleRunner {
             }
             body.insert("num_hits".into(), crate::event::Value::Integer(self.hits_in_run as i64));
             body.insert("num_matches".into(), crate::event::Value::Integer(self.matches_in_run as i64));
+            if let Some(top_counts) = &self.top_counts {
+                top_counts.annotate(&self.definition, &mut body, raw.time);
+            }
             matches.push(Match {
                 rule_index: self.index,
                 rule_name: Arc::clone(&self.name),

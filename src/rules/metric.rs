@@ -536,6 +536,62 @@ mod tests {
         assert_eq!(shape.bucket_index(7 * second + 1, phase), 1);
     }
 
+    fn percentage_rule(yaml: &str) -> (RuleDefinition, PercentageMatchRule) {
+        let definition = RuleDefinition::from_config(crate::rules::parse_rule_yaml(yaml, "test").unwrap()).unwrap();
+        let crate::rules::RuleKind::PercentageMatch(settings) = definition.kind.clone() else { panic!("not percentage_match") };
+        let shape = SegmentShape::new(settings.segment, definition.run_every);
+        // Stands in for the compiled match_bucket_filter: status 500.
+        let is_error: EventPredicate = Box::new(|event: &LogEvent| event.get("status").and_then(Value::as_f64) == Some(500.0));
+        let rule = PercentageMatchRule::new(settings, shape, is_error, 100);
+        (definition, rule)
+    }
+
+    fn feed_statuses(definition: &RuleDefinition, rule: &mut PercentageMatchRule, statuses: &[(&str, i64)], run_end: EventTime) {
+        for (index, (host, status)) in statuses.iter().enumerate() {
+            let json = serde_json::json!({"host": host, "status": status});
+            let Value::Object(fields) = Value::from(json) else { unreachable!("object") };
+            let event = LogEvent::from_fields("test", fields);
+            let incoming = IncomingEvent {
+                event: &event,
+                fields: event.fields(),
+                time: run_end - 1_000_000_000 * (index as i64 + 1),
+                run_end,
+                schedule_anchor: 0,
+            };
+            rule.add_event(definition, incoming, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn percentage_match_bounds_are_strict_and_respect_min_denominator() {
+        let minute = 60_000_000_000;
+        let yaml = "name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmax_percentage: 25\nmin_denominator: 4\nquery_key: host\nbuffer_time: {minutes: 1}\nrun_every: {minutes: 1}\n";
+        let (definition, mut rule) = percentage_rule(yaml);
+        feed_statuses(&definition, &mut rule, &[("a", 500), ("a", 200), ("a", 200), ("a", 200), ("b", 500), ("b", 500), ("c", 500), ("c", 200), ("c", 200), ("c", 200), ("c", 500)], minute);
+        let mut matches = Vec::new();
+        rule.end_of_run(&definition, minute, &mut matches);
+        // a: 25% is not above 25; b: 100% but only 2 items; c: 40%.
+        assert_eq!(matches.len(), 1);
+        assert_eq!(matches[0].body.get("host"), Some(&Value::from("c")));
+        assert_eq!(matches[0].body.get("percentage"), Some(&Value::Float(40.0)));
+        assert_eq!(matches[0].body.get("denominator"), Some(&Value::Integer(5)));
+        let mut next_run = Vec::new();
+        rule.end_of_run(&definition, 2 * minute, &mut next_run);
+        assert!(next_run.is_empty(), "the one-minute segment moved past every event");
+    }
+
+    #[test]
+    fn percentage_match_min_bound_without_query_key() {
+        let minute = 60_000_000_000;
+        let yaml = "name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmin_percentage: 50\npercentage_format_string: \"{:.1f}%\"\nbuffer_time: {minutes: 1}\nrun_every: {minutes: 1}\n";
+        let (definition, mut rule) = percentage_rule(yaml);
+        feed_statuses(&definition, &mut rule, &[("a", 500), ("a", 200), ("a", 200)], minute);
+        let mut matches = Vec::new();
+        rule.end_of_run(&definition, minute, &mut matches);
+        assert_eq!(matches.len(), 1);
+        assert_eq!(matches[0].body.get("percentage_formatted"), Some(&Value::from("33.3%")));
+    }
+
     #[test]
     fn percentiles_interpolate_between_ranks() {
         assert_eq!(percentile(&mut [1.0, 2.0, 3.0, 4.0], 50.0), Some(2.5));

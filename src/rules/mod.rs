@@ -51,6 +51,7 @@ pub mod replay;
 mod simple;
 mod spike;
 pub mod time;
+mod top_counts;
 pub mod window;
 
 use std::sync::Arc;
