@@ -174,8 +174,8 @@ impl<T: Clone> OneOrMany<T> {
     }
 }
 
-/// A duration: ElastAlert's `{minutes: 1, seconds: 30}`, pipe's `"90s"` /
-/// `"1h30m"`, or a number of seconds.
+/// A duration: ElastAlert's `{minutes: 1, seconds: 30}` or pipe's `"90s"` /
+/// `"1h30m"` (parsed by `crate::config::units`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DurationSetting(pub Duration);
 
@@ -235,41 +235,13 @@ pub fn parse_duration(raw: &Json) -> Result<Duration, String> {
             }
             total
         }
-        Json::Number(number) => number.as_f64().unwrap_or(-1.0),
-        Json::String(text) => parse_duration_text(text)?,
+        Json::String(text) => crate::config::units::parse_duration(text).map_err(|error| error.to_string())?.as_secs_f64(),
         other => return Err(format!("expected a duration like {{minutes: 5}} or \"5m\", found {other}")),
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("duration must not be negative, found {raw}"));
     }
     Ok(Duration::from_secs_f64(seconds))
-}
-
-fn parse_duration_text(text: &str) -> Result<f64, String> {
-    let invalid = || format!("invalid duration {text:?}; use forms like \"30s\", \"5m\", \"1h30m\", \"2d\", \"500ms\"");
-    let mut total = 0.0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let amount: f64 = rest[..digits_end].parse().map_err(|_| invalid())?;
-        rest = &rest[digits_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "ms" => 0.001,
-            "s" | "" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            "w" => 604_800.0,
-            _ => return Err(invalid()),
-        };
-        total += amount * factor;
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
 }
 
 /// A rule that failed to load. Messages name where the rule came from, the
@@ -1695,7 +1667,7 @@ mod tests {
         assert_eq!(parse_duration(&serde_json::json!({"minutes": 1, "seconds": 30})).unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration(&serde_json::json!("1h30m")).unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration(&serde_json::json!("500ms")).unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration(&serde_json::json!(15)).unwrap(), Duration::from_secs(15));
+        assert!(parse_duration(&serde_json::json!(15)).is_err(), "a bare number has no unit");
         assert!(parse_duration(&serde_json::json!({"fortnights": 1})).unwrap_err().contains("fortnights"));
         assert!(parse_duration(&serde_json::json!("5 parsecs")).is_err());
     }
