@@ -615,3 +615,34 @@ fn top_count_keys_add_top_events_for_the_match_key() {
     assert!(alerts[0].text.contains("\n\npath:\n/x: 2\n\n@timestamp"), "{}", alerts[0].text);
     assert!(!alerts[0].text.contains("top_events_path:"), "top_events fields are not listed again");
 }
+
+#[test]
+fn wall_clock_advance_subtracts_each_rules_query_delay() {
+    let mut engine = RuleEngine::new(vec![
+        rule("name: a\ntype: flatline\nthreshold: 1\ntimeframe: {minutes: 5}\nrun_every: {minutes: 1}\n"),
+        rule("name: b\ntype: flatline\nthreshold: 1\ntimeframe: {minutes: 5}\nrun_every: {minutes: 1}\nquery_delay: {minutes: 3}\n"),
+    ])
+    .unwrap();
+    let mut matches = Vec::new();
+    engine.advance_to_wall_clock(at(0), &mut matches);
+    engine.advance_to_wall_clock(at(7 * 60), &mut matches);
+    let fired: Vec<(&str, DateTime<Utc>)> = matches.iter().map(|matched| (&*matched.rule_name, matched.time)).collect();
+    // Both rules anchor at their first watermark (a: 0:00, b: -3:00) and fire
+    // five minutes after their first run; b's clock runs three minutes behind.
+    assert_eq!(fired, vec![("a", at(6 * 60)), ("a", at(7 * 60)), ("b", at(3 * 60)), ("b", at(4 * 60))]);
+    assert_eq!(engine.next_run_due(), Some(at(5 * 60)));
+}
+
+#[test]
+fn spike_alert_on_new_data_fires_for_a_new_key_once_any_key_warmed_up() {
+    let mut engine = engine(
+        "name: s\ntype: spike\ntimeframe: {minutes: 5}\nspike_height: 2\nspike_type: up\nquery_key: host\nalert_on_new_data: true\nrun_every: {minutes: 1}\n",
+    );
+    let mut events: Vec<LogEvent> =
+        (0..12).map(|minute| event(minute * 60, serde_json::json!({"host": "old"}))).collect();
+    events.push(event(12 * 60 + 5, serde_json::json!({"host": "new"})));
+    let matches = feed(&mut engine, events);
+    let hosts: Vec<String> = matches.iter().map(|matched| text(matched, "host")).collect();
+    assert_eq!(hosts, vec!["new"], "reference 0 for the new key, and the old key completed warm-up");
+    assert_eq!(number(&matches[0], "reference_count"), 0.0);
+}

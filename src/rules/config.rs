@@ -235,7 +235,9 @@ pub fn parse_duration(raw: &Json) -> Result<Duration, String> {
             }
             total
         }
-        Json::String(text) => crate::config::units::parse_duration(text).map_err(|error| error.to_string())?.as_secs_f64(),
+        Json::String(text) => {
+            crate::config::units::parse_duration(text).map_err(|error| error.to_string())?.as_secs_f64()
+        }
         other => return Err(format!("expected a duration like {{minutes: 5}} or \"5m\", found {other}")),
     };
     if !seconds.is_finite() || seconds < 0.0 {

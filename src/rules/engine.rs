@@ -27,8 +27,8 @@ use crate::event::LogEvent;
 use crate::rules::config::{RuleDefinition, RuleKind};
 use crate::rules::filter::EventFilter;
 use crate::rules::time::{self, duration_nanos, EventTime};
-use crate::rules::{cardinality, fields, frequency, metric, new_term, simple, spike};
 use crate::rules::top_counts::TopCounts;
+use crate::rules::{cardinality, fields, frequency, metric, new_term, simple, spike};
 use crate::rules::{IncomingEvent, Match, RawMatch, RuleState};
 
 /// A jump in event time longer than this many runs skips the oldest
@@ -70,6 +70,7 @@ struct RuleRunner {
     state: Box<dyn RuleState>,
     run_every: i64,
     buffer_time: i64,
+    query_delay: i64,
     /// End of the run currently collecting events; `None` until anchored.
     next_run_end: Option<EventTime>,
     /// Where the schedule was anchored (the first run's start, inclusive).
@@ -126,6 +127,7 @@ impl RuleEngine {
                 name: Arc::from(definition.name.as_str()),
                 run_every: duration_nanos(definition.run_every).max(1),
                 buffer_time: duration_nanos(definition.buffer_time),
+                query_delay: duration_nanos(definition.query_delay),
                 definition: Arc::new(definition),
                 filter,
                 state,
@@ -183,10 +185,17 @@ impl RuleEngine {
     pub fn advance_into(&mut self, watermark: DateTime<Utc>, matches: &mut Vec<Match>) {
         let watermark = time::from_datetime(watermark);
         for runner in &mut self.runners {
-            match runner.next_run_end {
-                None => runner.anchor_at(watermark),
-                Some(_) => runner.run_housekeeping_through(watermark, true, matches),
-            }
+            runner.advance(watermark, matches);
+        }
+    }
+
+    /// The streaming form of `advance`: each rule's watermark moves to
+    /// `now − query_delay` of that rule (upstream queries up to that time,
+    /// whether or not data arrived), so silence still runs housekeeping.
+    pub fn advance_to_wall_clock(&mut self, now: DateTime<Utc>, matches: &mut Vec<Match>) {
+        let now = time::from_datetime(now);
+        for runner in &mut self.runners {
+            runner.advance(now.saturating_sub(runner.query_delay), matches);
         }
     }
 
@@ -213,6 +222,13 @@ impl RuleEngine {
 }
 
 impl RuleRunner {
+    fn advance(&mut self, watermark: EventTime, matches: &mut Vec<Match>) {
+        match self.next_run_end {
+            None => self.anchor_at(watermark),
+            Some(_) => self.run_housekeeping_through(watermark, true, matches),
+        }
+    }
+
     fn anchor_at(&mut self, anchor: EventTime) {
         self.anchor = anchor;
         let first_run_end = anchor.saturating_add(self.run_every);

@@ -538,15 +538,23 @@ mod tests {
 
     fn percentage_rule(yaml: &str) -> (RuleDefinition, PercentageMatchRule) {
         let definition = RuleDefinition::from_config(crate::rules::parse_rule_yaml(yaml, "test").unwrap()).unwrap();
-        let crate::rules::RuleKind::PercentageMatch(settings) = definition.kind.clone() else { panic!("not percentage_match") };
+        let crate::rules::RuleKind::PercentageMatch(settings) = definition.kind.clone() else {
+            panic!("not percentage_match")
+        };
         let shape = SegmentShape::new(settings.segment, definition.run_every);
         // Stands in for the compiled match_bucket_filter: status 500.
-        let is_error: EventPredicate = Box::new(|event: &LogEvent| event.get("status").and_then(Value::as_f64) == Some(500.0));
+        let is_error: EventPredicate =
+            Box::new(|event: &LogEvent| event.get("status").and_then(Value::as_f64) == Some(500.0));
         let rule = PercentageMatchRule::new(settings, shape, is_error, 100);
         (definition, rule)
     }
 
-    fn feed_statuses(definition: &RuleDefinition, rule: &mut PercentageMatchRule, statuses: &[(&str, i64)], run_end: EventTime) {
+    fn feed_statuses(
+        definition: &RuleDefinition,
+        rule: &mut PercentageMatchRule,
+        statuses: &[(&str, i64)],
+        run_end: EventTime,
+    ) {
         for (index, (host, status)) in statuses.iter().enumerate() {
             let json = serde_json::json!({"host": host, "status": status});
             let Value::Object(fields) = Value::from(json) else { unreachable!("object") };
@@ -567,7 +575,24 @@ mod tests {
         let minute = 60_000_000_000;
         let yaml = "name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmax_percentage: 25\nmin_denominator: 4\nquery_key: host\nbuffer_time: {minutes: 1}\nrun_every: {minutes: 1}\n";
         let (definition, mut rule) = percentage_rule(yaml);
-        feed_statuses(&definition, &mut rule, &[("a", 500), ("a", 200), ("a", 200), ("a", 200), ("b", 500), ("b", 500), ("c", 500), ("c", 200), ("c", 200), ("c", 200), ("c", 500)], minute);
+        feed_statuses(
+            &definition,
+            &mut rule,
+            &[
+                ("a", 500),
+                ("a", 200),
+                ("a", 200),
+                ("a", 200),
+                ("b", 500),
+                ("b", 500),
+                ("c", 500),
+                ("c", 200),
+                ("c", 200),
+                ("c", 200),
+                ("c", 500),
+            ],
+            minute,
+        );
         let mut matches = Vec::new();
         rule.end_of_run(&definition, minute, &mut matches);
         // a: 25% is not above 25; b: 100% but only 2 items; c: 40%.

@@ -69,7 +69,8 @@ impl TopCounts {
         self.entries.push_back(RememberedEvent { time, query_key, values });
         let newest = self.entries.back().map_or(time, |entry| entry.time).max(time);
         let horizon = newest.saturating_sub(self.look_back.saturating_add(AFTER_MATCH));
-        while self.entries.len() > MAX_TOP_COUNT_ENTRIES || self.entries.front().is_some_and(|entry| entry.time < horizon)
+        while self.entries.len() > MAX_TOP_COUNT_ENTRIES
+            || self.entries.front().is_some_and(|entry| entry.time < horizon)
         {
             self.entries.pop_front();
         }
@@ -79,7 +80,9 @@ impl TopCounts {
     pub fn annotate(&self, rule: &RuleDefinition, body: &mut ObjectMap, match_time: EventTime) {
         let query_key = match (&rule.query_key, &rule.kind) {
             (_, RuleKind::Flatline { .. }) => body.get("key").filter(|value| !value.is_null()).map(fields::key_string),
-            (Some(query_key), _) => fields::lookup(body, query_key.name()).filter(|value| !value.is_null()).map(fields::key_string),
+            (Some(query_key), _) => {
+                fields::lookup(body, query_key.name()).filter(|value| !value.is_null()).map(fields::key_string)
+            }
             (None, _) => None,
         };
         let start = match_time.saturating_sub(self.look_back);
@@ -92,7 +95,8 @@ impl TopCounts {
                     *tally.entry(value).or_insert(0) += 1;
                 }
             }
-            let mut counts: Vec<(KeyString, i64)> = tally.into_iter().map(|(value, count)| (value.clone(), count)).collect();
+            let mut counts: Vec<(KeyString, i64)> =
+                tally.into_iter().map(|(value, count)| (value.clone(), count)).collect();
             counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
             counts.truncate(self.top_count_number);
             let map: ObjectMap = counts.into_iter().map(|(value, count)| (value, Value::Integer(count))).collect();
