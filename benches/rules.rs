@@ -105,6 +105,7 @@ fn bench_frequency(criterion: &mut Criterion) {
             );
         });
         report_memory_per_key(name, timestamp_config, &warm);
+        report_cpu_throughput(name, timestamp_config, &warm, &measured);
     }
     group.finish();
 }
@@ -123,6 +124,39 @@ fn report_memory_per_key(name: &str, timestamp_config: &str, warm: &[Vec<LogEven
         (after - before) / keys as isize
     );
     drop(engine);
+}
+
+/// Nanoseconds this thread has spent on a CPU (Linux schedstat), so the
+/// figure holds on a machine shared with other work, where wall time does
+/// not.
+fn thread_cpu_nanos() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn report_cpu_throughput(name: &str, timestamp_config: &str, warm: &[Vec<LogEvent>], measured: &[Vec<LogEvent>]) {
+    const ROUNDS: usize = 5;
+    let mut cpu_nanos = 0u64;
+    for _ in 0..ROUNDS {
+        let mut engine = frequency_engine(timestamp_config);
+        for batch in warm {
+            engine.add_events(batch);
+        }
+        let mut matches = Vec::new();
+        let Some(before) = thread_cpu_nanos() else { return };
+        for batch in measured {
+            engine.add_events_into(batch, &mut matches);
+        }
+        let Some(after) = thread_cpu_nanos() else { return };
+        cpu_nanos += after - before;
+        criterion::black_box(&matches);
+    }
+    let events = (ROUNDS * EVENTS_PER_ITERATION) as f64;
+    eprintln!(
+        "{name}: {:.0} events per CPU second ({:.0} ns of CPU per event)",
+        events / (cpu_nanos as f64 / 1e9),
+        cpu_nanos as f64 / events
+    );
 }
 
 criterion_group!(benches, bench_frequency);

@@ -302,7 +302,6 @@ impl RuleRunner {
         while due(next_run_end) {
             self.state.end_of_run(&self.definition, next_run_end, &mut self.raw_matches);
             self.finish_matches(matches);
-            self.state.detach_stored_events();
             self.hits_in_run = 0;
             self.matches_in_run = 0;
             next_run_end = next_run_end.saturating_add(self.run_every);

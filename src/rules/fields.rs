@@ -291,21 +291,28 @@ pub fn key_string(value: &Value) -> KeyString {
     }
 }
 
-/// Copies every string in `value` into its own allocation, so a value kept
-/// across runs does not hold a source's whole read buffer alive.
-pub fn detach_value(value: &mut Value) {
+/// A deep copy whose strings own their bytes, so a value kept in rule
+/// state never holds a source's whole read buffer alive.
+pub fn owned_copy(value: &Value) -> Value {
     match value {
-        Value::String(text) => *text = crate::event::Str::from(text.as_str()),
-        Value::Array(items) => items.iter_mut().for_each(detach_value),
-        Value::Object(map) => detach_object(map),
-        _ => {}
+        Value::String(text) => Value::String(crate::event::Str::from(text.as_str())),
+        Value::Array(items) => Value::Array(items.iter().map(owned_copy).collect()),
+        Value::Object(map) => {
+            let mut copy = crate::event::object_map_with_capacity(map.len());
+            copy_object_into(&mut copy, map);
+            Value::Object(copy)
+        }
+        other => other.clone(),
     }
 }
 
-/// `detach_value` for every field of a map.
-pub fn detach_object(map: &mut ObjectMap) {
-    for value in map.values_mut() {
-        detach_value(value);
+/// Replaces `target`'s contents with an owned copy of `source`, reusing
+/// `target`'s allocation.
+pub fn copy_object_into(target: &mut ObjectMap, source: &ObjectMap) {
+    target.clear();
+    target.reserve(source.len());
+    for (key, value) in source {
+        target.insert(key.clone(), owned_copy(value));
     }
 }
 

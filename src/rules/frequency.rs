@@ -15,13 +15,13 @@
 //!
 //! Memory per key: the window holds one entry per distinct timestamp (equal
 //! timestamps are merged, which keeps counts and eviction exact) plus one
-//! stored event body (the newest), detached from source buffers each run.
+//! stored event body (the newest), an owned copy that never points into a
+//! source's read buffer (its map allocation is reused from event to event).
 
 use std::time::Duration;
 
 use crate::event::{ObjectMap, Value};
 use crate::rules::config::RuleDefinition;
-use crate::rules::fields::detach_object;
 use crate::rules::time::{duration_nanos, EventTime};
 use crate::rules::window::{EventWindow, KeyedState, PartitionKey, WindowEntry};
 use crate::rules::{IncomingEvent, RawMatch, RuleState};
@@ -35,25 +35,11 @@ pub(crate) fn counting_key(rule: &RuleDefinition, event: IncomingEvent<'_>) -> P
     }
 }
 
-/// An event body kept in state, and whether its strings were already
-/// copied out of the source buffer.
+/// An event body kept in state (an owned copy, see
+/// `RuleDefinition::stored_event_body`).
 pub(crate) struct StoredEvent {
     pub time: EventTime,
     pub body: ObjectMap,
-    pub detached: bool,
-}
-
-impl StoredEvent {
-    pub fn new(time: EventTime, body: ObjectMap) -> StoredEvent {
-        StoredEvent { time, body, detached: false }
-    }
-
-    pub fn detach(&mut self) {
-        if !self.detached {
-            detach_object(&mut self.body);
-            self.detached = true;
-        }
-    }
 }
 
 struct FrequencyKeyState {
@@ -91,18 +77,31 @@ impl RuleState for FrequencyRule {
             newest: None,
         });
         let is_newest = state.newest.as_ref().is_none_or(|newest| event.time >= newest.time);
-        let payload = attach_related.then(|| rule.event_body(event.fields));
+        let payload = attach_related.then(|| rule.stored_event_body(event.fields));
         state.window.insert(WindowEntry { time: event.time, count: 1.0, placeholder: false, payload }, |_| {});
-        if is_newest {
-            state.newest = Some(StoredEvent::new(event.time, rule.event_body(event.fields)));
-        }
         if state.window.sum() < self.num_events {
+            if is_newest {
+                match &mut state.newest {
+                    Some(stored) => {
+                        stored.time = event.time;
+                        rule.stored_event_body_into(event.fields, &mut stored.body);
+                    }
+                    None => {
+                        state.newest =
+                            Some(StoredEvent { time: event.time, body: rule.stored_event_body(event.fields) })
+                    }
+                }
+            }
             return;
         }
-        let Some(newest) = state.newest.take() else {
-            return;
+        let stored = state.newest.take();
+        let (match_time, mut body) = match stored {
+            // The event that completes the window is the newest: it leaves
+            // right away, no owned copy needed.
+            _ if is_newest => (event.time, rule.event_body(event.fields)),
+            Some(stored) => (stored.time, stored.body),
+            None => return,
         };
-        let mut body = newest.body;
         if attach_related {
             let newest_position = state.window.len().saturating_sub(1);
             let related: Vec<Value> = state
@@ -115,25 +114,12 @@ impl RuleState for FrequencyRule {
             body.insert("related_events".into(), Value::Array(related));
         }
         state.window.clear();
-        matches.push(RawMatch { time: newest.time, body });
+        matches.push(RawMatch { time: match_time, body });
     }
 
     fn end_of_run(&mut self, _rule: &RuleDefinition, run_end: EventTime, _matches: &mut Vec<RawMatch>) {
         let horizon = run_end.saturating_sub(self.timeframe);
         self.keys.retain(|_, state| state.window.newest().is_some_and(|newest| newest.time >= horizon));
-    }
-
-    fn detach_stored_events(&mut self) {
-        for (_, state) in self.keys.iter_mut() {
-            if let Some(newest) = &mut state.newest {
-                newest.detach();
-            }
-            for entry in state.window.entries_mut() {
-                if let Some(payload) = &mut entry.payload {
-                    detach_object(payload);
-                }
-            }
-        }
     }
 
     fn tracked_keys(&self) -> usize {
@@ -189,7 +175,7 @@ impl FlatlineRule {
         state.window.insert(WindowEntry { time, count, placeholder: event.is_none(), payload: () }, |_| {});
         if state.newest_time.is_none_or(|newest| time >= newest) {
             state.newest_time = Some(time);
-            state.newest = event.map(|body| StoredEvent::new(time, body));
+            state.newest = event.map(|body| StoredEvent { time, body });
         }
     }
 
@@ -244,7 +230,7 @@ impl RuleState for FlatlineRule {
         let key = counting_key(rule, event);
         let is_newer =
             self.keys.peek(&key).is_none_or(|state| state.newest_time.is_none_or(|newest| event.time >= newest));
-        let body = is_newer.then(|| rule.event_body(event.fields));
+        let body = is_newer.then(|| rule.stored_event_body(event.fields));
         self.insert(key.clone(), event.time, 1.0, body);
         self.last_key_of_run = Some(key);
     }
@@ -263,14 +249,6 @@ impl RuleState for FlatlineRule {
                 state.first_event.get_or_insert(run_end);
             }
             self.check(rule, &key, matches);
-        }
-    }
-
-    fn detach_stored_events(&mut self) {
-        for (_, state) in self.keys.iter_mut() {
-            if let Some(newest) = &mut state.newest {
-                newest.detach();
-            }
         }
     }
 

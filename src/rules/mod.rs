@@ -131,10 +131,6 @@ pub(crate) trait RuleState: Send {
     /// the evaluation of the segment ending at `run_end`.
     fn end_of_run(&mut self, rule: &RuleDefinition, run_end: EventTime, matches: &mut Vec<RawMatch>);
 
-    /// Copies stored event strings out of shared source buffers; called once
-    /// per run so kept events never pin a read buffer for longer than that.
-    fn detach_stored_events(&mut self) {}
-
     fn tracked_keys(&self) -> usize;
 
     fn evicted_keys_total(&self) -> u64;
@@ -152,6 +148,25 @@ impl RuleDefinition {
                 body.insert(joined_name.as_str().into(), Value::from(joined.as_str()));
             }
         }
+        body
+    }
+
+    /// `event_body` for state kept across events: an owned copy (strings
+    /// do not point into the source's buffer) written into `target`, reusing
+    /// its allocation.
+    pub(crate) fn stored_event_body_into(&self, fields: &ObjectMap, target: &mut ObjectMap) {
+        if self.include.is_none() && !matches!(self.query_key, Some(fields::QueryKey::Compound { .. })) {
+            fields::copy_object_into(target, fields);
+            return;
+        }
+        let body = self.event_body(fields);
+        fields::copy_object_into(target, &body);
+    }
+
+    /// `stored_event_body_into` into a new map.
+    pub(crate) fn stored_event_body(&self, fields: &ObjectMap) -> ObjectMap {
+        let mut body = crate::event::object_map_with_capacity(fields.len());
+        self.stored_event_body_into(fields, &mut body);
         body
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::event::Value;
 use crate::rules::config::{ListValues, RuleDefinition};
-use crate::rules::fields::{self, detach_value, is_empty_value};
+use crate::rules::fields::{self, is_empty_value, owned_copy};
 use crate::rules::time::{duration_nanos, EventTime};
 use crate::rules::window::KeyedState;
 use crate::rules::{IncomingEvent, RawMatch, RuleState};
@@ -120,8 +120,7 @@ impl RuleState for ChangeRule {
             return;
         }
         let key = rule.query_key.as_ref().and_then(|query_key| query_key.key_text(event.fields));
-        let mut values: Vec<Value> = looked_up.into_iter().map(|value| value.cloned().unwrap_or(Value::Null)).collect();
-        values.iter_mut().for_each(detach_value);
+        let values: Vec<Value> = looked_up.into_iter().map(|value| value.map_or(Value::Null, owned_copy)).collect();
         let mut changed_from = None;
         let state = self.keys.touch_or_insert_with(key, || ChangeKeyState { values: Vec::new(), time: event.time });
         let first_event = state.values.is_empty();

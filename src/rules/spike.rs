@@ -22,7 +22,7 @@
 
 use crate::event::{ObjectMap, Value};
 use crate::rules::config::{MetricAggregationType, MetricSpec, RuleDefinition, SpikeDirection, SpikeSettings};
-use crate::rules::fields::{self, detach_object};
+use crate::rules::fields;
 use crate::rules::frequency::number_value;
 use crate::rules::metric::{MetricAccumulator, SegmentShape, TermsSelection};
 use crate::rules::time::{duration_nanos, EventTime};
@@ -168,16 +168,6 @@ impl SpikeCore {
         state.skip_until = Some(match_time.saturating_add(2 * timeframe));
         matches.push(RawMatch { time: match_time, body });
     }
-
-    fn detach(&mut self) {
-        for (_, state) in self.keys.iter_mut() {
-            for entry in state.current.entries_mut() {
-                if let Some(payload) = &mut entry.payload {
-                    detach_object(payload);
-                }
-            }
-        }
-    }
 }
 
 /// `{placeholder: true, <query_key>: key}`; the engine adds the timestamp.
@@ -223,7 +213,7 @@ impl RuleState for SpikeRule {
             time: event.time,
             count: weight,
             placeholder: false,
-            payload: Some(rule.event_body(event.fields)),
+            payload: Some(rule.stored_event_body(event.fields)),
         };
         self.core.handle_entry(rule, key, entry, matches);
     }
@@ -241,10 +231,6 @@ impl RuleState for SpikeRule {
             let entry = WindowEntry { time: run_end, count: 0.0, placeholder: true, payload: None };
             self.core.handle_entry(rule, key, entry, matches);
         }
-    }
-
-    fn detach_stored_events(&mut self) {
-        self.core.detach();
     }
 
     fn tracked_keys(&self) -> usize {
