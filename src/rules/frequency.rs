@@ -15,13 +15,17 @@
 //!
 //! Memory per key: the window holds one entry per distinct timestamp (equal
 //! timestamps are merged, which keeps counts and eviction exact) plus one
-//! stored event body (the newest), an owned copy that never points into a
-//! source's read buffer (its map allocation is reused from event to event).
+//! stored event body (the newest). The body first shares the source's
+//! string buffers (a cheap copy into a reused map); one that survives a
+//! whole run unreplaced is turned into an owned copy at the next run end, so
+//! a quiet key never pins a source read buffer for more than two runs while
+//! a busy key never pays for a deep copy.
 
 use std::time::Duration;
 
 use crate::event::{ObjectMap, Value};
 use crate::rules::config::RuleDefinition;
+use crate::rules::fields;
 use crate::rules::time::{duration_nanos, EventTime};
 use crate::rules::window::{EventWindow, KeyedState, PartitionKey, WindowEntry};
 use crate::rules::{IncomingEvent, RawMatch, RuleState};
@@ -35,17 +39,19 @@ pub(crate) fn counting_key(rule: &RuleDefinition, event: IncomingEvent<'_>) -> P
     }
 }
 
-/// An event body kept in state (an owned copy, see
-/// `RuleDefinition::stored_event_body`).
-pub(crate) struct StoredEvent {
-    pub time: EventTime,
-    pub body: ObjectMap,
+/// frequency's newest event: shares source buffers until `owned`.
+struct NewestEvent {
+    time: EventTime,
+    body: ObjectMap,
+    owned: bool,
+    stored_in_run: u64,
 }
 
 struct FrequencyKeyState {
-    /// Payload: the event body, only with `attach_related`.
-    window: EventWindow<Option<ObjectMap>>,
-    newest: Option<StoredEvent>,
+    /// Payload: the event body, only with `attach_related`; boxed so an
+    /// entry without one stays small.
+    window: EventWindow<Option<Box<ObjectMap>>>,
+    newest: Option<NewestEvent>,
 }
 
 pub(crate) struct FrequencyRule {
@@ -53,6 +59,8 @@ pub(crate) struct FrequencyRule {
     timeframe: i64,
     attach_related: bool,
     keys: KeyedState<FrequencyKeyState>,
+    /// Counts run ends; tells which newest events survived a whole run.
+    run_generation: u64,
 }
 
 impl FrequencyRule {
@@ -62,6 +70,7 @@ impl FrequencyRule {
             timeframe: duration_nanos(timeframe),
             attach_related,
             keys: KeyedState::new(capacity),
+            run_generation: 0,
         }
     }
 }
@@ -77,20 +86,21 @@ impl RuleState for FrequencyRule {
             newest: None,
         });
         let is_newest = state.newest.as_ref().is_none_or(|newest| event.time >= newest.time);
-        let payload = attach_related.then(|| rule.stored_event_body(event.fields));
+        let payload = attach_related.then(|| Box::new(rule.stored_event_body(event.fields)));
         state.window.insert(WindowEntry { time: event.time, count: 1.0, placeholder: false, payload }, |_| {});
         if state.window.sum() < self.num_events {
             if is_newest {
-                match &mut state.newest {
-                    Some(stored) => {
-                        stored.time = event.time;
-                        rule.stored_event_body_into(event.fields, &mut stored.body);
-                    }
-                    None => {
-                        state.newest =
-                            Some(StoredEvent { time: event.time, body: rule.stored_event_body(event.fields) })
-                    }
-                }
+                let generation = self.run_generation;
+                let newest = state.newest.get_or_insert_with(|| NewestEvent {
+                    time: event.time,
+                    body: ObjectMap::default(),
+                    owned: false,
+                    stored_in_run: generation,
+                });
+                newest.time = event.time;
+                rule.event_body_into(event.fields, &mut newest.body);
+                newest.owned = false;
+                newest.stored_in_run = generation;
             }
             return;
         }
@@ -109,7 +119,7 @@ impl RuleState for FrequencyRule {
                 .entries_mut()
                 .enumerate()
                 .filter(|(position, _)| *position != newest_position)
-                .filter_map(|(_, entry)| entry.payload.take().map(Value::Object))
+                .filter_map(|(_, entry)| entry.payload.take().map(|payload| Value::Object(*payload)))
                 .collect();
             body.insert("related_events".into(), Value::Array(related));
         }
@@ -120,6 +130,16 @@ impl RuleState for FrequencyRule {
     fn end_of_run(&mut self, _rule: &RuleDefinition, run_end: EventTime, _matches: &mut Vec<RawMatch>) {
         let horizon = run_end.saturating_sub(self.timeframe);
         self.keys.retain(|_, state| state.window.newest().is_some_and(|newest| newest.time >= horizon));
+        let generation = self.run_generation;
+        for (_, state) in self.keys.iter_mut() {
+            let survivor = state.newest.as_mut().filter(|newest| !newest.owned && newest.stored_in_run < generation);
+            if let Some(newest) = survivor {
+                let shared = std::mem::take(&mut newest.body);
+                fields::copy_object_into(&mut newest.body, &shared);
+                newest.owned = true;
+            }
+        }
+        self.run_generation += 1;
     }
 
     fn tracked_keys(&self) -> usize {
@@ -134,7 +154,7 @@ impl RuleState for FrequencyRule {
 struct FlatlineKeyState {
     window: EventWindow<()>,
     /// The newest entry's event; `None` when the newest is a placeholder.
-    newest: Option<StoredEvent>,
+    newest: Option<ObjectMap>,
     newest_time: Option<EventTime>,
     first_event: Option<EventTime>,
 }
@@ -175,7 +195,7 @@ impl FlatlineRule {
         state.window.insert(WindowEntry { time, count, placeholder: event.is_none(), payload: () }, |_| {});
         if state.newest_time.is_none_or(|newest| time >= newest) {
             state.newest_time = Some(time);
-            state.newest = event.map(|body| StoredEvent { time, body });
+            state.newest = event;
         }
     }
 
@@ -195,7 +215,7 @@ impl FlatlineRule {
             return;
         }
         let mut body = match &state.newest {
-            Some(stored) => stored.body.clone(),
+            Some(stored) => stored.clone(),
             None => ObjectMap::default(),
         };
         let key_value = match (&rule.query_key, key) {

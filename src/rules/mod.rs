@@ -163,6 +163,17 @@ impl RuleDefinition {
         fields::copy_object_into(target, &body);
     }
 
+    /// `event_body` written into `target`, reusing its allocation. The
+    /// copy shares string buffers with the event (cheap); state that keeps
+    /// it beyond a run must make it owned (`fields::copy_object_into`).
+    pub(crate) fn event_body_into(&self, fields: &ObjectMap, target: &mut ObjectMap) {
+        if self.include.is_none() && !matches!(self.query_key, Some(fields::QueryKey::Compound { .. })) {
+            target.clone_from(fields);
+        } else {
+            *target = self.event_body(fields);
+        }
+    }
+
     /// `stored_event_body_into` into a new map.
     pub(crate) fn stored_event_body(&self, fields: &ObjectMap) -> ObjectMap {
         let mut body = crate::event::object_map_with_capacity(fields.len());
