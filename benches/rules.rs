@@ -173,7 +173,7 @@ fn report_cpu_throughput(name: &str, timestamp_config: &str, warm: &[Vec<LogEven
         }
         let Some(after) = thread_cpu_nanos() else { return };
         cpu_nanos += after - before;
-        criterion::black_box(&matches);
+        std::hint::black_box(&matches);
     }
     let events = (ROUNDS * EVENTS_PER_ITERATION) as f64;
     eprintln!(

@@ -16,7 +16,7 @@ use std::fmt::Write;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
 
-use crate::event::LogEvent;
+use crate::event::{LogEvent, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -112,6 +112,29 @@ impl Template {
         }
         Ok(out)
     }
+
+    /// Renders with `write_field` deciding how each placeholder becomes text:
+    /// it gets the field path, the value (`None` when the event lacks it) and
+    /// the output. Used where a missing field is not an error (alert text shows
+    /// a placeholder) or values need escaping (a JSON body template).
+    pub fn render_with(
+        &self,
+        event: &LogEvent,
+        time: DateTime<Utc>,
+        mut write_field: impl FnMut(&str, Option<&Value>, &mut String),
+    ) -> String {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for part in &self.parts {
+            match part {
+                Part::Literal { text, strftime: false } => out.push_str(text),
+                Part::Literal { text, strftime: true } => {
+                    let _ = write!(out, "{}", time.format(text));
+                }
+                Part::Field(path) => write_field(path, event.get_path(path), &mut out),
+            }
+        }
+        out
+    }
 }
 
 fn literal(template: &str, text: &str) -> Result<Part, TemplateError> {
@@ -127,7 +150,6 @@ fn literal(template: &str, text: &str) -> Result<Part, TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Value;
     use chrono::TimeZone;
 
     fn event(json: &str) -> LogEvent {
@@ -159,5 +181,15 @@ mod tests {
         assert!(matches!(Template::parse("{{ }}"), Err(TemplateError::EmptyField { .. })));
         assert!(matches!(Template::parse("%Q"), Err(TemplateError::Strftime { .. })));
         assert!(!Template::parse("main").unwrap().is_dynamic());
+    }
+
+    #[test]
+    fn render_with_lets_the_caller_write_each_value() {
+        let template = Template::parse("{{ a }}/{{ absent }}").unwrap();
+        let rendered = template.render_with(&event(r#"{"a":"x\"y"}"#), Utc::now(), |path, value, out| match value {
+            Some(value) => out.push_str(&value.to_text().replace('"', "\\\"")),
+            None => out.push_str(&format!("<{path}?>")),
+        });
+        assert_eq!(rendered, r#"x\"y/<absent?>"#);
     }
 }

@@ -584,12 +584,48 @@ fn duplicate_rule_names_are_refused() {
 }
 
 #[test]
-fn percentage_match_is_refused_until_filters_can_be_evaluated() {
-    let error = RuleEngine::new(vec![rule(
-        "name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmax_percentage: 10\n",
-    )])
-    .unwrap_err();
-    assert!(error.to_string().contains("match_bucket_filter"), "{error}");
+fn percentage_match_evaluates_the_match_bucket_filter() {
+    let mut engine = engine(
+        "name: p\ntype: percentage_match\nmatch_bucket_filter: [{term: {status: 500}}]\nmax_percentage: 30\nbuffer_time: {minutes: 1}\nrun_every: {minutes: 1}\n",
+    );
+    let statuses = [500, 200, 500, 200, 200];
+    let events = statuses
+        .iter()
+        .enumerate()
+        .map(|(index, status)| event(index as i64, serde_json::json!({"status": status})))
+        .collect();
+    feed(&mut engine, events);
+    let matches = engine.advance(at(60));
+    assert_eq!(matches.len(), 1);
+    assert_eq!(matches[0].body.get("percentage"), Some(&Value::Float(40.0)));
+    assert_eq!(matches[0].body.get("denominator"), Some(&Value::Integer(5)));
+}
+
+#[test]
+fn rule_filter_selects_the_events_a_rule_sees() {
+    let mut engine = engine(
+        "name: f\ntype: frequency\nnum_events: 2\ntimeframe: {minutes: 5}\nfilter:\n- query:\n    query_string:\n      query: \"message:*Exception* OR level:ERROR\"\n",
+    );
+    let matches = feed(
+        &mut engine,
+        vec![
+            event(0, serde_json::json!({"message": "NullPointerException at x", "level": "WARN"})),
+            event(1, serde_json::json!({"message": "all good", "level": "INFO"})),
+            event(2, serde_json::json!({"message": "disk", "level": "ERROR"})),
+        ],
+    );
+    assert_eq!(matches.len(), 1);
+    assert_eq!(number(&matches[0], "num_hits"), 2.0, "the INFO event never reached the rule");
+    assert_eq!(engine.stats()[0].events_total, 2);
+}
+
+#[test]
+fn malformed_filters_are_build_errors_naming_the_rule_and_key() {
+    let error =
+        RuleEngine::new(vec![rule("name: bad\ntype: any\nfilter:\n- query_string: {query: \"message:(unclosed\"}\n")])
+            .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("\"bad\"") && message.contains("\"filter\""), "{message}");
 }
 
 #[test]

@@ -89,3 +89,16 @@ fn ported_seed_rule_loads_and_keeps_its_filter() {
     assert_eq!(rule.filter.len(), 1);
     assert!(rule.filter[0]["query"][0]["query_string"]["query"].as_str().unwrap().contains("Traceback"));
 }
+
+#[test]
+fn ported_seed_rule_filter_selects_exceptions() {
+    let mut engine = pipe::rules::RuleEngine::new(vec![load("seed_ported.yaml")]).unwrap();
+    let events = parse_ndjson(
+        "{\"@timestamp\":\"2024-01-01T00:00:00Z\",\"message\":\"java.lang.IllegalStateException: boom\"}\n{\"@timestamp\":\"2024-01-01T00:00:01Z\",\"message\":\"request served\"}\n",
+        "test",
+    )
+    .unwrap();
+    let matches = engine.add_events(&events);
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    assert!(matches[0].body.get("message").and_then(pipe::event::Value::as_str).unwrap().contains("Exception"));
+}

@@ -135,6 +135,9 @@ pub struct RuleConfig {
 
     /// pipe: cap on tracked keys for this rule (default 100 000).
     pub max_tracked_keys: Option<usize>,
+    /// pipe: fields the original Elasticsearch mapping indexed as `keyword`
+    /// (exact, case-sensitive matching in `filter`).
+    pub keyword_fields: Option<Vec<String>>,
     /// pipe: new_term learns terms without alerting for this long after the
     /// rule starts (upstream pre-loads terms from Elasticsearch instead).
     pub terms_warmup: Option<DurationSetting>,
@@ -704,6 +707,8 @@ pub struct RuleDefinition {
     /// these paths plus the always-included ones.
     pub include: Option<Vec<String>>,
     pub max_tracked_keys: usize,
+    /// Passed to `crate::query` for `filter` and `match_bucket_filter`.
+    pub keyword_fields: Vec<String>,
     pub alerting: AlertSettings,
     /// The rule's options as written, for `alert_text_args` fallbacks and
     /// `include_rule_params_in_matches`.
@@ -968,6 +973,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "whitelist",
     "max_tracked_keys",
     "terms_warmup",
+    "keyword_fields",
 ];
 
 impl RuleDefinition {
@@ -1341,6 +1347,7 @@ impl RuleDefinition {
             query_delay: config.query_delay.map_or(Duration::ZERO, |setting| setting.0),
             include,
             max_tracked_keys: config.max_tracked_keys.unwrap_or(DEFAULT_MAX_TRACKED_KEYS).max(1),
+            keyword_fields: config.keyword_fields.clone().unwrap_or_default(),
             alerting,
             options,
         })

@@ -118,8 +118,8 @@ impl RuleEngine {
                 rule: definition.name.clone(),
                 message,
             };
-            let filter =
-                EventFilter::for_rule_filter(&definition.filter).map_err(|error| filter_error(error.message))?;
+            let filter = EventFilter::compile(&definition.filter, "filter", &definition.keyword_fields)
+                .map_err(|error| filter_error(error.message))?;
             let state = build_state(&definition).map_err(filter_error)?;
             let top_counts = TopCounts::for_rule(&definition);
             runners.push(RuleRunner {
@@ -375,8 +375,9 @@ fn build_state(definition: &RuleDefinition) -> Result<Box<dyn RuleState>, String
             capacity,
         )),
         RuleKind::PercentageMatch(settings) => {
-            let match_filter = EventFilter::for_match_decision(&settings.match_bucket_filter, "match_bucket_filter")
-                .map_err(|error| error.message)?;
+            let match_filter =
+                EventFilter::compile(&settings.match_bucket_filter, "match_bucket_filter", &definition.keyword_fields)
+                    .map_err(|error| error.message)?;
             let in_match_bucket: metric::EventPredicate = Box::new(move |event| match_filter.matches(event));
             Box::new(metric::PercentageMatchRule::new(
                 settings.clone(),

@@ -1,21 +1,23 @@
 //! The one place where rules meet the query language: a rule's `filter:`
-//! list (and percentage_match's `match_bucket_filter`) compiled into a
-//! predicate over events.
+//! list and percentage_match's `match_bucket_filter`, compiled by
+//! `crate::query` into a predicate over events.
 //!
-//! `crate::query` (the ES DSL / query_string compiler) is developed on its
-//! own branch. Until it is merged here, a rule's `filter:` is carried but
-//! not evaluated: the rules transform must receive events that are already
-//! filtered. Rules whose semantics cannot hold without evaluating a filter
-//! (percentage_match) are refused at build time with that explanation.
-//! Wiring the query module in changes only this file.
+//! Both lists are ANDed clauses, as ElastAlert puts them in a `bool.must`.
+//! Compilation happens once when the engine is built; a malformed filter is
+//! a build error naming the rule and the key, never a per-event failure.
+//! `keyword_fields` (a pipe rule option) marks fields that the original
+//! Elasticsearch mapping indexed as `keyword` (exact, case-sensitive).
 
 use serde_json::Value as Json;
 
 use crate::event::LogEvent;
+use crate::query::{Query, QueryOptions};
 
-/// A compiled rule filter.
+/// A compiled rule filter; an empty clause list passes every event.
 #[derive(Debug, Clone)]
-pub(crate) struct EventFilter {}
+pub(crate) struct EventFilter {
+    query: Option<Query>,
+}
 
 /// Why a filter cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,28 +27,20 @@ pub(crate) struct FilterError {
 }
 
 impl EventFilter {
-    /// Compiles the rule's `filter:` list (clauses ANDed).
-    pub fn for_rule_filter(clauses: &[Json]) -> Result<EventFilter, FilterError> {
-        if !clauses.is_empty() {
-            tracing::debug!(clauses = clauses.len(), "rule filter carried unevaluated until the query module is wired in; route pre-filtered events to this rule");
+    /// Compiles the clause list found under `key` (`filter` or
+    /// `match_bucket_filter`).
+    pub fn compile(clauses: &[Json], key: &str, keyword_fields: &[String]) -> Result<EventFilter, FilterError> {
+        if clauses.is_empty() {
+            return Ok(EventFilter { query: None });
         }
-        Ok(EventFilter {})
+        let options = QueryOptions { keyword_fields: keyword_fields.to_vec() };
+        let query = Query::from_filter_list(clauses, &options)
+            .map_err(|error| FilterError { message: format!("\"{key}\" does not compile: {error}") })?;
+        Ok(EventFilter { query: Some(query) })
     }
 
-    /// Compiles a filter whose result decides a match (percentage_match's
-    /// match bucket); refused while filters cannot be evaluated.
-    pub fn for_match_decision(clauses: &[Json], key: &str) -> Result<EventFilter, FilterError> {
-        Err(FilterError {
-            message: format!(
-                "\"{key}\" ({} clause(s)) needs filter evaluation, which this build of pipe does not have yet; use a frequency or metric_aggregation rule on pre-filtered events instead",
-                clauses.len()
-            ),
-        })
-    }
-
-    /// Whether the event passes. Without the query module every event
-    /// passes (the stream is filtered upstream).
-    pub fn matches(&self, _event: &LogEvent) -> bool {
-        true
+    /// Whether the event passes.
+    pub fn matches(&self, event: &LogEvent) -> bool {
+        self.query.as_ref().is_none_or(|query| query.matches(event))
     }
 }

@@ -13,6 +13,10 @@ pub mod blackhole;
 pub mod console;
 pub mod dead_letter;
 pub mod file;
+pub mod http;
+pub mod redact;
+pub mod retry;
+pub mod wecom;
 
 use serde::Deserialize;
 
@@ -24,17 +28,22 @@ pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Console(console::ConsoleSinkConfig),
     File(file::FileSinkConfig),
+    Http(http::HttpSinkConfig),
+    // Boxed: the WeCom config is several times larger than the others.
+    Wecom(Box<wecom::WecomSinkConfig>),
 }
 
 impl SinkConfig {
     /// Every `type` a sink may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file"];
+    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file", "http", "wecom"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Blackhole(_) => "blackhole",
             SinkConfig::Console(_) => "console",
             SinkConfig::File(_) => "file",
+            SinkConfig::Http(_) => "http",
+            SinkConfig::Wecom(_) => "wecom",
         }
     }
 
@@ -43,6 +52,8 @@ impl SinkConfig {
             SinkConfig::Blackhole(config) => config.build(cx),
             SinkConfig::Console(config) => config.build(cx),
             SinkConfig::File(config) => config.build(cx),
+            SinkConfig::Http(config) => config.build(cx),
+            SinkConfig::Wecom(config) => config.build(cx),
         }
     }
 }

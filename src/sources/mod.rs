@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod decoding;
 pub mod demo;
+pub mod file;
 pub mod stdin;
 
 use serde::Deserialize;
@@ -20,16 +21,18 @@ use crate::topology::{BuildContext, BuildError, Source};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Demo(demo::DemoSourceConfig),
+    File(file::FileSourceConfig),
     Stdin(stdin::StdinSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["demo", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["demo", "file", "stdin"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::Demo(_) => "demo",
+            SourceConfig::File(_) => "file",
             SourceConfig::Stdin(_) => "stdin",
         }
     }
@@ -37,6 +40,7 @@ impl SourceConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         match self {
             SourceConfig::Demo(config) => config.build(cx),
+            SourceConfig::File(config) => config.build(cx),
             SourceConfig::Stdin(config) => config.build(cx),
         }
     }

@@ -115,7 +115,10 @@ pub trait Sink: Send + 'static {
     fn run(self: Box<Self>, input: BufferReceiver, cx: SinkContext) -> ComponentFuture;
 }
 
-/// The sending side of a source.
+/// The sending side of a source. Clone it to send from several tasks (one
+/// per partition, say); the consumers' buffers close when the last clone is
+/// dropped.
+#[derive(Clone)]
 pub struct SourceOutput {
     fanout: Fanout,
     metrics: ComponentMetrics,
@@ -154,8 +157,16 @@ pub struct SourceContext {
 impl SourceContext {
     /// Publishes `pipe_source_lag_seconds{partition}` and feeds the progress line.
     pub fn lag_gauge(&self, partition: &str) -> LagGauge {
+        self.lag_gauge_with_labels(partition, &[])
+    }
+
+    /// Like `lag_gauge`, with source-specific labels next to `partition`
+    /// (the SLS source adds `logstore` and `shard`).
+    pub fn lag_gauge_with_labels(&self, partition: &str, extra: &[(&'static str, &str)]) -> LagGauge {
+        let mut labels = vec![("partition", partition)];
+        labels.extend_from_slice(extra);
         LagGauge {
-            gauge: self.metrics.gauge("pipe_source_lag_seconds", &[("partition", partition)]),
+            gauge: self.metrics.gauge("pipe_source_lag_seconds", &labels),
             telemetry: self.telemetry.clone(),
             source: Arc::clone(&self.id),
             partition: Arc::from(partition),

@@ -17,11 +17,13 @@ use metrics::Counter;
 use super::buffer::BufferSender;
 use crate::event::{BatchStatus, EventBatch};
 
+#[derive(Clone)]
 pub struct Fanout {
     consumers: Vec<Consumer>,
     discarded_without_consumer: Counter,
 }
 
+#[derive(Clone)]
 struct Consumer {
     id: String,
     sender: BufferSender,

@@ -9,6 +9,11 @@
 //!
 //! Requests in absolute form (`GET http://host/path`, as a client behind an
 //! HTTP proxy sends them) are routed by their path like origin-form ones.
+//!
+//! A router can also drop a connection itself, for faults only it can scope
+//! (for example "the next pull on shard 1"): it puts `DropConnection` into
+//! the response's extensions and the harness closes the connection instead
+//! of answering.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -175,6 +180,11 @@ impl FaultPlan {
     }
 }
 
+/// Response extension asking the harness to close the connection without
+/// sending the response.
+#[derive(Debug, Clone, Copy)]
+pub struct DropConnection;
+
 /// The error that makes hyper close a connection without a response.
 #[derive(Debug)]
 struct DroppedByFaultPlan;
@@ -307,7 +317,11 @@ async fn handle(
     }
     let request = Request::from_parts(parts, Body::from(body));
     let response: Result<Response<Body>, Infallible> = router.oneshot(request).await;
-    Ok(response.unwrap_or_else(|never| match never {}))
+    let response = response.unwrap_or_else(|never| match never {});
+    if response.extensions().get::<DropConnection>().is_some() {
+        return Err(DroppedByFaultPlan);
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -359,6 +373,17 @@ mod tests {
         assert!(x.starts_with("HTTP/1.1 200"));
         let y = raw_request(server.address(), &POST_HELLO.replace("/x?a=1", "/y")).await;
         assert!(y.starts_with("HTTP/1.1 500"));
+    }
+
+    #[tokio::test]
+    async fn a_router_can_ask_to_drop_the_connection() {
+        let dropping = || async {
+            let mut response = Response::new(Body::from("never sent"));
+            response.extensions_mut().insert(DropConnection);
+            response
+        };
+        let server = EmulatorServer::start(Router::new().route("/x", post(dropping))).await.unwrap();
+        assert_eq!(raw_request(server.address(), POST_HELLO).await, "");
     }
 
     #[tokio::test]

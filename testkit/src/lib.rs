@@ -11,5 +11,7 @@
 pub mod blackhole;
 mod connection_drop;
 pub mod hec;
+pub mod es;
 pub mod http;
 pub mod wecom;
+pub mod sls;

@@ -5,3 +5,4 @@ mod config_validation;
 mod lifecycle;
 mod support;
 mod topology;
+mod wecom;
