@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod observability;
 pub mod query;
+pub mod rules;
 pub mod runtime;
 pub mod sinks;
 pub mod sources;
