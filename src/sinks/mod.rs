@@ -13,6 +13,7 @@ pub mod blackhole;
 pub mod console;
 pub mod dead_letter;
 pub mod file;
+pub mod splunk_hec;
 
 use serde::Deserialize;
 
@@ -24,17 +25,19 @@ pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Console(console::ConsoleSinkConfig),
     File(file::FileSinkConfig),
+    SplunkHec(splunk_hec::SplunkHecSinkConfig),
 }
 
 impl SinkConfig {
     /// Every `type` a sink may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file"];
+    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file", "splunk_hec"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Blackhole(_) => "blackhole",
             SinkConfig::Console(_) => "console",
             SinkConfig::File(_) => "file",
+            SinkConfig::SplunkHec(_) => "splunk_hec",
         }
     }
 
@@ -43,6 +46,7 @@ impl SinkConfig {
             SinkConfig::Blackhole(config) => config.build(cx),
             SinkConfig::Console(config) => config.build(cx),
             SinkConfig::File(config) => config.build(cx),
+            SinkConfig::SplunkHec(config) => config.build(cx),
         }
     }
 }
