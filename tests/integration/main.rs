@@ -3,5 +3,6 @@
 
 mod config_validation;
 mod lifecycle;
+mod splunk_hec;
 mod support;
 mod topology;
