@@ -25,7 +25,8 @@ pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Console(console::ConsoleSinkConfig),
     File(file::FileSinkConfig),
-    SplunkHec(splunk_hec::SplunkHecSinkConfig),
+    // Boxed: its config is several times larger than the other variants.
+    SplunkHec(Box<splunk_hec::SplunkHecSinkConfig>),
 }
 
 impl SinkConfig {

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pipe::config::graph::{BuiltPipeline, BuiltSink, BuiltSource, OutputRef};
 use pipe::config::GlobalOptions;
 use pipe::event::{BatchNotifier, BatchStatus, EventFinalizer, EventMetadata, LogEvent, Value};
+use pipe::observability::health::ComponentStatus;
 use pipe::observability::Telemetry;
 use pipe::sinks::splunk_hec::SplunkHecSinkConfig;
 use pipe::topology::buffer::BufferOptions;
-use pipe::topology::{BuildContext, ComponentError, ComponentFuture, RunningTopology, Source, SourceContext};
+use pipe::topology::{
+    BuildContext, ComponentError, ComponentFuture, RunningTopology, Source, SourceContext, StopReport,
+};
 use pipe_demo_logs::DemoLogGenerator;
-use testkit::hec::{HecEmulator, HecEndpoint, HecRecordedEvent, HecToken};
+use testkit::hec::{HecCode, HecEmulator, HecEndpoint, HecRecordedEvent, HecToken};
 use tokio::sync::oneshot;
 
 use super::support::{http_get, metric_value, read_ndjson, wait_for, wait_for_async, Pipe, Scratch, DEADLINE};
@@ -53,7 +56,10 @@ token = "{token}"
 }
 
 fn seq_of(event: &HecRecordedEvent) -> u64 {
-    event.event["seq"].as_str().and_then(|seq| seq.parse().ok()).unwrap_or_else(|| panic!("no seq in {:?}", event.event))
+    event.event["seq"]
+        .as_str()
+        .and_then(|seq| seq.parse().ok())
+        .unwrap_or_else(|| panic!("no seq in {:?}", event.event))
 }
 
 /// How many times each demo sequence number arrived.
@@ -179,7 +185,8 @@ async fn source_acknowledgements_wait_for_indexer_acknowledgement() {
     let source_pending = metric_value(&metrics, "pipe_source_acks_pending", &["component_id=\"demo\""]).unwrap();
     assert!(source_pending >= 1.0, "{metrics}");
     assert!(metric_value(&metrics, "pipe_splunk_hec_acks_pending", &["component_id=\"splunk\""]).unwrap() >= 1.0);
-    let delivered = metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"splunk\""]).unwrap_or(0.0);
+    let delivered =
+        metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"splunk\""]).unwrap_or(0.0);
     assert_eq!(delivered, 0.0, "{metrics}");
 
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
@@ -234,7 +241,10 @@ async fn an_invalid_token_fails_the_sink_on_health_and_acknowledges_nothing() {
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["components"]["splunk"]["status"], "failed", "{health}");
     let reason = health["components"]["splunk"]["reason"].as_str().unwrap();
-    assert!(reason.contains("sink \"splunk\"") && reason.contains("\"token\"") && reason.contains("code 4"), "{reason}");
+    assert!(
+        reason.contains("sink \"splunk\"") && reason.contains("\"token\"") && reason.contains("code 4"),
+        "{reason}"
+    );
 
     // The sink keeps draining, settling everything as errored: the source
     // sees failures and nothing is delivered.
@@ -245,7 +255,8 @@ async fn an_invalid_token_fails_the_sink_on_health_and_acknowledges_nothing() {
     })
     .await;
     let (_, metrics) = http_get(&format!("{api}/metrics")).await;
-    let delivered = metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"splunk\""]).unwrap_or(0.0);
+    let delivered =
+        metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"splunk\""]).unwrap_or(0.0);
     assert_eq!(delivered, 0.0);
     let stats = hec.control().stats();
     assert_eq!(stats.accepted_events, 0);
@@ -273,7 +284,8 @@ impl Source for OneBatchSource {
                 .into_iter()
                 .map(|json| {
                     let Value::Object(fields) = Value::from(json) else { panic!("events are objects") };
-                    LogEvent::new(fields, EventMetadata::new(Arc::clone(&cx.id), 100)).with_finalizer(EventFinalizer::new(Arc::clone(&notifier)))
+                    LogEvent::new(fields, EventMetadata::new(Arc::clone(&cx.id), 100))
+                        .with_finalizer(EventFinalizer::new(Arc::clone(&notifier)))
                 })
                 .collect();
             drop(notifier);
@@ -285,16 +297,33 @@ impl Source for OneBatchSource {
     }
 }
 
+/// How an in-process run ended.
+struct OneBatchRun {
+    status: BatchStatus,
+    report: StopReport,
+    telemetry: Telemetry,
+}
+
 /// Runs one batch through a splunk_hec sink configured by `sink` (TOML keys
-/// after `endpoint` and `token`) and returns the batch status.
-async fn run_one_batch(data_dir: &std::path::Path, hec: &HecEmulator, sink: &str, events: Vec<serde_json::Value>) -> BatchStatus {
+/// after `endpoint` and `token`).
+async fn run_one_batch(
+    data_dir: &std::path::Path,
+    hec: &HecEmulator,
+    sink: &str,
+    events: Vec<serde_json::Value>,
+) -> OneBatchRun {
     let config: SplunkHecSinkConfig =
         toml::from_str(&format!("endpoint = \"{}\"\ntoken = \"{TOKEN}\"\n{sink}", hec.url())).expect("sink config");
-    let built = config.build(&BuildContext { id: "splunk".into(), data_dir: data_dir.to_path_buf() }).expect("sink builds");
+    let built =
+        config.build(&BuildContext { id: "splunk".into(), data_dir: data_dir.to_path_buf() }).expect("sink builds");
     let (status_sender, status) = oneshot::channel();
     let pipeline = BuiltPipeline {
         global: GlobalOptions { data_dir: data_dir.to_path_buf(), ..GlobalOptions::default() },
-        sources: vec![BuiltSource { id: "hand".into(), component_type: "test", source: Box::new(OneBatchSource { events, status: status_sender }) }],
+        sources: vec![BuiltSource {
+            id: "hand".into(),
+            component_type: "test",
+            source: Box::new(OneBatchSource { events, status: status_sender }),
+        }],
         transforms: vec![],
         sinks: vec![BuiltSink {
             id: "splunk".into(),
@@ -305,11 +334,16 @@ async fn run_one_batch(data_dir: &std::path::Path, hec: &HecEmulator, sink: &str
         }],
         warnings: vec![],
     };
-    let mut topology = RunningTopology::start(pipeline, Telemetry::default());
+    let telemetry = Telemetry::default();
+    let mut topology = RunningTopology::start(pipeline, telemetry.clone());
     tokio::time::timeout(DEADLINE, topology.finished()).await.expect("the pipeline finishes");
     let report = topology.stop(Duration::from_secs(5)).await;
-    assert!(report.is_clean(), "{report:?}");
-    status.await.expect("the source reports its batch")
+    let status = status.await.expect("the source reports its batch");
+    OneBatchRun { status, report, telemetry }
+}
+
+fn numbered_events(count: i64) -> Vec<serde_json::Value> {
+    (0..count).map(|n| serde_json::json!({"__time__": 1_700_000_000 + n, "n": n})).collect()
 }
 
 #[tokio::test]
@@ -319,13 +353,18 @@ async fn an_event_splunk_refuses_is_dead_lettered_and_the_rest_delivered_once() 
     let events: Vec<serde_json::Value> = (0..6)
         .map(|n| {
             // Indexed fields must be flat: Splunk refuses an object with code 15.
-            let ctx = if n == 2 { serde_json::json!({"nested": {"deep": true}}) } else { serde_json::json!(format!("plain-{n}")) };
+            let ctx = if n == 2 {
+                serde_json::json!({"nested": {"deep": true}})
+            } else {
+                serde_json::json!(format!("plain-{n}"))
+            };
             serde_json::json!({"__time__": 1_700_000_000 + n, "n": n, "ctx": ctx})
         })
         .collect();
     let sink = "fields = [\"ctx\"]\nacknowledgements.query_interval = \"100ms\"";
-    let status = run_one_batch(&scratch.path("data"), &hec, sink, events).await;
-    assert_eq!(status, BatchStatus::Delivered, "dead-lettered counts as delivered");
+    let run = run_one_batch(&scratch.path("data"), &hec, sink, events).await;
+    assert!(run.report.is_clean(), "{:?}", run.report);
+    assert_eq!(run.status, BatchStatus::Delivered, "dead-lettered counts as delivered");
 
     let numbers: Vec<i64> = hec.control().events().iter().map(|event| event.event["n"].as_i64().unwrap()).collect();
     assert_eq!(numbers, vec![0, 1, 3, 4, 5], "the accepted prefix is not sent twice and the suffix is sent again");
@@ -340,13 +379,55 @@ async fn an_event_splunk_refuses_is_dead_lettered_and_the_rest_delivered_once() 
 async fn the_raw_endpoint_sends_one_line_per_event_with_metadata_in_the_query() {
     let hec = emulator(false).await;
     let scratch = Scratch::new();
-    let events = vec![serde_json::json!({"__time__": 1_700_000_000, "team": "a"}), serde_json::json!({"__time__": 1_700_000_001, "team": "b"})];
-    let sink = "endpoint_target = \"raw\"\nindex = \"{{ team }}\"\nsourcetype = \"_json\"\nacknowledgements.indexer = false";
-    assert_eq!(run_one_batch(&scratch.path("data"), &hec, sink, events).await, BatchStatus::Delivered);
+    let events = vec![
+        serde_json::json!({"__time__": 1_700_000_000, "team": "a"}),
+        serde_json::json!({"__time__": 1_700_000_001, "team": "b"}),
+    ];
+    let sink =
+        "endpoint_target = \"raw\"\nindex = \"{{ team }}\"\nsourcetype = \"_json\"\nacknowledgements.indexer = false";
+    let run = run_one_batch(&scratch.path("data"), &hec, sink, events).await;
+    assert_eq!((run.status, run.report.is_clean()), (BatchStatus::Delivered, true));
     let events = hec.control().events();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|event| event.endpoint == HecEndpoint::Raw && event.sourcetype == "_json"));
     assert_eq!(events[0].index, "a");
     assert_eq!(events[1].index, "b");
     assert_eq!(events[0].event, serde_json::json!(r#"{"__time__":1700000000,"team":"a"}"#));
+}
+
+#[tokio::test]
+async fn a_token_without_indexer_acknowledgement_falls_back_to_http_success() {
+    let hec = emulator(false).await;
+    let scratch = Scratch::new();
+    let run = run_one_batch(&scratch.path("data"), &hec, "", numbered_events(10)).await;
+    assert_eq!((run.status, run.report.is_clean()), (BatchStatus::Delivered, true));
+    assert_eq!(hec.control().events().len(), 10);
+    assert_eq!(hec.control().stats().acks.queries, 0, "no ackId, nothing to ask about");
+}
+
+#[tokio::test]
+async fn a_required_health_check_that_fails_stops_the_sink_and_acknowledges_nothing() {
+    let hec = emulator(true).await;
+    hec.control().set_health(HecCode::UnhealthyQueuesFull).unwrap();
+    let scratch = Scratch::new();
+    let run = run_one_batch(&scratch.path("data"), &hec, "healthcheck.required = true", numbered_events(3)).await;
+    assert_eq!(run.status, BatchStatus::Errored);
+    assert_eq!(run.report.failed, vec!["splunk".to_string()]);
+    let Some(ComponentStatus::Failed { reason }) = run.telemetry.health.status_of("splunk") else {
+        panic!("{:?}", run.telemetry.health.status_of("splunk"))
+    };
+    assert!(reason.contains("code 18") && reason.contains("healthcheck.required"), "{reason}");
+    assert_eq!(hec.control().stats().data_requests, 0);
+}
+
+#[tokio::test]
+async fn an_optional_health_check_that_fails_does_not_stop_delivery() {
+    let hec = emulator(true).await;
+    hec.control().set_health(HecCode::UnhealthyQueuesFull).unwrap();
+    let scratch = Scratch::new();
+    let sink = "acknowledgements.query_interval = \"100ms\"";
+    let run = run_one_batch(&scratch.path("data"), &hec, sink, numbered_events(3)).await;
+    assert_eq!((run.status, run.report.is_clean()), (BatchStatus::Delivered, true));
+    assert_eq!(hec.control().stats().health_requests, 1);
+    assert_eq!(hec.control().events().len(), 3);
 }

@@ -77,7 +77,10 @@ impl HecClient {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|error| format!("\"tls.ca_file\" holds no usable PEM certificate: {error}"))?;
             if certificates.is_empty() {
-                return Err("\"tls.ca_file\" holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks".into());
+                return Err(
+                    "\"tls.ca_file\" holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks"
+                        .into(),
+                );
             }
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
@@ -85,8 +88,9 @@ impl HecClient {
         }
         let http = builder.build().map_err(|error| format!("cannot build the HTTP client: {error}"))?;
 
-        let mut authorization = HeaderValue::from_str(&format!("Splunk {}", token.expose()))
-            .map_err(|_| "\"token\" holds characters not allowed in an HTTP header; copy the token again".to_string())?;
+        let mut authorization = HeaderValue::from_str(&format!("Splunk {}", token.expose())).map_err(|_| {
+            "\"token\" holds characters not allowed in an HTTP header; copy the token again".to_string()
+        })?;
         authorization.set_sensitive(true);
         let channel = new_channel_guid();
         let mut headers = HeaderMap::new();
@@ -127,7 +131,11 @@ impl HecClient {
     }
 
     /// Posts one data request.
-    pub async fn send(&self, payload: Bytes, raw_metadata: Option<&RawMetadata>) -> Result<HecResponse, TransportError> {
+    pub async fn send(
+        &self,
+        payload: Bytes,
+        raw_metadata: Option<&RawMetadata>,
+    ) -> Result<HecResponse, TransportError> {
         let inner = &self.inner;
         let mut request = inner.http.post(inner.data_url.clone()).headers(inner.headers.clone()).body(payload);
         if let (EndpointTarget::Raw, Some(metadata)) = (inner.target, raw_metadata) {
@@ -301,18 +309,31 @@ impl RetryReason {
 pub enum Disposition {
     /// Taken (HTTP 2xx). With indexer acknowledgement the `ackId` says when
     /// it is indexed; without one, it is delivered now.
-    Accepted { ack_id: Option<u64> },
+    Accepted {
+        ack_id: Option<u64>,
+    },
     /// Envelopes before `event_number` were taken, that one was refused for
     /// good, the rest were not looked at.
-    PartiallyRefused { event_number: usize, reason: String },
+    PartiallyRefused {
+        event_number: usize,
+        reason: String,
+    },
     /// The whole request was refused for good.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// 413: split and send the halves.
     TooLarge,
-    Retry { reason: RetryReason, retry_after: Option<Duration>, detail: String },
+    Retry {
+        reason: RetryReason,
+        retry_after: Option<Duration>,
+        detail: String,
+    },
     /// Nothing will ever be accepted with this configuration (token, URL,
     /// client bug). `message` names the key to fix.
-    Fatal { message: String },
+    Fatal {
+        message: String,
+    },
 }
 
 /// Classifies an answer of `/event` or `/raw` per the reference's table.
@@ -329,26 +350,41 @@ pub fn classify_data_response(response: &HecResponse) -> Disposition {
                 ),
             },
             (Some(16), _) => Disposition::Fatal {
-                message: format!("Splunk HEC refused query-string authorization ({described}); check \"endpoint\" holds no ?token="),
+                message: format!(
+                    "Splunk HEC refused query-string authorization ({described}); check \"endpoint\" holds no ?token="
+                ),
             },
-            (_, Some(event_number)) => {
-                Disposition::PartiallyRefused { event_number, reason: format!("Splunk HEC refused the event ({described})") }
-            }
+            (_, Some(event_number)) => Disposition::PartiallyRefused {
+                event_number,
+                reason: format!("Splunk HEC refused the event ({described})"),
+            },
             _ => Disposition::Refused { reason: format!("Splunk HEC refused the request ({described})") },
         },
         404 | 405 => Disposition::Fatal {
-            message: format!("Splunk HEC answered {described}; check \"endpoint\" is the HEC base URL, such as https://splunk:8088"),
+            message: format!(
+                "Splunk HEC answered {described}; check \"endpoint\" is the HEC base URL, such as https://splunk:8088"
+            ),
         },
         413 => Disposition::TooLarge,
         415 => Disposition::Fatal {
-            message: format!("Splunk HEC does not accept the body encoding ({described}); set \"compression\" = \"none\""),
+            message: format!(
+                "Splunk HEC does not accept the body encoding ({described}); set \"compression\" = \"none\""
+            ),
         },
-        408 => Disposition::Retry { reason: RetryReason::Timeout, retry_after: response.retry_after, detail: described },
-        429 => Disposition::Retry { reason: RetryReason::Throttled, retry_after: response.retry_after, detail: described },
-        503 => Disposition::Retry { reason: RetryReason::ServerBusy, retry_after: response.retry_after, detail: described },
-        500..=599 => {
-            Disposition::Retry { reason: RetryReason::ServerError, retry_after: response.retry_after, detail: described }
+        408 => {
+            Disposition::Retry { reason: RetryReason::Timeout, retry_after: response.retry_after, detail: described }
         }
+        429 => {
+            Disposition::Retry { reason: RetryReason::Throttled, retry_after: response.retry_after, detail: described }
+        }
+        503 => {
+            Disposition::Retry { reason: RetryReason::ServerBusy, retry_after: response.retry_after, detail: described }
+        }
+        500..=599 => Disposition::Retry {
+            reason: RetryReason::ServerError,
+            retry_after: response.retry_after,
+            detail: described,
+        },
         300..=399 => Disposition::Fatal {
             message: format!("Splunk HEC redirected the request ({described}); set \"endpoint\" to the final HEC URL"),
         },
@@ -378,9 +414,13 @@ pub enum AckOutcome {
     Indexed(Vec<u64>),
     /// Code 14: the token has no indexer acknowledgement.
     Disabled,
-    Fatal { message: String },
+    Fatal {
+        message: String,
+    },
     /// Ask again at the next interval.
-    Transient { detail: String },
+    Transient {
+        detail: String,
+    },
 }
 
 pub fn classify_ack_response(response: &HecResponse) -> AckOutcome {
@@ -404,7 +444,9 @@ pub enum HealthOutcome {
 pub fn classify_health(result: &Result<HecResponse, TransportError>) -> HealthOutcome {
     match result {
         Ok(response) if (200..=299).contains(&response.status) => HealthOutcome::Healthy,
-        Ok(response) => HealthOutcome::Unhealthy { reason: format!("HEC health check answered {}", response.describe()) },
+        Ok(response) => {
+            HealthOutcome::Unhealthy { reason: format!("HEC health check answered {}", response.describe()) }
+        }
         Err(error) => HealthOutcome::Unhealthy { reason: format!("HEC health check failed: {error}") },
     }
 }
@@ -423,18 +465,36 @@ mod tests {
             classify_data_response(&response(200, r#"{"text":"Success","code":0,"ackId":7}"#)),
             Disposition::Accepted { ack_id: Some(7) }
         );
-        assert_eq!(classify_data_response(&response(200, r#"{"text":"Success","code":0}"#)), Disposition::Accepted { ack_id: None });
+        assert_eq!(
+            classify_data_response(&response(200, r#"{"text":"Success","code":0}"#)),
+            Disposition::Accepted { ack_id: None }
+        );
         let busy = classify_data_response(&response(503, r#"{"text":"Server is busy","code":9}"#));
         assert!(matches!(busy, Disposition::Retry { reason: RetryReason::ServerBusy, .. }), "{busy:?}");
-        assert!(matches!(classify_data_response(&response(500, r#"{"code":8}"#)), Disposition::Retry { reason: RetryReason::ServerError, .. }));
-        assert!(matches!(classify_data_response(&response(502, "<html>")), Disposition::Retry { reason: RetryReason::ServerError, .. }));
-        assert!(matches!(classify_data_response(&response(429, "")), Disposition::Retry { reason: RetryReason::Throttled, .. }));
-        assert!(matches!(classify_data_response(&response(408, "")), Disposition::Retry { reason: RetryReason::Timeout, .. }));
+        assert!(matches!(
+            classify_data_response(&response(500, r#"{"code":8}"#)),
+            Disposition::Retry { reason: RetryReason::ServerError, .. }
+        ));
+        assert!(matches!(
+            classify_data_response(&response(502, "<html>")),
+            Disposition::Retry { reason: RetryReason::ServerError, .. }
+        ));
+        assert!(matches!(
+            classify_data_response(&response(429, "")),
+            Disposition::Retry { reason: RetryReason::Throttled, .. }
+        ));
+        assert!(matches!(
+            classify_data_response(&response(408, "")),
+            Disposition::Retry { reason: RetryReason::Timeout, .. }
+        ));
         assert_eq!(classify_data_response(&response(413, "<html>")), Disposition::TooLarge);
         assert!(matches!(classify_data_response(&response(404, "")), Disposition::Fatal { .. }));
         assert!(matches!(classify_data_response(&response(415, "")), Disposition::Fatal { .. }));
         assert!(matches!(classify_data_response(&response(400, r#"{"code":10}"#)), Disposition::Fatal { .. }));
-        assert!(matches!(classify_data_response(&response(400, r#"{"code":5,"text":"No data"}"#)), Disposition::Refused { .. }));
+        assert!(matches!(
+            classify_data_response(&response(400, r#"{"code":5,"text":"No data"}"#)),
+            Disposition::Refused { .. }
+        ));
     }
 
     #[test]
@@ -465,15 +525,23 @@ mod tests {
             ids.sort_unstable();
         }
         assert_eq!(indexed, AckOutcome::Indexed(vec![0, 2]));
-        assert_eq!(classify_ack_response(&response(400, r#"{"text":"ACK is disabled","code":14}"#)), AckOutcome::Disabled);
+        assert_eq!(
+            classify_ack_response(&response(400, r#"{"text":"ACK is disabled","code":14}"#)),
+            AckOutcome::Disabled
+        );
         assert!(matches!(classify_ack_response(&response(503, r#"{"code":9}"#)), AckOutcome::Transient { .. }));
         assert!(matches!(classify_ack_response(&response(200, r#"{"text":"?"}"#)), AckOutcome::Transient { .. }));
     }
 
     #[test]
     fn health_answers() {
-        assert_eq!(classify_health(&Ok(response(200, r#"{"text":"HEC is healthy","code":17}"#))), HealthOutcome::Healthy);
-        let HealthOutcome::Unhealthy { reason } = classify_health(&Ok(response(503, r#"{"text":"HEC is unhealthy, queues are full","code":18}"#))) else {
+        assert_eq!(
+            classify_health(&Ok(response(200, r#"{"text":"HEC is healthy","code":17}"#))),
+            HealthOutcome::Healthy
+        );
+        let HealthOutcome::Unhealthy { reason } =
+            classify_health(&Ok(response(503, r#"{"text":"HEC is unhealthy, queues are full","code":18}"#)))
+        else {
             panic!()
         };
         assert!(reason.contains("code 18"), "{reason}");
@@ -491,9 +559,15 @@ mod tests {
     #[test]
     fn urls_join_the_base_path() {
         let base = Url::parse("https://splunk.example:8088").unwrap();
-        assert_eq!(join(&base, "services/collector/event").as_str(), "https://splunk.example:8088/services/collector/event");
+        assert_eq!(
+            join(&base, "services/collector/event").as_str(),
+            "https://splunk.example:8088/services/collector/event"
+        );
         let prefixed = Url::parse("https://proxy.example/splunk/").unwrap();
-        assert_eq!(join(&prefixed, "services/collector/ack").as_str(), "https://proxy.example/splunk/services/collector/ack");
+        assert_eq!(
+            join(&prefixed, "services/collector/ack").as_str(),
+            "https://proxy.example/splunk/services/collector/ack"
+        );
     }
 
     #[test]

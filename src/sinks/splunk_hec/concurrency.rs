@@ -87,8 +87,8 @@ impl ConcurrencyLimiter {
         }
         self.answers_since_decrease += 1;
         let seconds = latency.as_secs_f64();
-        let slow = self.latency_samples >= LATENCY_WARM_UP_SAMPLES
-            && seconds > self.latency_average * LATENCY_OVERLOAD_RATIO;
+        let slow =
+            self.latency_samples >= LATENCY_WARM_UP_SAMPLES && seconds > self.latency_average * LATENCY_OVERLOAD_RATIO;
         if overloaded || slow {
             if self.answers_since_decrease >= self.limit() {
                 self.limit = (self.limit * DECREASE_FACTOR).max(1.0);

@@ -15,7 +15,8 @@
 //!   them at today's epoch). The time field(s) used are left out of `event`.
 //! - Encoding is a pure function over a batch writing into a caller-owned
 //!   `Vec<u8>`: no IO, no clock (the time for strftime templates is an
-//!   argument), no intermediate `serde_json::Value`.
+//!   argument), no intermediate `serde_json::Value`; JSON text comes from
+//!   `json`, which writes what serde_json would, faster.
 //! - An event whose metadata template cannot be rendered leaves the buffer
 //!   untouched and is reported, never silently dropped.
 //!
@@ -29,10 +30,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 
-use crate::event::{LogEvent, ObjectMap, Value};
+use super::json;
+use crate::event::{LogEvent, Value};
 use crate::template::{MissingField, Template, TemplateError};
 
 /// Nanoseconds within the second, as the SLS SDK flattens them next to
@@ -40,6 +41,10 @@ use crate::template::{MissingField, Template, TemplateError};
 pub const SLS_NANOSECONDS_FIELD: &str = "__time_ns_part__";
 
 const NANOS_PER_SECOND: u32 = 1_000_000_000;
+/// Where the SLS SDK's flattening puts `__time__` and `__time_ns_part__`
+/// (after `__topic__` and `__source__`).
+const SLS_TIME_POSITION: usize = 0;
+const SLS_NANOSECONDS_POSITION: usize = 3;
 
 /// Which HEC endpoint the sink posts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -130,7 +135,10 @@ impl EventTime {
 #[derive(Debug, Clone)]
 enum MetadataValue {
     /// Rendered at build time: the text, and the JSON member `"key":"text"`.
-    Static { text: Arc<str>, member: Vec<u8> },
+    Static {
+        text: Arc<str>,
+        member: Vec<u8>,
+    },
     Dynamic(Template),
 }
 
@@ -238,7 +246,7 @@ impl HecEncoder {
                 // Without placeholders or strftime specifiers the text is the value.
                 let mut member = Vec::new();
                 write_member_name(&mut member, name);
-                write_json_string(&mut member, template);
+                json::write_str(&mut member, template);
                 MetadataValue::Static { text: Arc::from(template.as_str()), member }
             };
             metadata.push(MetadataKey { name, value });
@@ -305,7 +313,7 @@ impl HecEncoder {
                     } else {
                         let mut member = Vec::with_capacity(text.len() + key.name.len() + 6);
                         write_member_name(&mut member, key.name);
-                        write_json_string(&mut member, &text);
+                        json::write_str(&mut member, &text);
                         Some(Cow::Owned(member))
                     }
                 }
@@ -328,8 +336,7 @@ impl HecEncoder {
         separator.write(out);
         out.extend_from_slice(b"\"event\":");
         let skipped = time.map(|(_, skipped)| skipped).unwrap_or_default();
-        let body = EventBody { fields: event.fields(), skipped };
-        serde_json::to_writer(&mut *out, &body).expect("serialising to memory cannot fail");
+        json::write_object(out, event.fields(), |key| skipped.contains(key));
         out.push(b'}');
         Ok(())
     }
@@ -362,7 +369,7 @@ impl HecEncoder {
                 Arc::new(RawMetadata { pairs })
             }
         };
-        serde_json::to_writer(&mut *out, event).expect("serialising to memory cannot fail");
+        json::write_object(out, event.fields(), |_| false);
         out.push(b'\n');
         Ok(metadata)
     }
@@ -370,11 +377,10 @@ impl HecEncoder {
     /// The event's time and the fields it came from (left out of `event`).
     fn event_time<'a>(&'a self, event: &LogEvent) -> Option<(EventTime, Skipped<'a>)> {
         let field = self.timestamp_field.as_deref()?;
-        let mut time = EventTime::from_value(event.get(field)?)?;
+        let mut time = EventTime::from_value(field_at(event, field, SLS_TIME_POSITION)?)?;
         let mut skipped = Skipped { first: Some(field), second: None };
         if time.nanoseconds == 0 && field != SLS_NANOSECONDS_FIELD {
-            let nanoseconds = event
-                .get(SLS_NANOSECONDS_FIELD)
+            let nanoseconds = field_at(event, SLS_NANOSECONDS_FIELD, SLS_NANOSECONDS_POSITION)
                 .and_then(|value| match value {
                     Value::Integer(number) => u32::try_from(*number).ok(),
                     Value::String(text) => text.trim().parse::<u32>().ok(),
@@ -400,13 +406,23 @@ impl HecEncoder {
                 out.extend_from_slice(b"\"fields\":{");
                 opened = true;
             }
-            write_json_string(out, path);
+            json::write_str(out, path);
             out.push(b':');
-            serde_json::to_writer(&mut *out, value).expect("serialising to memory cannot fail");
+            json::write_value(out, value);
         }
         if opened {
             out.push(b'}');
         }
+    }
+}
+
+/// Looks at `likely_position` before hashing `name`: the SLS SDK flattens
+/// `__time__` first and `__time_ns_part__` fourth, and two hash lookups per
+/// event showed up in the encoding profile.
+fn field_at<'a>(event: &'a LogEvent, name: &str, likely_position: usize) -> Option<&'a Value> {
+    match event.fields().get_index(likely_position) {
+        Some((key, value)) if key == name => Some(value),
+        _ => event.get(name),
     }
 }
 
@@ -426,12 +442,8 @@ impl Separator {
 }
 
 fn write_member_name(out: &mut Vec<u8>, name: &str) {
-    write_json_string(out, name);
+    json::write_str(out, name);
     out.push(b':');
-}
-
-fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("serialising to memory cannot fail");
 }
 
 /// Top-level fields left out of the `event` object.
@@ -444,25 +456,6 @@ struct Skipped<'a> {
 impl Skipped<'_> {
     fn contains(&self, key: &str) -> bool {
         self.first == Some(key) || self.second == Some(key)
-    }
-}
-
-/// The event's fields minus the skipped ones, serialised straight from the
-/// event (no copy of the map).
-struct EventBody<'a> {
-    fields: &'a ObjectMap,
-    skipped: Skipped<'a>,
-}
-
-impl Serialize for EventBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.fields {
-            if !self.skipped.contains(key) {
-                map.serialize_entry(key.as_str(), value)?;
-            }
-        }
-        map.end()
     }
 }
 
@@ -522,9 +515,9 @@ fn same_metadata(left: &Arc<RawMetadata>, right: &Arc<RawMetadata>) -> bool {
     Arc::ptr_eq(left, right) || left == right
 }
 
-/// gzip at level 1: HEC bodies are repetitive JSON, so the fastest level
-/// already shrinks them several times over, while higher levels cost two to
-/// four times the CPU for a few percent more (see BENCHMARKS.md).
+/// gzip at level 1: the fastest level keeps compression from dominating
+/// the sink's CPU, and repetitive JSON logs still shrink several times over
+/// (the `splunk_hec` bench prints the ratio).
 pub fn compress(body: &[u8], compression: Compression) -> Bytes {
     match compression {
         Compression::None => Bytes::copy_from_slice(body),
@@ -590,7 +583,10 @@ mod tests {
     #[test]
     fn event_times_parse_exactly() {
         let parse = |value: Value| EventTime::from_value(&value);
-        assert_eq!(parse(Value::from("1700000000.000000001")), Some(EventTime { seconds: 1_700_000_000, nanoseconds: 1 }));
+        assert_eq!(
+            parse(Value::from("1700000000.000000001")),
+            Some(EventTime { seconds: 1_700_000_000, nanoseconds: 1 })
+        );
         assert_eq!(parse(Value::from("12.5")), Some(EventTime { seconds: 12, nanoseconds: 500_000_000 }));
         assert_eq!(parse(Value::from("1.7e9")), Some(EventTime { seconds: 1_700_000_000, nanoseconds: 0 }));
         assert_eq!(parse(Value::Float(2.25)), Some(EventTime { seconds: 2, nanoseconds: 250_000_000 }));
@@ -613,7 +609,8 @@ mod tests {
             ..settings()
         })
         .unwrap();
-        let log = event(r#"{"__time__":1,"__source__":"10.0.0.1","__tag__:hostname":"api-prod-03","ctx":{"env":"prod"}}"#);
+        let log =
+            event(r#"{"__time__":1,"__source__":"10.0.0.1","__tag__:hostname":"api-prod-03","ctx":{"env":"prod"}}"#);
         assert_eq!(
             encode(&encoder, &log),
             concat!(
@@ -630,7 +627,8 @@ mod tests {
 
     #[test]
     fn envelopes_escape_text_and_parse_back() {
-        let encoder = HecEncoder::new(EncoderSettings { source: Some("a \"quoted\" source".into()), ..settings() }).unwrap();
+        let encoder =
+            HecEncoder::new(EncoderSettings { source: Some("a \"quoted\" source".into()), ..settings() }).unwrap();
         let text = encode(&encoder, &event(r#"{"msg":"line1\nline2 \"x\" \u0001"}"#));
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["source"], "a \"quoted\" source");
@@ -656,26 +654,36 @@ mod tests {
         let encoding = encoder.encode_batch(&events, Utc::now(), &mut body);
         assert_eq!(encoding.failures.len(), 1);
         assert_eq!(encoding.failures[0].0, 2);
-        assert_eq!(String::from_utf8(body.clone()).unwrap(), "{\"__time__\":1,\"team\":\"a\"}\n{\"__time__\":2,\"team\":\"a\"}\n{\"__time__\":4,\"team\":\"b\"}\n");
+        assert_eq!(
+            String::from_utf8(body.clone()).unwrap(),
+            "{\"__time__\":1,\"team\":\"a\"}\n{\"__time__\":2,\"team\":\"a\"}\n{\"__time__\":4,\"team\":\"b\"}\n"
+        );
         let mut kept = encoding;
         assert_eq!(kept.take_failures().len(), 1);
         assert_eq!(kept.ends.len(), 3);
         let requests = split_into_requests(&body, &kept, 1_000_000, Compression::None);
         assert_eq!(requests.len(), 2);
         assert_eq!(requests[0].events, 0..2);
-        assert_eq!(requests[0].raw_metadata.as_ref().unwrap().pairs, vec![("sourcetype", Arc::from("json")), ("index", Arc::from("a"))]);
+        assert_eq!(
+            requests[0].raw_metadata.as_ref().unwrap().pairs,
+            vec![("sourcetype", Arc::from("json")), ("index", Arc::from("a"))]
+        );
         assert_eq!(&requests[1].payload[..], b"{\"__time__\":4,\"team\":\"b\"}\n");
     }
 
     #[test]
     fn batches_split_at_max_bytes_and_compress() {
         let encoder = HecEncoder::new(settings()).unwrap();
-        let events: Vec<LogEvent> = (0..10).map(|n| event(&format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(80)))).collect();
+        let events: Vec<LogEvent> =
+            (0..10).map(|n| event(&format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(80)))).collect();
         let mut body = Vec::new();
         let encoding = encoder.encode_batch(&events, Utc::now(), &mut body);
         let envelope = encoding.ends[0];
         let requests = split_into_requests(&body, &encoding, envelope * 3 + 1, Compression::Gzip);
-        assert_eq!(requests.iter().map(|request| request.events.clone()).collect::<Vec<_>>(), vec![0..3, 3..6, 6..9, 9..10]);
+        assert_eq!(
+            requests.iter().map(|request| request.events.clone()).collect::<Vec<_>>(),
+            vec![0..3, 3..6, 6..9, 9..10]
+        );
         let mut decompressed = Vec::new();
         flate2::read::GzDecoder::new(&requests[1].payload[..]).read_to_end(&mut decompressed).unwrap();
         assert_eq!(decompressed, &body[encoding.ends[2]..encoding.ends[5]]);

@@ -76,6 +76,7 @@ mod acknowledgements;
 pub mod client;
 pub mod concurrency;
 pub mod encoder;
+mod json;
 mod sink;
 
 use std::path::PathBuf;
@@ -322,7 +323,9 @@ impl SplunkHecSinkConfig {
             ));
         }
         if let Some(position) = self.fields.iter().position(|field| field.trim().is_empty()) {
-            return Err(BuildError::new(format!("\"fields\"[{position}] is empty; list event field paths like \"__source__\"")));
+            return Err(BuildError::new(format!(
+                "\"fields\"[{position}] is empty; list event field paths like \"__source__\""
+            )));
         }
         HecEncoder::new(EncoderSettings {
             target: self.endpoint_target,
@@ -337,8 +340,11 @@ impl SplunkHecSinkConfig {
     }
 
     fn endpoint_url(&self) -> Result<Url, BuildError> {
-        let invalid = |why: String| BuildError::new(format!("\"endpoint\" {why}; set the HEC base URL, such as \"https://splunk:8088\""));
-        let url = Url::parse(self.endpoint.trim()).map_err(|error| invalid(format!("{:?} is not a URL ({error})", self.endpoint)))?;
+        let invalid = |why: String| {
+            BuildError::new(format!("\"endpoint\" {why}; set the HEC base URL, such as \"https://splunk:8088\""))
+        };
+        let url = Url::parse(self.endpoint.trim())
+            .map_err(|error| invalid(format!("{:?} is not a URL ({error})", self.endpoint)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!("uses scheme \"{}\"", url.scheme())));
         }
@@ -349,10 +355,15 @@ impl SplunkHecSinkConfig {
             return Err(invalid("has a query or fragment".to_string()));
         }
         if url.path().contains("/services/collector") {
-            return Err(invalid(format!("includes the path {:?}; the sink adds /services/collector/... itself", url.path())));
+            return Err(invalid(format!(
+                "includes the path {:?}; the sink adds /services/collector/... itself",
+                url.path()
+            )));
         }
         if self.token.expose().trim().is_empty() {
-            return Err(BuildError::new("\"token\" is empty; set it to the HEC token, e.g. token = \"${SPLUNK_HEC_TOKEN}\""));
+            return Err(BuildError::new(
+                "\"token\" is empty; set it to the HEC token, e.g. token = \"${SPLUNK_HEC_TOKEN}\"",
+            ));
         }
         Ok(url)
     }
@@ -459,7 +470,12 @@ mod tests {
         let with_credentials = bad_endpoint("https://user:pw@splunk:8088");
         assert!(with_credentials.contains("credentials") && !with_credentials.contains("pw"), "{with_credentials}");
         let empty: SplunkHecSinkConfig = toml::from_str("endpoint = \"https://s:8088\"\ntoken = \" \"").unwrap();
-        assert!(empty.build(&BuildContext { id: "hec".into(), data_dir: "data".into() }).err().unwrap().0.contains("\"token\" is empty"));
+        assert!(empty
+            .build(&BuildContext { id: "hec".into(), data_dir: "data".into() })
+            .err()
+            .unwrap()
+            .0
+            .contains("\"token\" is empty"));
         let debug = format!("{:?}", config("").unwrap());
         assert!(!debug.contains("t0k3n-secret") && debug.contains("***"), "{debug}");
     }

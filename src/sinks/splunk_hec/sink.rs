@@ -35,8 +35,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::acknowledgements::PendingAcks;
 use super::client::{
-    classify_ack_response, classify_data_response, classify_health, classify_transport_error, AckOutcome,
-    Disposition, HealthOutcome, HecClient, HecResponse, RetryReason, TransportError,
+    classify_ack_response, classify_data_response, classify_health, classify_transport_error, AckOutcome, Disposition,
+    HealthOutcome, HecClient, HecResponse, RetryReason, TransportError,
 };
 use super::concurrency::{ConcurrencyLimiter, ConcurrencySetting};
 use super::encoder::{split_into_requests, Compression, HecEncoder, RawMetadata};
@@ -439,7 +439,8 @@ impl Driver {
             self.cx.health.running();
             tracing::info!(sink = %self.cx.id, "Splunk HEC accepts data again");
         }
-        let (payload, body_bytes, raw_metadata) = (request.payload.clone(), request.body_bytes, request.raw_metadata.clone());
+        let (payload, body_bytes, raw_metadata) =
+            (request.payload.clone(), request.body_bytes, request.raw_metadata.clone());
         let settlement = request.into_settlement();
         match ack_id {
             Some(ack_id) if self.acks_enabled => {
@@ -494,7 +495,10 @@ impl Driver {
                     }
                 }
                 Err(events) => {
-                    let reason = format!("{reason}; invalid-event-number {event_number} is outside the request of {} events", events.len());
+                    let reason = format!(
+                        "{reason}; invalid-event-number {event_number} is outside the request of {} events",
+                        events.len()
+                    );
                     let request = Request { contents: Contents::Events { events, ends }, ..request };
                     self.refuse(request, reason).await;
                 }
@@ -528,7 +532,10 @@ impl Driver {
                 self.spawn_encoding(second_half, false);
             }
             Contents::Events { events, .. } => {
-                let reason = format!("the event alone is larger ({} bytes as JSON) than Splunk HEC accepts (HTTP 413)", request.body_bytes);
+                let reason = format!(
+                    "the event alone is larger ({} bytes as JSON) than Splunk HEC accepts (HTTP 413)",
+                    request.body_bytes
+                );
                 self.dead_letters.settle(events.into_iter().map(|event| (event, reason.clone())).collect()).await;
             }
             Contents::Resend(settlement) => self.refuse_resend(settlement, "HTTP 413 on a resend"),
@@ -662,7 +669,10 @@ fn encode_requests(
     let requests = split_into_requests(&buffer, &encoding, max_bytes, compression)
         .into_iter()
         .map(|slice| Request {
-            contents: Contents::Events { events: encoded_events.by_ref().take(slice.events.len()).collect(), ends: slice.ends },
+            contents: Contents::Events {
+                events: encoded_events.by_ref().take(slice.events.len()).collect(),
+                ends: slice.ends,
+            },
             payload: slice.payload,
             body_bytes: slice.body_bytes,
             raw_metadata: slice.raw_metadata,
@@ -684,7 +694,11 @@ struct PartialSplit {
 
 /// Splits `events` around `event_number`, or hands them back if the number
 /// is outside the request.
-fn split_partial(mut events: Vec<LogEvent>, ends: &[usize], event_number: usize) -> Result<PartialSplit, Vec<LogEvent>> {
+fn split_partial(
+    mut events: Vec<LogEvent>,
+    ends: &[usize],
+    event_number: usize,
+) -> Result<PartialSplit, Vec<LogEvent>> {
     if event_number >= events.len() {
         return Err(events);
     }
@@ -697,7 +711,13 @@ fn split_partial(mut events: Vec<LogEvent>, ends: &[usize], event_number: usize)
 /// Exponential backoff with equal jitter: half the step is fixed, half
 /// random, so retries spread out but never collapse to zero. `Retry-After`
 /// wins when it asks for longer. `jitter` is uniform in `[0, 1)`.
-fn retry_delay(initial: Duration, max: Duration, failures: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+fn retry_delay(
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Duration {
     let exponent = failures.saturating_sub(1).min(30);
     let step = initial.saturating_mul(1u32 << exponent).min(max);
     let delay = step / 2 + step.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
@@ -733,7 +753,10 @@ mod tests {
         let second = Duration::from_secs(1);
         let max = Duration::from_secs(30);
         assert_eq!(retry_delay(second, max, 1, None, 0.0), Duration::from_millis(500));
-        assert_eq!(retry_delay(second, max, 1, None, 0.999_999), Duration::from_millis(999) + Duration::from_nanos(999_500));
+        assert_eq!(
+            retry_delay(second, max, 1, None, 0.999_999),
+            Duration::from_millis(999) + Duration::from_nanos(999_500)
+        );
         assert_eq!(retry_delay(second, max, 3, None, 0.0), Duration::from_secs(2));
         assert_eq!(retry_delay(second, max, 20, None, 1.0), max);
         assert_eq!(retry_delay(second, max, 1000, None, 0.0), max / 2, "no overflow for long outages");
@@ -745,7 +768,8 @@ mod tests {
         let events: Vec<LogEvent> = (0..5).map(|n| event(&format!(r#"{{"n":{n}}}"#))).collect();
         let ends = [10, 20, 30, 40, 50];
         let split = split_partial(events.clone(), &ends, 2).ok().unwrap();
-        let numbers = |events: &[LogEvent]| events.iter().map(|event| event.get("n").cloned().unwrap()).collect::<Vec<_>>();
+        let numbers =
+            |events: &[LogEvent]| events.iter().map(|event| event.get("n").cloned().unwrap()).collect::<Vec<_>>();
         assert_eq!(numbers(&split.accepted), vec![Value::Integer(0), Value::Integer(1)]);
         assert_eq!(split.accepted_bytes, 20);
         assert_eq!(split.refused.get("n"), Some(&Value::Integer(2)));
@@ -765,12 +789,23 @@ mod tests {
             .map(|json| event(json).with_finalizer(EventFinalizer::new(Arc::clone(&notifier))))
             .collect();
         drop(notifier);
-        let encoded = encode_requests(&encoder(Some("{{ h }}")), events, Vec::new(), 1_000_000, Compression::None, chrono::Utc::now(), true);
+        let encoded = encode_requests(
+            &encoder(Some("{{ h }}")),
+            events,
+            Vec::new(),
+            1_000_000,
+            Compression::None,
+            chrono::Utc::now(),
+            true,
+        );
         assert_eq!(encoded.unencodable.len(), 1);
         assert!(encoded.unencodable[0].1.contains("\"host\""), "{}", encoded.unencodable[0].1);
         assert_eq!(encoded.requests.len(), 1);
         let request = encoded.requests.into_iter().next().unwrap();
-        assert_eq!(&request.payload[..], br#"{"time":1,"host":"a","event":{"h":"a"}}{"time":3,"host":"c","event":{"h":"c"}}"#);
+        assert_eq!(
+            &request.payload[..],
+            br#"{"time":1,"host":"a","event":{"h":"a"}}{"time":3,"host":"c","event":{"h":"c"}}"#
+        );
         let Contents::Events { events, ends } = &request.contents else { panic!("a first send keeps its events") };
         assert_eq!(events.len(), 2);
         assert_eq!(ends.last().copied(), Some(request.body_bytes));
