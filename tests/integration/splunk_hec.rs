@@ -431,3 +431,28 @@ async fn an_optional_health_check_that_fails_does_not_stop_delivery() {
     assert_eq!(hec.control().stats().health_requests, 1);
     assert_eq!(hec.control().events().len(), 3);
 }
+
+#[tokio::test]
+async fn requests_over_the_server_limit_are_split_and_a_lone_oversized_event_is_dead_lettered() {
+    let hec = HecEmulator::builder()
+        .token(HecToken::new(TOKEN).use_ack(true))
+        .max_content_length(250)
+        .start()
+        .await
+        .expect("start the HEC emulator");
+    let scratch = Scratch::new();
+    let mut events = numbered_events(8);
+    events.push(serde_json::json!({"__time__": 1_700_000_100, "n": 8, "pad": "x".repeat(300)}));
+    let sink = "compression = \"none\"\nacknowledgements.query_interval = \"100ms\"";
+    let run = run_one_batch(&scratch.path("data"), &hec, sink, events).await;
+    assert_eq!((run.status, run.report.is_clean()), (BatchStatus::Delivered, true));
+
+    let mut numbers: Vec<i64> = hec.control().events().iter().map(|event| event.event["n"].as_i64().unwrap()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..8).collect::<Vec<_>>(), "every small event once");
+    assert!(hec.control().stats().rejected_by_http_status.get(&413).copied().unwrap_or(0) >= 2);
+    let dead = read_ndjson(&scratch.path("data").join("dead_letter").join("splunk.ndjson"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["event"]["n"], 8);
+    assert!(dead[0]["reason"].as_str().unwrap().contains("413"), "{}", dead[0]["reason"]);
+}
