@@ -17,6 +17,7 @@
 pub mod graph;
 pub mod interpolate;
 mod loader;
+pub mod secret;
 pub mod units;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ pub mod http;
 pub mod redact;
 pub mod retry;
 pub mod wecom;
+pub mod splunk_hec;
 
 use serde::Deserialize;
 
@@ -31,11 +32,13 @@ pub enum SinkConfig {
     Http(http::HttpSinkConfig),
     // Boxed: the WeCom config is several times larger than the others.
     Wecom(Box<wecom::WecomSinkConfig>),
+    // Boxed: its config is several times larger than the other variants.
+    SplunkHec(Box<splunk_hec::SplunkHecSinkConfig>),
 }
 
 impl SinkConfig {
     /// Every `type` a sink may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file", "http", "wecom"];
+    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file", "http", "splunk_hec", "wecom"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -44,6 +47,7 @@ impl SinkConfig {
             SinkConfig::File(_) => "file",
             SinkConfig::Http(_) => "http",
             SinkConfig::Wecom(_) => "wecom",
+            SinkConfig::SplunkHec(_) => "splunk_hec",
         }
     }
 
@@ -54,6 +58,7 @@ impl SinkConfig {
             SinkConfig::File(config) => config.build(cx),
             SinkConfig::Http(config) => config.build(cx),
             SinkConfig::Wecom(config) => config.build(cx),
+            SinkConfig::SplunkHec(config) => config.build(cx),
         }
     }
 }

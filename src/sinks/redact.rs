@@ -1,7 +1,7 @@
 //! Keeping credentials out of logs, errors and `Debug` output.
 //!
-//! Owns `Secret` (a string whose `Debug` and `Display` print `***`) and the
-//! redaction helpers every HTTP sink uses before it logs or reports a URL or
+//! Owns the redaction helpers (credentials themselves are
+//! `crate::config::secret::Secret`, re-exported here) every HTTP sink uses before it logs or reports a URL or
 //! a client error: `redact_url` masks the values of credential-bearing query
 //! parameters (`key`, `access_token`, `corpsecret`, anything named like a
 //! token, secret, password or signature) and any `user:password@` part, and
@@ -11,50 +11,10 @@
 //! Never logs anything itself. `Secret::expose` is the only way to read the
 //! value, so every use of a credential is greppable.
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer};
+pub use crate::config::secret::Secret;
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "***";
-
-/// A credential from the configuration (a webhook key, a corp secret, an
-/// `Authorization` header value). Prints as `***`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value itself, for building a request. Never format it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(REDACTED)
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
-        String::deserialize(deserializer).map(Secret)
-    }
-}
 
 /// Whether a query parameter of this name carries a credential.
 fn is_credential_parameter(name: &str) -> bool {
@@ -147,7 +107,6 @@ mod tests {
     fn secrets_never_print() {
         let secret = Secret::new("s3cr3t-value");
         assert_eq!(format!("{secret:?}"), "***");
-        assert_eq!(format!("{secret}"), "***");
         assert_eq!(format!("{:?}", Some(secret.clone())), "Some(***)");
         assert_eq!(secret.expose(), "s3cr3t-value");
     }

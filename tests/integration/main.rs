@@ -4,6 +4,7 @@
 mod config_validation;
 mod lifecycle;
 mod routing;
+mod splunk_hec;
 mod support;
 mod topology;
 mod wecom;
