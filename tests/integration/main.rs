@@ -3,5 +3,6 @@
 
 mod config_validation;
 mod lifecycle;
+mod sls;
 mod support;
 mod topology;
