@@ -16,7 +16,10 @@ use pipe::sources::sls::SlsSourceConfig;
 use pipe::topology::buffer::{BufferOptions, BufferReceiver, WhenFull};
 use pipe::topology::{BuildContext, ComponentFuture, RunningTopology, Sink, SinkContext};
 use serde_json::{json, Value};
-use testkit::sls::{decode_cursor, demo_log_groups, CursorPosition, DemoData, FaultEffect, LogGroup, SlsApi, SlsControl, SlsEmulator, SlsFault};
+use testkit::sls::{
+    decode_cursor, demo_log_groups, CursorPosition, DemoData, FaultEffect, LogGroup, SlsApi, SlsControl, SlsEmulator,
+    SlsFault,
+};
 
 use super::support::{http_get, metric_value, read_ndjson, wait_for, wait_for_async, Pipe, Scratch};
 
@@ -89,7 +92,8 @@ async fn emulator(logstores: &[(&str, u32)], demo: Option<DemoData>) -> SlsEmula
 /// A pipeline config: `sls` (with `extra` source keys) into a file sink.
 fn sls_to_file(scratch: &Scratch, name: &str, endpoint: &str, logstores: &str, extra: &str) -> PathBuf {
     let dir = scratch.dir.path().display().to_string();
-    let checkpoint_interval = if extra.contains("checkpoint_interval") { "" } else { "checkpoint_interval = \"300ms\"" };
+    let checkpoint_interval =
+        if extra.contains("checkpoint_interval") { "" } else { "checkpoint_interval = \"300ms\"" };
     let text = format!(
         r#"
 data_dir = "{dir}/data-{name}"
@@ -147,7 +151,10 @@ fn cursor_index(control: &SlsControl, logstore: &str, shard: u32, cursor: &str) 
 }
 
 async fn wait_until_delivered(path: &Path, expected: usize) {
-    wait_for(&format!("{expected} events in {}", path.display()), || (read_ndjson(path).len() >= expected).then_some(())).await;
+    wait_for(&format!("{expected} events in {}", path.display()), || {
+        (read_ndjson(path).len() >= expected).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -178,22 +185,47 @@ async fn one_consumer_reads_every_log_of_every_shard_exactly_once_and_field_for_
         for shard in 0..shards {
             let end = control.cursor(PROJECT, logstore, shard, CursorPosition::End).unwrap();
             wait_for(&format!("the checkpoint of {logstore}/{shard} at its end"), || {
-                (control.checkpoint(PROJECT, logstore, GROUP, shard).unwrap().as_deref() == Some(end.as_str())).then_some(())
+                (control.checkpoint(PROJECT, logstore, GROUP, shard).unwrap().as_deref() == Some(end.as_str()))
+                    .then_some(())
             })
             .await;
         }
     }
     let metrics = metrics_of(&pipe).await;
-    assert_eq!(metric_value(&metrics, "pipe_sls_pulled_log_groups_total", &["logstore=\"app-logs\""]), Some(90.0), "{metrics}");
-    assert_eq!(metric_value(&metrics, "pipe_sls_assigned_shards", &["logstore=\"audit-logs\""]), Some(2.0), "{metrics}");
-    assert_eq!(metric_value(&metrics, "pipe_component_received_events_total", &["component_id=\"sls\""]), Some(600.0), "{metrics}");
-    assert!(metric_value(&metrics, "pipe_sls_pulled_bytes_total", &["encoding=\"compressed\""]).unwrap() > 0.0, "{metrics}");
+    assert_eq!(
+        metric_value(&metrics, "pipe_sls_pulled_log_groups_total", &["logstore=\"app-logs\""]),
+        Some(90.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "pipe_sls_assigned_shards", &["logstore=\"audit-logs\""]),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "pipe_component_received_events_total", &["component_id=\"sls\""]),
+        Some(600.0),
+        "{metrics}"
+    );
+    assert!(
+        metric_value(&metrics, "pipe_sls_pulled_bytes_total", &["encoding=\"compressed\""]).unwrap() > 0.0,
+        "{metrics}"
+    );
     assert!(metric_value(&metrics, "pipe_sls_heartbeats_total", &["result=\"ok\""]).unwrap() >= 1.0, "{metrics}");
-    assert!(metric_value(&metrics, "pipe_sls_checkpoint_commits_total", &["logstore=\"app-logs\"", "result=\"ok\""]).unwrap() >= 3.0, "{metrics}");
+    assert!(
+        metric_value(&metrics, "pipe_sls_checkpoint_commits_total", &["logstore=\"app-logs\"", "result=\"ok\""])
+            .unwrap()
+            >= 3.0,
+        "{metrics}"
+    );
 
     pipe.signal("INT");
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
-    assert_eq!(sorted(delivered(&out)), sorted(expected), "every log exactly once, field for field and in SDK key order");
+    assert_eq!(
+        sorted(delivered(&out)),
+        sorted(expected),
+        "every log exactly once, field for field and in SDK key order"
+    );
     assert!(!pipe.stderr().contains(KEY_SECRET), "the secret leaked into the log");
 }
 
@@ -206,7 +238,8 @@ fn holdings(control: &SlsControl) -> BTreeMap<String, Vec<u32>> {
 }
 
 #[tokio::test]
-async fn three_processes_split_the_shards_and_a_killed_one_is_taken_over_with_duplicates_only_from_its_uncommitted_window() {
+async fn three_processes_split_the_shards_and_a_killed_one_is_taken_over_with_duplicates_only_from_its_uncommitted_window(
+) {
     const SHARDS: u32 = 6;
     let emulator = emulator(&[(LOGSTORE, SHARDS)], None).await;
     let control = emulator.control();
@@ -252,8 +285,10 @@ async fn three_processes_split_the_shards_and_a_killed_one_is_taken_over_with_du
     pipes[2].wait_exit().await;
     wait_for("the survivors to take over every shard", || {
         let held = holdings(&control);
-        (held.len() == 2 && held.values().map(Vec::len).sum::<usize>() == SHARDS as usize && held.values().all(|shards| shards.len() == 3))
-            .then_some(())
+        (held.len() == 2
+            && held.values().map(Vec::len).sum::<usize>() == SHARDS as usize
+            && held.values().all(|shards| shards.len() == 3))
+        .then_some(())
     })
     .await;
     // Only c3 ever held these shards, and the new owners commit nothing
@@ -289,9 +324,16 @@ async fn three_processes_split_the_shards_and_a_killed_one_is_taken_over_with_du
     for (line, count) in &seen {
         assert!(expected_counts.contains_key(line), "delivered a log that was never written: {line}");
         if *count > 1 {
-            let (shard, index) = origin.get(line).copied().unwrap_or_else(|| panic!("a log written after the takeover was duplicated: {line}"));
+            let (shard, index) = origin
+                .get(line)
+                .copied()
+                .unwrap_or_else(|| panic!("a log written after the takeover was duplicated: {line}"));
             assert!(killed_shards.contains(&shard), "shard {shard} was never moved yet a log of it was duplicated");
-            assert!(index >= window_start[&shard], "shard {shard} group {index} was duplicated though committed (window starts at {})", window_start[&shard]);
+            assert!(
+                index >= window_start[&shard],
+                "shard {shard} group {index} was duplicated though committed (window starts at {})",
+                window_start[&shard]
+            );
             assert_eq!(*count, 2, "read more than twice: {line}");
         }
     }
@@ -306,13 +348,18 @@ async fn a_restart_resumes_from_the_checkpoints_without_duplicates() {
     let endpoint = emulator.endpoint();
 
     let mut run = start(&sls_to_file(&scratch, "first", &endpoint, &format!("\"{LOGSTORE}\""), ""));
-    let first_expected: Vec<String> = (0..2).flat_map(|shard| flattened(&demo_groups(&first, LOGSTORE, shard))).collect();
+    let first_expected: Vec<String> =
+        (0..2).flat_map(|shard| flattened(&demo_groups(&first, LOGSTORE, shard))).collect();
     wait_until_delivered(&scratch.path("first.ndjson"), first_expected.len()).await;
     run.signal("TERM");
     assert_eq!(run.wait_exit().await, 0, "{}", run.stderr());
     for shard in 0..2 {
         let end = control.cursor(PROJECT, LOGSTORE, shard, CursorPosition::End).unwrap();
-        assert_eq!(control.checkpoint(PROJECT, LOGSTORE, GROUP, shard).unwrap(), Some(end), "shutdown commits every shard");
+        assert_eq!(
+            control.checkpoint(PROJECT, LOGSTORE, GROUP, shard).unwrap(),
+            Some(end),
+            "shutdown commits every shard"
+        );
     }
     assert_eq!(sorted(delivered(&scratch.path("first.ndjson"))), sorted(first_expected));
 
@@ -397,14 +444,23 @@ async fn with_a_sink_that_keeps_failing_the_server_checkpoint_never_moves() {
     let topology = RunningTopology::start(pipeline, Telemetry::default());
     // 100 events in the logstore: three times that means every shard was
     // read, failed and read again at least twice.
-    wait_for("the data to be read again after failures", || (received.load(Ordering::SeqCst) >= 300).then_some(())).await;
+    wait_for("the data to be read again after failures", || (received.load(Ordering::SeqCst) >= 300).then_some(()))
+        .await;
     for shard in 0..2 {
-        assert_eq!(control.checkpoint(PROJECT, LOGSTORE, GROUP, shard).unwrap(), None, "shard {shard} was committed past undelivered data");
+        assert_eq!(
+            control.checkpoint(PROJECT, LOGSTORE, GROUP, shard).unwrap(),
+            None,
+            "shard {shard} was committed past undelivered data"
+        );
     }
     let report = topology.stop(Duration::from_secs(10)).await;
     assert!(report.is_clean(), "{report:?}");
     for shard in 0..2 {
-        assert_eq!(control.checkpoint(PROJECT, LOGSTORE, GROUP, shard).unwrap(), None, "shutdown committed past undelivered data");
+        assert_eq!(
+            control.checkpoint(PROJECT, LOGSTORE, GROUP, shard).unwrap(),
+            None,
+            "shutdown committed past undelivered data"
+        );
     }
     assert_eq!(control.stats().checkpoint_updates, 0);
 }
@@ -415,7 +471,8 @@ async fn a_split_parent_is_read_to_its_end_committed_and_released_before_its_chi
     let emulator = emulator(&[(LOGSTORE, 1)], Some(parent_data)).await;
     let control = emulator.control();
     let scratch = Scratch::new();
-    let mut pipe = start(&sls_to_file(&scratch, "out", &emulator.endpoint(), &format!("\"{LOGSTORE}\""), "ordered = true"));
+    let mut pipe =
+        start(&sls_to_file(&scratch, "out", &emulator.endpoint(), &format!("\"{LOGSTORE}\""), "ordered = true"));
     let out = scratch.path("out.ndjson");
     wait_until_delivered(&out, 1).await;
 
@@ -433,7 +490,11 @@ async fn a_split_parent_is_read_to_its_end_committed_and_released_before_its_chi
     wait_until_delivered(&out, parent_lines.len() + child_lines.len()).await;
 
     let end = control.cursor(PROJECT, LOGSTORE, 0, CursorPosition::End).unwrap();
-    assert_eq!(control.checkpoint(PROJECT, LOGSTORE, GROUP, 0).unwrap(), Some(end), "the parent's end cursor is committed");
+    assert_eq!(
+        control.checkpoint(PROJECT, LOGSTORE, GROUP, 0).unwrap(),
+        Some(end),
+        "the parent's end cursor is committed"
+    );
     let group = control.consumer_group(PROJECT, LOGSTORE, GROUP).unwrap();
     let parent_state = group.shards.iter().find(|shard| shard.shard == 0).map(|shard| shard.state.clone());
     assert_eq!(parent_state.as_deref(), Some("over"));
@@ -484,8 +545,15 @@ async fn corrupt_bodies_are_counted_and_pulled_again_without_loss() {
     let out = scratch.path("out.ndjson");
     wait_until_delivered(&out, expected.len()).await;
     wait_for_metric(&pipe, "pipe_sls_retries_total", &["error_code=\"InvalidLz4Body\""], |count| count == 2.0).await;
-    wait_for_metric(&pipe, "pipe_sls_retries_total", &["error_code=\"InvalidProtobufBody\""], |count| count == 2.0).await;
-    wait_for_metric(&pipe, "pipe_component_errors_total", &["component_id=\"sls\"", "error_type=\"parse_failed\""], |count| count == 4.0).await;
+    wait_for_metric(&pipe, "pipe_sls_retries_total", &["error_code=\"InvalidProtobufBody\""], |count| count == 2.0)
+        .await;
+    wait_for_metric(
+        &pipe,
+        "pipe_component_errors_total",
+        &["component_id=\"sls\"", "error_type=\"parse_failed\""],
+        |count| count == 4.0,
+    )
+    .await;
     pipe.signal("INT");
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
     assert_eq!(sorted(delivered(&out)), sorted(expected));
@@ -546,5 +614,8 @@ async fn bad_credentials_fail_the_source_on_health_and_commit_nothing() {
     assert!(stderr.contains("refused the credentials"), "{stderr}");
     assert!(!stderr.contains(wrong_secret), "the secret leaked into the log");
     assert_eq!(control.stats().checkpoint_updates, 0);
-    assert!(control.checkpoints(PROJECT, LOGSTORE, GROUP).map(|all| all.iter().all(|entry| entry.checkpoint.is_empty())).unwrap_or(true));
+    assert!(control
+        .checkpoints(PROJECT, LOGSTORE, GROUP)
+        .map(|all| all.iter().all(|entry| entry.checkpoint.is_empty()))
+        .unwrap_or(true));
 }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, DATE, HOST};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, DATE, HOST,
+};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -68,7 +70,8 @@ impl Endpoint {
             return Err(format!("{text:?} has no host; write it like \"https://cn-hangzhou.log.aliyuncs.com\" or \"http://127.0.0.1:8080\""));
         }
         let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-            let (address, after) = inner.split_once(']').ok_or_else(|| format!("{text:?}: the IPv6 address lacks its closing ']'"))?;
+            let (address, after) =
+                inner.split_once(']').ok_or_else(|| format!("{text:?}: the IPv6 address lacks its closing ']'"))?;
             let port = match after.strip_prefix(':') {
                 Some(port) => Some(port),
                 None if after.is_empty() => None,
@@ -82,7 +85,9 @@ impl Endpoint {
             }
         };
         let port = port
-            .map(|port| port.parse::<u16>().map_err(|_| format!("{text:?}: the port {port:?} is not a number from 1 to 65535")))
+            .map(|port| {
+                port.parse::<u16>().map_err(|_| format!("{text:?}: the port {port:?} is not a number from 1 to 65535"))
+            })
             .transpose()?;
         if host.is_empty() || host.contains(['@', '?', '#', ' ']) {
             return Err(format!("{text:?}: {host:?} is not a host name"));
@@ -179,7 +184,12 @@ pub fn classify(status: u16, code: &str) -> ErrorClass {
         ErrorClass::Clock
     } else if is("InvalidCursor") {
         ErrorClass::InvalidCursor
-    } else if is("ConsumerNotMatch") || is("ConsumerNotExist") || is("ConsumerNotExsit") || is("ShardNotExist") || is("ShardNotExsit") {
+    } else if is("ConsumerNotMatch")
+        || is("ConsumerNotExist")
+        || is("ConsumerNotExsit")
+        || is("ShardNotExist")
+        || is("ShardNotExsit")
+    {
         ErrorClass::NotOwned
     } else if is("ConsumerGroupNotExist") {
         ErrorClass::GroupMissing
@@ -285,7 +295,12 @@ struct ClientInner {
 }
 
 impl SlsClient {
-    pub fn new(endpoint: &Endpoint, project: &str, credentials: Credentials, request_timeout: Duration) -> Result<SlsClient, String> {
+    pub fn new(
+        endpoint: &Endpoint,
+        project: &str,
+        credentials: Credentials,
+        request_timeout: Duration,
+    ) -> Result<SlsClient, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout.min(MAX_CONNECT_TIMEOUT))
@@ -302,7 +317,9 @@ impl SlsClient {
         } else {
             None
         };
-        Ok(SlsClient { inner: Arc::new(ClientInner { http, base_url: endpoint.base_url(project), host_header, credentials }) })
+        Ok(SlsClient {
+            inner: Arc::new(ClientInner { http, base_url: endpoint.base_url(project), host_header, credentials }),
+        })
     }
 
     pub async fn list_shards(&self, logstore: &str) -> Result<Vec<ShardInfo>, RequestError> {
@@ -324,20 +341,32 @@ impl SlsClient {
         Ok(body.cursor)
     }
 
-    pub async fn pull_logs(&self, logstore: &str, shard: u32, cursor: &str, count: u32) -> Result<PullResponse, RequestError> {
+    pub async fn pull_logs(
+        &self,
+        logstore: &str,
+        shard: u32,
+        cursor: &str,
+        count: u32,
+    ) -> Result<PullResponse, RequestError> {
         const API: &str = "PullLogs";
         let path = format!("/logstores/{logstore}/shards/{shard}");
         let count = count.to_string();
-        let response = self.send(API, Method::GET, &path, &[("type", "log"), ("cursor", cursor), ("count", &count)], None, true).await?;
+        let response = self
+            .send(API, Method::GET, &path, &[("type", "log"), ("cursor", cursor), ("count", &count)], None, true)
+            .await?;
         let headers = response.headers();
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
-        let missing = |name: &str| RequestError::BadResponse { api: API, reason: format!("the {name} header is missing or not a number") };
+        let missing = |name: &str| RequestError::BadResponse {
+            api: API,
+            reason: format!("the {name} header is missing or not a number"),
+        };
         let next_cursor = match header("x-log-cursor") {
             Some(next) if !next.is_empty() => next.to_string(),
             Some(_) => cursor.to_string(),
             None => return Err(missing("x-log-cursor")),
         };
-        let log_group_count = header("x-log-count").and_then(|value| value.parse().ok()).ok_or_else(|| missing("x-log-count"))?;
+        let log_group_count =
+            header("x-log-count").and_then(|value| value.parse().ok()).ok_or_else(|| missing("x-log-count"))?;
         let raw_size = header("x-log-bodyrawsize").and_then(|value| value.parse().ok());
         let compression = Compression::from_header(header("x-log-compresstype"));
         let end_of_cursor = header("x-log-end-of-cursor") == Some("1");
@@ -350,20 +379,38 @@ impl SlsClient {
         Ok(PullResponse { next_cursor, log_group_count, raw_size, compression, end_of_cursor, body })
     }
 
-    pub async fn create_consumer_group(&self, logstore: &str, group: &str, timeout: Duration, ordered: bool) -> Result<(), RequestError> {
+    pub async fn create_consumer_group(
+        &self,
+        logstore: &str,
+        group: &str,
+        timeout: Duration,
+        ordered: bool,
+    ) -> Result<(), RequestError> {
         let body = serde_json::json!({"consumerGroup": group, "timeout": timeout.as_secs(), "order": ordered});
         let path = format!("/logstores/{logstore}/consumergroups");
         self.send("CreateConsumerGroup", Method::POST, &path, &[], Some(json_bytes(&body)), false).await.map(drop)
     }
 
-    pub async fn update_consumer_group(&self, logstore: &str, group: &str, timeout: Duration, ordered: bool) -> Result<(), RequestError> {
+    pub async fn update_consumer_group(
+        &self,
+        logstore: &str,
+        group: &str,
+        timeout: Duration,
+        ordered: bool,
+    ) -> Result<(), RequestError> {
         let body = serde_json::json!({"order": ordered, "timeout": timeout.as_secs()});
         let path = format!("/logstores/{logstore}/consumergroups/{group}");
         self.send("UpdateConsumerGroup", Method::PUT, &path, &[], Some(json_bytes(&body)), false).await.map(drop)
     }
 
     /// Reports the shards held and answers the shards assigned.
-    pub async fn heartbeat(&self, logstore: &str, group: &str, consumer: &str, held: &[u32]) -> Result<Vec<u32>, RequestError> {
+    pub async fn heartbeat(
+        &self,
+        logstore: &str,
+        group: &str,
+        consumer: &str,
+        held: &[u32],
+    ) -> Result<Vec<u32>, RequestError> {
         const API: &str = "ConsumerGroupHeartBeat";
         let path = format!("/logstores/{logstore}/consumergroups/{group}");
         let query = [("type", "heartbeat"), ("consumer", consumer)];
@@ -372,13 +419,22 @@ impl SlsClient {
     }
 
     /// The group's checkpoint for `shard`; `None` when never committed.
-    pub async fn get_checkpoint(&self, logstore: &str, group: &str, shard: u32) -> Result<Option<String>, RequestError> {
+    pub async fn get_checkpoint(
+        &self,
+        logstore: &str,
+        group: &str,
+        shard: u32,
+    ) -> Result<Option<String>, RequestError> {
         const API: &str = "GetCheckPoint";
         let path = format!("/logstores/{logstore}/consumergroups/{group}");
         let shard_text = shard.to_string();
         let response = self.send(API, Method::GET, &path, &[("shard", &shard_text)], None, false).await?;
         let entries: Vec<CheckpointEntry> = json_body(API, response).await?;
-        Ok(entries.into_iter().find(|entry| entry.shard == shard).map(|entry| entry.checkpoint).filter(|checkpoint| !checkpoint.is_empty()))
+        Ok(entries
+            .into_iter()
+            .find(|entry| entry.shard == shard)
+            .map(|entry| entry.checkpoint)
+            .filter(|checkpoint| !checkpoint.is_empty()))
     }
 
     /// Stores `cursor` as the group's checkpoint for `shard`. With
@@ -395,8 +451,14 @@ impl SlsClient {
     ) -> Result<(), RequestError> {
         let path = format!("/logstores/{logstore}/consumergroups/{group}");
         let body = serde_json::json!({"shard": shard, "checkpoint": cursor});
-        let query = [("type", "checkpoint"), ("consumer", consumer), ("forceSuccess", if force_success { "true" } else { "false" })];
-        self.send("ConsumerGroupUpdateCheckPoint", Method::POST, &path, &query, Some(json_bytes(&body)), false).await.map(drop)
+        let query = [
+            ("type", "checkpoint"),
+            ("consumer", consumer),
+            ("forceSuccess", if force_success { "true" } else { "false" }),
+        ];
+        self.send("ConsumerGroupUpdateCheckPoint", Method::POST, &path, &query, Some(json_bytes(&body)), false)
+            .await
+            .map(drop)
     }
 
     /// Signs and sends one request; answers the response when it is HTTP 200.
@@ -410,8 +472,9 @@ impl SlsClient {
         protobuf: bool,
     ) -> Result<reqwest::Response, RequestError> {
         let inner = &*self.inner;
-        let mut url = reqwest::Url::parse(&format!("{}{path}", inner.base_url))
-            .map_err(|error| RequestError::BadResponse { api, reason: format!("cannot build the request URL: {error}") })?;
+        let mut url = reqwest::Url::parse(&format!("{}{path}", inner.base_url)).map_err(|error| {
+            RequestError::BadResponse { api, reason: format!("cannot build the request URL: {error}") }
+        })?;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query.iter().copied());
         }
@@ -420,19 +483,33 @@ impl SlsClient {
         let content_md5 = json_body.as_deref().map(signing::content_md5).unwrap_or_default();
         let content_type = if json_body.is_some() { JSON } else { "" };
         let token = inner.credentials.security_token.as_ref().map(Secret::expose);
-        let mut log_headers: Vec<(&str, &str)> =
-            vec![("x-log-apiversion", API_VERSION), ("x-log-bodyrawsize", &body_size), ("x-log-signaturemethod", SIGNATURE_METHOD)];
+        let mut log_headers: Vec<(&str, &str)> = vec![
+            ("x-log-apiversion", API_VERSION),
+            ("x-log-bodyrawsize", &body_size),
+            ("x-log-signaturemethod", SIGNATURE_METHOD),
+        ];
         if let Some(token) = token {
             log_headers.push(("x-acs-security-token", token));
         }
         let authorization = signing::authorization(
             &inner.credentials.access_key_id,
             &inner.credentials.access_key_secret,
-            &SigningInput { method: method.as_str(), content_md5: &content_md5, content_type, date: &date, log_headers: &log_headers, path, query },
+            &SigningInput {
+                method: method.as_str(),
+                content_md5: &content_md5,
+                content_type,
+                date: &date,
+                log_headers: &log_headers,
+                path,
+                query,
+            },
         );
 
         let mut headers = HeaderMap::with_capacity(12);
-        let invalid = |name: &str| RequestError::BadResponse { api, reason: format!("the {name} header value is not valid HTTP") };
+        let invalid = |name: &str| RequestError::BadResponse {
+            api,
+            reason: format!("the {name} header value is not valid HTTP"),
+        };
         for (name, value) in &log_headers {
             let value = HeaderValue::from_str(value).map_err(|_| invalid(name))?;
             headers.insert(HeaderName::from_static(name), value);
@@ -446,7 +523,10 @@ impl SlsClient {
         }
         if json_body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-            headers.insert(HeaderName::from_static("content-md5"), HeaderValue::from_str(&content_md5).map_err(|_| invalid("Content-MD5"))?);
+            headers.insert(
+                HeaderName::from_static("content-md5"),
+                HeaderValue::from_str(&content_md5).map_err(|_| invalid("Content-MD5"))?,
+            );
         }
         if protobuf {
             headers.insert(ACCEPT, HeaderValue::from_static("application/x-protobuf"));
@@ -456,12 +536,18 @@ impl SlsClient {
         if let Some(body) = json_body {
             request = request.body(body);
         }
-        let response = request.send().await.map_err(|error| RequestError::Transport { api, error: error.without_url() })?;
+        let response =
+            request.send().await.map_err(|error| RequestError::Transport { api, error: error.without_url() })?;
         if response.status() == StatusCode::OK {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let request_id = response.headers().get("x-log-requestid").and_then(|value| value.to_str().ok()).unwrap_or("none").to_string();
+        let request_id = response
+            .headers()
+            .get("x-log-requestid")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
         let body = response.bytes().await.unwrap_or_default();
         let (code, message) = match serde_json::from_slice::<ServiceErrorBody>(&body) {
             Ok(parsed) => (parsed.error_code, parsed.error_message),
@@ -476,9 +562,13 @@ fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(api: &'static str, response: reqwest::Response) -> Result<T, RequestError> {
+async fn json_body<T: serde::de::DeserializeOwned>(
+    api: &'static str,
+    response: reqwest::Response,
+) -> Result<T, RequestError> {
     let body = response.bytes().await.map_err(|error| RequestError::Transport { api, error })?;
-    serde_json::from_slice(&body).map_err(|error| RequestError::BadResponse { api, reason: format!("the JSON body does not parse: {error}") })
+    serde_json::from_slice(&body)
+        .map_err(|error| RequestError::BadResponse { api, reason: format!("the JSON body does not parse: {error}") })
 }
 
 #[cfg(test)]
@@ -488,7 +578,10 @@ mod tests {
     #[test]
     fn endpoints_choose_direct_mode_for_addresses_and_localhost() {
         let region = Endpoint::parse("https://cn-hangzhou.log.aliyuncs.com").unwrap();
-        assert_eq!(region, Endpoint { https: true, host: "cn-hangzhou.log.aliyuncs.com".into(), port: None, direct: false });
+        assert_eq!(
+            region,
+            Endpoint { https: true, host: "cn-hangzhou.log.aliyuncs.com".into(), port: None, direct: false }
+        );
         assert_eq!(region.base_url("proj"), "https://proj.cn-hangzhou.log.aliyuncs.com");
         let ip = Endpoint::parse("http://127.0.0.1:18080/").unwrap();
         assert!(ip.direct);

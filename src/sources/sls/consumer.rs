@@ -12,6 +12,7 @@
 //!   next heartbeat goes out at once so the next owner gets it promptly;
 //! - a shard assigned again while its old worker is still releasing starts
 //!   after that worker ends, so one shard never has two pullers.
+//!
 //! ListShards runs with every heartbeat to learn which shards are read-only
 //! (split parents), which workers read to their end and then finish.
 //!
@@ -74,13 +75,16 @@ impl LogstoreMetrics {
         }
         LogstoreMetrics {
             pulled_log_groups: component.counter("pipe_sls_pulled_log_groups_total", &with(logstore, &[])),
-            pulled_bytes_compressed: component.counter("pipe_sls_pulled_bytes_total", &with(logstore, &[("encoding", "compressed")])),
+            pulled_bytes_compressed: component
+                .counter("pipe_sls_pulled_bytes_total", &with(logstore, &[("encoding", "compressed")])),
             pulled_bytes_raw: component.counter("pipe_sls_pulled_bytes_total", &with(logstore, &[("encoding", "raw")])),
             heartbeats_ok: component.counter("pipe_sls_heartbeats_total", &with(logstore, &[("result", "ok")])),
             heartbeats_error: component.counter("pipe_sls_heartbeats_total", &with(logstore, &[("result", "error")])),
             commits_ok: component.counter("pipe_sls_checkpoint_commits_total", &with(logstore, &[("result", "ok")])),
-            commits_refused: component.counter("pipe_sls_checkpoint_commits_total", &with(logstore, &[("result", "refused")])),
-            commits_error: component.counter("pipe_sls_checkpoint_commits_total", &with(logstore, &[("result", "error")])),
+            commits_refused: component
+                .counter("pipe_sls_checkpoint_commits_total", &with(logstore, &[("result", "refused")])),
+            commits_error: component
+                .counter("pipe_sls_checkpoint_commits_total", &with(logstore, &[("result", "error")])),
             assigned_shards: component.gauge("pipe_sls_assigned_shards", &with(logstore, &[])),
             cursor_resets: component.counter("pipe_sls_cursor_resets_total", &with(logstore, &[])),
             delivery_failed: component.errors("delivery_failed", "sending"),
@@ -93,7 +97,9 @@ impl LogstoreMetrics {
     /// Counts one retried request under its error code. Codes come from the
     /// service, so the handle is looked up on this (error) path only.
     pub fn retry(&self, code: &str) {
-        self.component.counter("pipe_sls_retries_total", &[("logstore", &self.logstore), ("error_code", code)]).increment(1);
+        self.component
+            .counter("pipe_sls_retries_total", &[("logstore", &self.logstore), ("error_code", code)])
+            .increment(1);
     }
 }
 
@@ -145,11 +151,15 @@ impl LogstoreContext {
     pub fn fatal(&self, error: &RequestError) -> Option<SlsSourceError> {
         let detail = error.to_string();
         match error.class() {
-            ErrorClass::Credentials => Some(SlsSourceError::Credentials { project: self.settings.project.clone(), detail }),
-            ErrorClass::Clock => Some(SlsSourceError::Clock { detail }),
-            ErrorClass::Configuration => {
-                Some(SlsSourceError::Configuration { project: self.settings.project.clone(), logstore: self.logstore.clone(), detail })
+            ErrorClass::Credentials => {
+                Some(SlsSourceError::Credentials { project: self.settings.project.clone(), detail })
             }
+            ErrorClass::Clock => Some(SlsSourceError::Clock { detail }),
+            ErrorClass::Configuration => Some(SlsSourceError::Configuration {
+                project: self.settings.project.clone(),
+                logstore: self.logstore.clone(),
+                detail,
+            }),
             _ => None,
         }
     }
@@ -397,9 +407,20 @@ async fn ensure_group(cx: &LogstoreContext) -> Result<bool, SlsSourceError> {
     let mut backoff = Backoff::new(INITIAL_RETRY_BACKOFF, settings.heartbeat_interval);
     loop {
         let attempt = async {
-            match cx.client.create_consumer_group(&cx.logstore, &settings.consumer_group, settings.group_timeout, settings.ordered).await {
+            match cx
+                .client
+                .create_consumer_group(&cx.logstore, &settings.consumer_group, settings.group_timeout, settings.ordered)
+                .await
+            {
                 Err(error) if error.class() == ErrorClass::GroupExists => {
-                    cx.client.update_consumer_group(&cx.logstore, &settings.consumer_group, settings.group_timeout, settings.ordered).await
+                    cx.client
+                        .update_consumer_group(
+                            &cx.logstore,
+                            &settings.consumer_group,
+                            settings.group_timeout,
+                            settings.ordered,
+                        )
+                        .await
                 }
                 other => other,
             }

@@ -220,7 +220,9 @@ pub(crate) struct SlsSettings {
 /// Names SLS accepts for logstores and consumer groups (and nothing that
 /// could change the request path).
 fn check_name(key: &str, name: &str) -> Result<(), BuildError> {
-    let valid = !name.is_empty() && name.len() <= 128 && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
     if valid {
         Ok(())
     } else {
@@ -234,11 +236,15 @@ impl SlsSourceConfig {
     }
 
     pub(crate) fn settings(&self) -> Result<SlsSettings, BuildError> {
-        let endpoint = Endpoint::parse(&self.endpoint).map_err(|reason| BuildError::new(format!("\"endpoint\": {reason}")))?;
-        let project_valid =
-            !self.project.is_empty() && self.project.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+        let endpoint =
+            Endpoint::parse(&self.endpoint).map_err(|reason| BuildError::new(format!("\"endpoint\": {reason}")))?;
+        let project_valid = !self.project.is_empty()
+            && self.project.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
         if !project_valid {
-            return Err(BuildError::new(format!("\"project\" {:?} is not a valid SLS project name; use lowercase letters, digits and '-'", self.project)));
+            return Err(BuildError::new(format!(
+                "\"project\" {:?} is not a valid SLS project name; use lowercase letters, digits and '-'",
+                self.project
+            )));
         }
         let logstores = self.logstores.names();
         if logstores.is_empty() {
@@ -247,20 +253,26 @@ impl SlsSourceConfig {
         for (index, logstore) in logstores.iter().enumerate() {
             check_name("\"logstores\":", logstore)?;
             if logstores[..index].contains(logstore) {
-                return Err(BuildError::new(format!("\"logstores\" lists {logstore:?} twice; list each logstore once")));
+                return Err(BuildError::new(format!(
+                    "\"logstores\" lists {logstore:?} twice; list each logstore once"
+                )));
             }
         }
         check_name("\"consumer_group\"", &self.consumer_group)?;
         if let Some(name) = &self.consumer_name {
             if name.trim().is_empty() {
-                return Err(BuildError::new("\"consumer_name\" is empty; remove it to use GROUP-HOSTNAME-PID, or name this consumer"));
+                return Err(BuildError::new(
+                    "\"consumer_name\" is empty; remove it to use GROUP-HOSTNAME-PID, or name this consumer",
+                ));
             }
         }
         if self.access_key_id.trim().is_empty() {
             return Err(BuildError::new("\"access_key_id\" is empty; set it (for example from ${SLS_ACCESS_KEY_ID})"));
         }
         if self.access_key_secret.expose().is_empty() {
-            return Err(BuildError::new("\"access_key_secret\" is empty; set it (for example from ${SLS_ACCESS_KEY_SECRET})"));
+            return Err(BuildError::new(
+                "\"access_key_secret\" is empty; set it (for example from ${SLS_ACCESS_KEY_SECRET})",
+            ));
         }
         for (key, value) in [
             ("heartbeat_interval", self.heartbeat_interval),
@@ -338,9 +350,15 @@ impl SlsSource {
         let settings = self.settings;
         let lag_gauges = cx.lag_gauges();
         let SourceContext { id, output, shutdown, health, metrics, acks_pending, .. } = cx;
-        let client = SlsClient::new(&settings.endpoint, &settings.project, settings.credentials.clone(), settings.request_timeout)
-            .map_err(|reason| ComponentError::new(SlsSourceError::Client(reason).to_string()))?;
-        let consumer_name = settings.consumer_name.clone().unwrap_or_else(|| default_consumer_name(&settings.consumer_group));
+        let client = SlsClient::new(
+            &settings.endpoint,
+            &settings.project,
+            settings.credentials.clone(),
+            settings.request_timeout,
+        )
+        .map_err(|reason| ComponentError::new(SlsSourceError::Client(reason).to_string()))?;
+        let consumer_name =
+            settings.consumer_name.clone().unwrap_or_else(|| default_consumer_name(&settings.consumer_group));
         tracing::info!(source = %id, consumer = %consumer_name, group = %settings.consumer_group, logstores = ?settings.logstores, "joining the SLS consumer group");
         // Tripped by the first fatal error: every task stops at once and
         // nothing more is committed.
@@ -456,7 +474,12 @@ mod tests {
         assert_eq!(settings.group_timeout, Duration::from_secs(2));
         assert!(settings.ordered && !settings.endpoint.direct && settings.endpoint.https);
         assert_eq!(settings.credentials.security_token.as_ref().map(Secret::expose), Some("sts"));
-        assert_eq!(parse(&MINIMAL.replace("logstores = \"app\"", "logstores = \"app\"\nstart_position = \"end\"")).unwrap().start_position, StartPosition::End);
+        assert_eq!(
+            parse(&MINIMAL.replace("logstores = \"app\"", "logstores = \"app\"\nstart_position = \"end\""))
+                .unwrap()
+                .start_position,
+            StartPosition::End
+        );
     }
 
     #[test]
@@ -470,7 +493,11 @@ mod tests {
             ("consumer_group = \"pipe\"", "consumer_group = \"\"", "\"consumer_group\""),
             ("access_key_secret = \"secret\"", "access_key_secret = \"\"", "\"access_key_secret\""),
             ("logstores = \"app\"", "logstores = \"app\"\nstart_position = \"yesterday\"", "start_position"),
-            ("logstores = \"app\"", "logstores = \"app\"\nmax_log_groups_per_fetch = 1001", "\"max_log_groups_per_fetch\""),
+            (
+                "logstores = \"app\"",
+                "logstores = \"app\"\nmax_log_groups_per_fetch = 1001",
+                "\"max_log_groups_per_fetch\"",
+            ),
             ("logstores = \"app\"", "logstores = \"app\"\nfetch_interval = \"0s\"", "\"fetch_interval\""),
             ("logstores = \"app\"", "logstores = \"app\"\nheartbeat_interval = \"100ms\"", "\"heartbeat_interval\""),
         ];
@@ -497,7 +524,8 @@ mod tests {
 
     #[test]
     fn fatal_errors_say_what_to_fix() {
-        let credentials = SlsSourceError::Credentials { project: "p".into(), detail: "Unauthorized".into() }.to_string();
+        let credentials =
+            SlsSourceError::Credentials { project: "p".into(), detail: "Unauthorized".into() }.to_string();
         assert!(credentials.contains("credentials") && credentials.contains("access_key_secret"), "{credentials}");
         let clock = SlsSourceError::Clock { detail: "RequestTimeExpired".into() }.to_string();
         assert!(clock.contains("clock"), "{clock}");

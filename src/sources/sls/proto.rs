@@ -1,14 +1,19 @@
 //! The PullLogs body: LZ4 block decompression, protobuf decoding and the
 //! SDK's flattening of log groups into events.
 //!
-//! Messages are written by hand for `prost` with the field numbers of the
-//! service's `log.proto` (proto2). Every string field is declared `bytes`
-//! (wire-compatible) as `bytes::Bytes`, so decoding the decompressed buffer
-//! copies no text: each key and value is a slice of that one buffer, and a
-//! value becomes a `Str` over the same slice when it is valid UTF-8 (invalid
-//! sequences are replaced, which copies only that value). Keys are
-//! `KeyString`s, stored inline when short. Fields 2 (`Reserved`) and 5
-//! (`MachineUUID`) of a log group are skipped.
+//! `LogGroupList`, `LogGroup` and `LogTag` are `prost` messages with the
+//! field numbers of the service's `log.proto` (proto2). Every string field is
+//! declared `bytes` (wire-compatible) as `bytes::Bytes`, so decoding the
+//! decompressed buffer copies no text: each one is a slice of that buffer.
+//! The innermost message, `Log` (`1: time`, `2: Content {1: key, 2:
+//! value}`, `4: time_ns` fixed32), is kept as its encoded bytes and walked by
+//! hand while its event is built: keys are read in place into `KeyString`s
+//! (inline when short) and each value becomes a `Str` over a slice of the
+//! buffer (no copy when it is valid UTF-8; invalid sequences are replaced,
+//! copying only that value). That skips a per-log `Vec` of contents and a
+//! reference count per key, which were most of the decode cost. Fields 2
+//! (`Reserved`) and 5 (`MachineUUID`) of a group, and unknown fields of a
+//! log, are skipped.
 //!
 //! Flattening follows the Python SDK's `loggroups_to_flattern_list`: one
 //! event per log with `__time__` (integer), `__topic__`, `__source__`,
@@ -19,15 +24,19 @@
 //! time (`DemoLog::raw_size` counts the same way).
 //!
 //! Guarantees: malformed input (a bad LZ4 block, a size that does not match,
-//! bad protobuf, a group count that differs from `x-log-count`) is a
-//! `BodyError`, never a panic. Never does IO.
+//! bad protobuf at any level, a group count that differs from `x-log-count`)
+//! is a `BodyError`, never a panic, and a pull that fails to flatten adds no
+//! events. Never does IO.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
 
-use crate::event::{object_map_with_capacity, BatchNotifier, EventFinalizer, EventMetadata, KeyString, LogEvent, Str, Value};
+use crate::event::{
+    object_map_with_capacity, BatchNotifier, EventFinalizer, EventFinalizers, EventMetadata, KeyString, LogEvent, Str,
+    Value,
+};
 
 /// Refuse to allocate more than this for one decompressed body. The service
 /// sends at most 1000 log groups of at most 5 MB each per pull, so a larger
@@ -41,37 +50,20 @@ pub struct LogGroupList {
     pub log_groups: Vec<LogGroup>,
 }
 
-/// Logs sharing one topic, source and tag set.
+/// Logs sharing one topic, source and tag set. Each log is kept as its
+/// encoded `Log` message (a length-delimited field is wire-compatible with
+/// `bytes`) and walked by `flatten_log_groups` straight into an event, so no
+/// per-log structure is built and thrown away.
 #[derive(Clone, PartialEq, Message)]
 pub struct LogGroup {
-    #[prost(message, repeated, tag = "1")]
-    pub logs: Vec<Log>,
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub logs: Vec<Bytes>,
     #[prost(bytes = "bytes", optional, tag = "3")]
     pub topic: Option<Bytes>,
     #[prost(bytes = "bytes", optional, tag = "4")]
     pub source: Option<Bytes>,
     #[prost(message, repeated, tag = "6")]
     pub log_tags: Vec<LogTag>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Log {
-    /// Unix seconds.
-    #[prost(uint32, required, tag = "1")]
-    pub time: u32,
-    #[prost(message, repeated, tag = "2")]
-    pub contents: Vec<LogContent>,
-    /// Nanoseconds within the second.
-    #[prost(fixed32, optional, tag = "4")]
-    pub time_ns: Option<u32>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct LogContent {
-    #[prost(bytes = "bytes", required, tag = "1")]
-    pub key: Bytes,
-    #[prost(bytes = "bytes", required, tag = "2")]
-    pub value: Bytes,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -123,7 +115,9 @@ impl BodyError {
     /// The `error_code` label under which the retry is counted.
     pub fn code(&self) -> &'static str {
         match self {
-            BodyError::Lz4 { .. } | BodyError::RawSizeTooLarge { .. } | BodyError::RawSizeMismatch { .. } => "InvalidLz4Body",
+            BodyError::Lz4 { .. } | BodyError::RawSizeTooLarge { .. } | BodyError::RawSizeMismatch { .. } => {
+                "InvalidLz4Body"
+            }
             BodyError::UnsupportedCompression(_) => "UnsupportedCompression",
             BodyError::Protobuf(_) | BodyError::CountMismatch { .. } => "InvalidProtobufBody",
         }
@@ -147,7 +141,8 @@ pub fn decompress(body: Bytes, compression: &Compression, raw_size: usize) -> Re
                 // The SDKs skip decompression of empty pulls; so does this.
                 return Ok(Bytes::new());
             }
-            let raw = lz4_flex::block::decompress(&body, raw_size).map_err(|error| BodyError::Lz4 { raw_size, reason: error.to_string() })?;
+            let raw = lz4_flex::block::decompress(&body, raw_size)
+                .map_err(|error| BodyError::Lz4 { raw_size, reason: error.to_string() })?;
             if raw.len() != raw_size {
                 return Err(BodyError::RawSizeMismatch { announced: raw_size, actual: raw.len() });
             }
@@ -163,7 +158,12 @@ pub fn decode_log_group_list(raw: Bytes) -> Result<LogGroupList, BodyError> {
 }
 
 /// Decompresses and decodes a pull body, checking the announced group count.
-pub fn decode_pull_body(body: Bytes, compression: &Compression, raw_size: usize, announced_groups: usize) -> Result<LogGroupList, BodyError> {
+pub fn decode_pull_body(
+    body: Bytes,
+    compression: &Compression,
+    raw_size: usize,
+    announced_groups: usize,
+) -> Result<LogGroupList, BodyError> {
     let list = decode_log_group_list(decompress(body, compression, raw_size)?)?;
     if list.log_groups.len() != announced_groups {
         return Err(BodyError::CountMismatch { announced: announced_groups, decoded: list.log_groups.len() });
@@ -177,71 +177,195 @@ pub struct FlattenSummary {
     pub log_groups: usize,
     /// Sum of the events' `byte_size`.
     pub raw_bytes: usize,
+    /// Server receive time (unix seconds) of the last non-empty log group:
+    /// its `__receive_time__` tag, else the time of its last log.
+    pub last_receive_time: Option<u32>,
 }
 
 const RECEIVE_TIME_TAG: &[u8] = b"__receive_time__";
 
-/// Server receive time (unix seconds) of the last non-empty log group: its
-/// `__receive_time__` tag, else the time of its last log.
-pub fn last_receive_time(list: &LogGroupList) -> Option<u32> {
-    let group = list.log_groups.iter().rev().find(|group| !group.logs.is_empty())?;
-    let tagged = group
-        .log_tags
-        .iter()
-        .find(|tag| tag.key.as_ref() == RECEIVE_TIME_TAG)
-        .and_then(|tag| std::str::from_utf8(&tag.value).ok())
-        .and_then(|text| text.trim().parse::<u32>().ok());
-    tagged.or_else(|| group.logs.last().map(|log| log.time))
+/// The fields of one encoded `Log`: field 1 `time` (uint32), field 2
+/// `contents` (`Content { 1: key, 2: value }`), field 4 `time_ns` (fixed32).
+/// `contents` holds (key, value) byte ranges within the log's buffer.
+struct LogFields {
+    time: u32,
+    time_ns: u32,
+    contents: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+/// Reads one varint at `*position`.
+fn read_varint(bytes: &[u8], position: &mut usize) -> Result<u64, BodyError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte =
+            *bytes.get(*position).ok_or_else(|| BodyError::Protobuf("a varint runs past the end of a log".into()))?;
+        *position += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err(BodyError::Protobuf("a varint is longer than 10 bytes".into()))
+}
+
+/// Reads a length-delimited field's range at `*position`.
+fn read_length_delimited(bytes: &[u8], position: &mut usize) -> Result<std::ops::Range<usize>, BodyError> {
+    let length = usize::try_from(read_varint(bytes, position)?)
+        .map_err(|_| BodyError::Protobuf("a field length overflows".into()))?;
+    let start = *position;
+    let end = start
+        .checked_add(length)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(|| BodyError::Protobuf("a field runs past the end of its log".into()))?;
+    *position = end;
+    Ok(start..end)
+}
+
+/// Skips a field of an unknown number (forward compatibility, as protobuf
+/// decoders do).
+fn skip_field(bytes: &[u8], position: &mut usize, wire_type: u64) -> Result<(), BodyError> {
+    let skip = |position: &mut usize, width: usize| {
+        let end = position.checked_add(width).filter(|end| *end <= bytes.len());
+        end.map(|end| *position = end)
+            .ok_or_else(|| BodyError::Protobuf("a fixed-width field runs past the end of its log".into()))
+    };
+    match wire_type {
+        0 => read_varint(bytes, position).map(drop),
+        1 => skip(position, 8),
+        2 => read_length_delimited(bytes, position).map(drop),
+        5 => skip(position, 4),
+        other => Err(BodyError::Protobuf(format!("unsupported wire type {other} in a log"))),
+    }
+}
+
+/// Parses an encoded `Log`, reusing `fields.contents`.
+fn parse_log(bytes: &[u8], fields: &mut LogFields) -> Result<(), BodyError> {
+    fields.time = 0;
+    fields.time_ns = 0;
+    fields.contents.clear();
+    let mut position = 0;
+    while position < bytes.len() {
+        let key = read_varint(bytes, &mut position)?;
+        match (key >> 3, key & 7) {
+            (1, 0) => fields.time = read_varint(bytes, &mut position)? as u32,
+            (2, 2) => {
+                let content = read_length_delimited(bytes, &mut position)?;
+                let (mut key_range, mut value_range) = (content.start..content.start, content.start..content.start);
+                let mut inner = content.start;
+                while inner < content.end {
+                    let tag = read_varint(&bytes[..content.end], &mut inner)?;
+                    match (tag >> 3, tag & 7) {
+                        (1, 2) => key_range = read_length_delimited(&bytes[..content.end], &mut inner)?,
+                        (2, 2) => value_range = read_length_delimited(&bytes[..content.end], &mut inner)?,
+                        (_, wire_type) => skip_field(&bytes[..content.end], &mut inner, wire_type)?,
+                    }
+                }
+                fields.contents.push((key_range, value_range));
+            }
+            (4, 5) => {
+                let end = position + 4;
+                let word = bytes
+                    .get(position..end)
+                    .ok_or_else(|| BodyError::Protobuf("time_ns runs past the end of a log".into()))?;
+                fields.time_ns = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                position = end;
+            }
+            (_, wire_type) => skip_field(bytes, &mut position, wire_type)?,
+        }
+    }
+    Ok(())
 }
 
 /// Appends one event per log of `list` to `events`, in order, every one
 /// carrying a clone of `metadata` (source id and partition, shared `Arc`s)
-/// with its own `byte_size`, and a finalizer share of `batch` when given.
-pub fn flatten_log_groups(list: LogGroupList, metadata: &EventMetadata, batch: Option<&Arc<BatchNotifier>>, events: &mut Vec<LogEvent>) -> FlattenSummary {
+/// with its own `byte_size`. On a malformed log nothing is appended.
+pub fn flatten_log_groups(
+    list: LogGroupList,
+    metadata: &EventMetadata,
+    events: &mut Vec<LogEvent>,
+) -> Result<FlattenSummary, BodyError> {
+    let first_new_event = events.len();
+    let result = flatten_into(list, metadata, events);
+    if result.is_err() {
+        events.truncate(first_new_event);
+    }
+    result
+}
+
+fn flatten_into(
+    list: LogGroupList,
+    metadata: &EventMetadata,
+    events: &mut Vec<LogEvent>,
+) -> Result<FlattenSummary, BodyError> {
     let mut summary = FlattenSummary::default();
     events.reserve(list.log_groups.iter().map(|group| group.logs.len()).sum());
+    let mut fields = LogFields { time: 0, time_ns: 0, contents: Vec::with_capacity(32) };
     for group in list.log_groups {
         summary.log_groups += 1;
         let topic = group.topic.map(Str::from_utf8_lossy).unwrap_or_default();
         let source = group.source.map(Str::from_utf8_lossy).unwrap_or_default();
         let mut group_bytes = topic.len() + source.len() + 4;
+        let mut tagged_receive_time = None;
         let tags: Vec<(KeyString, Str)> = group
             .log_tags
             .into_iter()
             .map(|tag| {
                 group_bytes += tag.key.len() + tag.value.len();
+                if tag.key.as_ref() == RECEIVE_TIME_TAG {
+                    tagged_receive_time =
+                        std::str::from_utf8(&tag.value).ok().and_then(|text| text.trim().parse::<u32>().ok());
+                }
                 let mut name = KeyString::const_new("__tag__:");
                 name.push_str(&String::from_utf8_lossy(&tag.key));
                 (name, Str::from_utf8_lossy(tag.value))
             })
             .collect();
-        for log in group.logs {
-            let mut fields = object_map_with_capacity(4 + tags.len() + log.contents.len());
-            fields.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(log.time)));
-            fields.insert(KeyString::const_new("__topic__"), Value::String(topic.clone()));
-            fields.insert(KeyString::const_new("__source__"), Value::String(source.clone()));
-            if let Some(nanos) = log.time_ns.filter(|nanos| *nanos != 0) {
-                fields.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(nanos)));
+        let mut last_log_time = None;
+        for log in &group.logs {
+            parse_log(log, &mut fields)?;
+            last_log_time = Some(fields.time);
+            let mut map = object_map_with_capacity(4 + tags.len() + fields.contents.len());
+            map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(fields.time)));
+            map.insert(KeyString::const_new("__topic__"), Value::String(topic.clone()));
+            map.insert(KeyString::const_new("__source__"), Value::String(source.clone()));
+            if fields.time_ns != 0 {
+                map.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(fields.time_ns)));
             }
             for (name, value) in &tags {
-                fields.insert(name.clone(), Value::String(value.clone()));
+                map.insert(name.clone(), Value::String(value.clone()));
             }
             let mut byte_size = group_bytes;
-            for content in log.contents {
-                byte_size += content.key.len() + content.value.len();
-                fields.insert(KeyString::from_utf8_lossy(&content.key), Value::String(Str::from_utf8_lossy(content.value)));
+            for (key, value) in fields.contents.drain(..) {
+                byte_size += key.len() + value.len();
+                map.insert(key_string(&log[key]), Value::String(Str::from_utf8_lossy(log.slice(value))));
             }
             summary.raw_bytes += byte_size;
             let mut event_metadata = metadata.clone();
             event_metadata.byte_size = byte_size;
-            let event = LogEvent::new(fields, event_metadata);
-            events.push(match batch {
-                Some(batch) => event.with_finalizer(EventFinalizer::new(Arc::clone(batch))),
-                None => event,
-            });
+            events.push(LogEvent::new(map, event_metadata));
+        }
+        if let Some(time) = last_log_time.map(|log_time| tagged_receive_time.unwrap_or(log_time)) {
+            summary.last_receive_time = Some(time);
         }
     }
-    summary
+    Ok(summary)
+}
+
+/// Gives every event a finalizer share of `batch`.
+pub fn attach_finalizers(events: &mut [LogEvent], batch: &Arc<BatchNotifier>) {
+    for event in events {
+        event.add_finalizers(EventFinalizers::new(EventFinalizer::new(Arc::clone(batch))));
+    }
+}
+
+/// A field name from wire bytes. Checked with the standard validator first:
+/// names are almost always valid, and `CompactString::from_utf8_lossy` walks
+/// them character by character.
+fn key_string(bytes: &[u8]) -> KeyString {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => KeyString::new(text),
+        Err(_) => KeyString::from(String::from_utf8_lossy(bytes)),
+    }
 }
 
 /// The metadata template of one pull's events: the source id, the shared
@@ -268,18 +392,57 @@ mod tests {
         batch_metadata(&Arc::from("sls"), &Arc::from("store/0"))
     }
 
+    fn varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    fn length_delimited(field: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        varint(field << 3 | 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+
+    /// An encoded `Log` with time_ns after the contents and an unknown field.
+    fn encoded_log(time: u32, time_ns: u32, contents: &[(&[u8], &[u8])]) -> Bytes {
+        let mut log = Vec::new();
+        varint(1 << 3, &mut log);
+        varint(u64::from(time), &mut log);
+        for (key, value) in contents {
+            let mut content = Vec::new();
+            length_delimited(1, key, &mut content);
+            length_delimited(2, value, &mut content);
+            length_delimited(2, &content, &mut log);
+        }
+        varint(9 << 3, &mut log);
+        varint(300, &mut log);
+        varint(4 << 3 | 5, &mut log);
+        log.extend_from_slice(&time_ns.to_le_bytes());
+        Bytes::from(log)
+    }
+
+    fn flatten(list: LogGroupList) -> Result<(Vec<LogEvent>, FlattenSummary), BodyError> {
+        let mut events = Vec::new();
+        let summary = flatten_log_groups(list, &metadata(), &mut events)?;
+        Ok((events, summary))
+    }
+
     #[test]
     fn the_reference_vector_decodes_and_flattens_in_sdk_order() {
         let raw = from_hex(VECTOR_HEX);
         assert_eq!(raw.len(), 79);
         let list = decode_pull_body(Bytes::from(raw), &Compression::None, 79, 1).unwrap();
-        assert_eq!(last_receive_time(&list), Some(1_700_000_000));
-        let mut events = Vec::new();
-        let summary = flatten_log_groups(list, &metadata(), None, &mut events);
+        let (events, summary) = flatten(list).unwrap();
         assert_eq!(events.len(), 1);
         let fields = events[0].fields();
         let keys: Vec<&str> = fields.keys().map(|key| key.as_str()).collect();
-        assert_eq!(keys, ["__time__", "__topic__", "__source__", "__time_ns_part__", "__tag__:__receive_time__", "msg"]);
+        assert_eq!(
+            keys,
+            ["__time__", "__topic__", "__source__", "__time_ns_part__", "__tag__:__receive_time__", "msg"]
+        );
         assert_eq!(fields["__time__"], Value::Integer(1_700_000_000));
         assert_eq!(fields["__topic__"].as_str(), Some("topic1"));
         assert_eq!(fields["__source__"].as_str(), Some("10.0.0.1"));
@@ -288,7 +451,7 @@ mod tests {
         assert_eq!(fields["msg"].as_str(), Some("hello"));
         // topic 6 + source 8 + time 4 + tag 16+10 + content 3+5.
         assert_eq!(events[0].byte_size(), 52);
-        assert_eq!(summary, FlattenSummary { log_groups: 1, raw_bytes: 52 });
+        assert_eq!(summary, FlattenSummary { log_groups: 1, raw_bytes: 52, last_receive_time: Some(1_700_000_000) });
         assert_eq!(events[0].metadata().partition.as_deref(), Some("store/0"));
     }
 
@@ -308,37 +471,48 @@ mod tests {
     fn decoded_values_share_the_body_buffer() {
         let raw = Bytes::from(from_hex(VECTOR_HEX));
         let range = raw.as_ptr() as usize..raw.as_ptr() as usize + raw.len();
-        let list = decode_log_group_list(raw.clone()).unwrap();
-        let mut events = Vec::new();
-        flatten_log_groups(list, &metadata(), None, &mut events);
-        let Value::String(message) = &events[0].fields()["msg"] else { panic!("msg is a string") };
-        assert!(range.contains(&(message.as_bytes().as_ptr() as usize)), "the value was copied");
+        let (events, _) = flatten(decode_log_group_list(raw.clone()).unwrap()).unwrap();
+        for field in ["msg", "__topic__", "__tag__:__receive_time__"] {
+            let Value::String(text) = &events[0].fields()[field] else { panic!("{field} is a string") };
+            assert!(range.contains(&(text.as_bytes().as_ptr() as usize)), "{field} was copied");
+        }
     }
 
     #[test]
-    fn later_keys_overwrite_earlier_ones_in_place_and_zero_nanoseconds_are_left_out() {
+    fn later_keys_overwrite_in_place_fields_come_in_any_order_and_zero_nanoseconds_are_left_out() {
         let list = LogGroupList {
             log_groups: vec![LogGroup {
-                logs: vec![Log {
-                    time: 10,
-                    contents: vec![
-                        LogContent { key: Bytes::from_static(b"__topic__"), value: Bytes::from_static(b"override") },
-                        LogContent { key: Bytes::from_static(b"bad"), value: Bytes::from_static(b"\xff\xfe") },
-                    ],
-                    time_ns: Some(0),
-                }],
+                logs: vec![
+                    encoded_log(10, 0, &[(b"__topic__", b"override"), (b"bad", b"\xff\xfe")]),
+                    encoded_log(11, 7, &[(b"k", b"v")]),
+                ],
                 topic: None,
                 source: Some(Bytes::from_static(b"src")),
                 log_tags: vec![],
             }],
         };
-        assert_eq!(last_receive_time(&list), Some(10), "without the tag, the log time stands in");
-        let mut events = Vec::new();
-        flatten_log_groups(list, &metadata(), None, &mut events);
+        let (events, summary) = flatten(list).unwrap();
         let keys: Vec<&str> = events[0].fields().keys().map(|key| key.as_str()).collect();
         assert_eq!(keys, ["__time__", "__topic__", "__source__", "bad"]);
         assert_eq!(events[0].fields()["__topic__"].as_str(), Some("override"));
         assert_eq!(events[0].fields()["bad"].as_str(), Some("\u{fffd}\u{fffd}"));
+        let keys: Vec<&str> = events[1].fields().keys().map(|key| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["__time__", "__topic__", "__source__", "__time_ns_part__", "k"],
+            "time_ns after the contents still goes first"
+        );
+        assert_eq!(events[1].fields()["__time_ns_part__"], Value::Integer(7));
+        assert_eq!(summary.last_receive_time, Some(11), "without the tag, the log time stands in");
+    }
+
+    #[test]
+    fn finalizers_are_attached_to_every_event() {
+        let (mut events, _) = flatten(decode_log_group_list(Bytes::from(from_hex(VECTOR_HEX))).unwrap()).unwrap();
+        let (batch, _status) = BatchNotifier::new_with_receiver();
+        attach_finalizers(&mut events, &batch);
+        assert_eq!(Arc::strong_count(&batch), 2);
+        events.pop().unwrap().settle(crate::event::BatchStatus::Delivered);
     }
 
     #[test]
@@ -354,12 +528,34 @@ mod tests {
         assert!(matches!(garbage, BodyError::Protobuf(_)));
         let miscounted = decode_pull_body(Bytes::from(raw.clone()), &Compression::None, 79, 2).unwrap_err();
         assert_eq!(miscounted, BodyError::CountMismatch { announced: 2, decoded: 1 });
-        let zstd = decode_pull_body(Bytes::from(raw), &Compression::from_header(Some("zstd")), 79, 1).unwrap_err();
+        let zstd =
+            decode_pull_body(Bytes::from(raw.clone()), &Compression::from_header(Some("zstd")), 79, 1).unwrap_err();
         assert_eq!(zstd.code(), "UnsupportedCompression");
         for length in 0..81 {
             let mut block = vec![0xf0, 0x40];
-            block.extend_from_slice(&from_hex(VECTOR_HEX));
-            let _ = decode_pull_body(Bytes::from(block[..length].to_vec()), &Compression::Lz4, 79, 1);
+            block.extend_from_slice(&raw);
+            if let Ok(list) = decode_pull_body(Bytes::from(block[..length].to_vec()), &Compression::Lz4, 79, 1) {
+                let _ = flatten(list);
+            }
+        }
+        // A log cut anywhere never panics; when it is an error, the events
+        // of the groups before it are taken back. Cut inside the content, it
+        // is always an error.
+        let log = encoded_log(1, 2, &[(b"key", b"value")]);
+        let group = |log: Bytes| LogGroup { logs: vec![log], topic: None, source: None, log_tags: vec![] };
+        for length in 1..log.len() {
+            let mut events = Vec::new();
+            let list = LogGroupList { log_groups: vec![group(log.clone()), group(log.slice(..length))] };
+            match flatten_log_groups(list, &metadata(), &mut events) {
+                Ok(_) => assert_eq!(events.len(), 2),
+                Err(_) => assert!(events.is_empty(), "a failed pull must add no events"),
+            }
+            if (3..15).contains(&length) {
+                assert!(
+                    flatten(LogGroupList { log_groups: vec![group(log.slice(..length))] }).is_err(),
+                    "cut at {length}"
+                );
+            }
         }
     }
 

@@ -20,7 +20,8 @@
 //!   cursor (at-least-once).
 //! - Bodies larger than `INLINE_DECODE_BYTES` are decoded and flattened on
 //!   tokio's blocking pool, so an async worker never spends more than a
-//!   fraction of a millisecond on one.
+//!   fraction of a millisecond on one. A pull becomes a batch only once it
+//!   decoded; an unreadable body is pulled again and never acknowledged.
 //! - An abort (fatal error elsewhere) stops at once and commits nothing.
 //!
 //! Never retries a request by itself in a tight loop: every failure waits a
@@ -38,15 +39,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{CursorFrom, ErrorClass, PullResponse, RequestError};
 use super::consumer::{Backoff, LogstoreContext, LogstoreMetrics};
-use super::proto::{self, BodyError, LogGroupList};
+use super::proto::{self, BodyError, FlattenSummary};
 use super::SlsSourceError;
-use crate::event::{BatchStatus, EventFinalizer};
+use crate::event::{BatchStatus, EventFinalizer, EventMetadata, LogEvent};
 use crate::sources::checkpoint::PendingBatches;
 use crate::topology::component::{LagGauge, SourceOutput};
 
 /// Bodies up to this raw size are decoded on the async worker (well under a
 /// millisecond at the decoder's speed); larger ones on the blocking pool.
 const INLINE_DECODE_BYTES: usize = 128 * 1024;
+/// Pulls with up to this many events get their finalizers on the async
+/// worker (about 10 ns each); larger ones on the blocking pool.
+const INLINE_FINALIZER_EVENTS: usize = 10_000;
 /// First wait after a failed request or unreadable body; doubled per failure.
 const INITIAL_REQUEST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_REQUEST_BACKOFF: Duration = Duration::from_secs(30);
@@ -117,7 +121,10 @@ impl ShardState {
     fn new(cursor: String, checkpoint: Option<String>, cx: &LogstoreContext) -> ShardState {
         ShardState {
             initial_cursor: cursor.clone(),
-            pending: PendingBatches::new(Some(Position { cursor: cursor.clone(), receive_time: None }), cx.acks_pending.clone()),
+            pending: PendingBatches::new(
+                Some(Position { cursor: cursor.clone(), receive_time: None }),
+                cx.acks_pending.clone(),
+            ),
             cursor,
             last_committed: checkpoint,
             at_end: false,
@@ -171,7 +178,8 @@ impl ShardState {
     /// Starts over at `cursor` (after `InvalidCursor`), forgetting everything.
     fn restart_at(&mut self, cursor: String, cx: &LogstoreContext) {
         self.pending.reset();
-        self.pending = PendingBatches::new(Some(Position { cursor: cursor.clone(), receive_time: None }), cx.acks_pending.clone());
+        self.pending =
+            PendingBatches::new(Some(Position { cursor: cursor.clone(), receive_time: None }), cx.acks_pending.clone());
         self.cursor = cursor;
         self.at_end = false;
         self.caught_up_at = None;
@@ -198,7 +206,13 @@ pub(super) struct ShardWorker {
 }
 
 impl ShardWorker {
-    pub fn new(cx: Arc<LogstoreContext>, shard: u32, read_only: Arc<AtomicBool>, release: CancellationToken, output: SourceOutput) -> ShardWorker {
+    pub fn new(
+        cx: Arc<LogstoreContext>,
+        shard: u32,
+        read_only: Arc<AtomicBool>,
+        release: CancellationToken,
+        output: SourceOutput,
+    ) -> ShardWorker {
         let partition: Arc<str> = Arc::from(format!("{}/{shard}", cx.logstore));
         let lag = cx.lag_gauges.gauge(&partition, &[("logstore", &cx.logstore), ("shard", &shard.to_string())]);
         ShardWorker { cx, shard, partition, read_only, release, output: Some(output), lag, read_only_done: false }
@@ -305,8 +319,9 @@ impl ShardWorker {
         }
         let raw_size = response.raw_size;
         let group_count = response.log_group_count;
-        let list = match decode(&mut response).await {
-            Ok(list) => list,
+        let metadata = proto::batch_metadata(&self.cx.source_id, &self.partition);
+        let (mut events, summary) = match decode(&mut response, metadata).await {
+            Ok(decoded) => decoded,
             Err(error) => {
                 metrics.parse_failed.increment(1);
                 metrics.retry(error.code());
@@ -317,31 +332,30 @@ impl ShardWorker {
         };
         state.request_backoff.reset();
         metrics.pulled_bytes_raw.increment(raw_size as u64);
-        let receive_time = proto::last_receive_time(&list);
-        let notifier = state.pending.start_batch(Position { cursor: response.next_cursor.clone(), receive_time });
-        // Settled as delivered once every event carries its own share; if
-        // flattening dies first, dropping it unsettled marks the batch errored.
-        let guard = EventFinalizer::new(Arc::clone(&notifier));
-        let metadata = proto::batch_metadata(&self.cx.source_id, &self.partition);
-        let flattened = if raw_size <= INLINE_DECODE_BYTES {
-            let mut events = Vec::new();
-            let summary = proto::flatten_log_groups(list, &metadata, Some(&notifier), &mut events);
-            Some((events, summary))
+        // Registered only now that the pull decoded: an unreadable body must
+        // not become a batch that resolves as delivered.
+        let notifier = state
+            .pending
+            .start_batch(Position { cursor: response.next_cursor.clone(), receive_time: summary.last_receive_time });
+        if events.len() <= INLINE_FINALIZER_EVENTS {
+            proto::attach_finalizers(&mut events, &notifier);
         } else {
-            tokio::task::spawn_blocking(move || {
-                let mut events = Vec::new();
-                let summary = proto::flatten_log_groups(list, &metadata, Some(&notifier), &mut events);
-                (events, summary)
+            // If this task dies, the unsettled guard marks the batch errored
+            // (a batch whose events were lost must not pass as delivered).
+            let guard = EventFinalizer::new(Arc::clone(&notifier));
+            let attached = tokio::task::spawn_blocking(move || {
+                proto::attach_finalizers(&mut events, &notifier);
+                events
             })
-            .await
-            .ok()
-        };
-        let Some((events, summary)) = flattened else {
-            drop(guard);
-            tracing::error!(logstore = %self.cx.logstore, shard = self.shard, "flattening a pull failed; it will be read again");
-            return Ok(None);
-        };
-        guard.update_status(BatchStatus::Delivered);
+            .await;
+            let Ok(attached) = attached else {
+                drop(guard);
+                tracing::error!(logstore = %self.cx.logstore, shard = self.shard, "preparing a pull failed; it will be read again");
+                return Ok(None);
+            };
+            guard.update_status(BatchStatus::Delivered);
+            events = attached;
+        }
         metrics.pulled_log_groups.increment(summary.log_groups as u64);
         metrics.component.received_events.increment(events.len() as u64);
         metrics.component.received_bytes.increment(summary.raw_bytes as u64);
@@ -382,7 +396,9 @@ impl ShardWorker {
                 );
                 let cx = Arc::clone(&self.cx);
                 let shard = self.shard;
-                let begin = self.call_with_retries("GetCursor", || cx.client.get_cursor(&cx.logstore, shard, CursorFrom::Begin)).await?;
+                let begin = self
+                    .call_with_retries("GetCursor", || cx.client.get_cursor(&cx.logstore, shard, CursorFrom::Begin))
+                    .await?;
                 state.restart_at(begin, &self.cx);
                 Ok(None)
             }
@@ -517,7 +533,8 @@ impl ShardWorker {
         let cx = Arc::clone(&self.cx);
         let shard = self.shard;
         let group = &cx.settings.consumer_group;
-        let checkpoint = self.call_with_retries("GetCheckPoint", || cx.client.get_checkpoint(&cx.logstore, group, shard)).await?;
+        let checkpoint =
+            self.call_with_retries("GetCheckPoint", || cx.client.get_checkpoint(&cx.logstore, group, shard)).await?;
         if let Some(checkpoint) = checkpoint {
             return Ok((checkpoint.clone(), Some(checkpoint)));
         }
@@ -630,15 +647,25 @@ async fn sleep_until_optional(deadline: Option<Instant>) {
     }
 }
 
-/// Decompresses and decodes a pull body, off the async worker when large.
-async fn decode(response: &mut PullResponse) -> Result<LogGroupList, BodyError> {
+/// Decompresses, decodes and flattens a pull body, off the async worker
+/// when large.
+async fn decode(
+    response: &mut PullResponse,
+    metadata: EventMetadata,
+) -> Result<(Vec<LogEvent>, FlattenSummary), BodyError> {
     let body = std::mem::take(&mut response.body);
     let (raw_size, count) = (response.raw_size, response.log_group_count);
-    if raw_size <= INLINE_DECODE_BYTES {
-        return proto::decode_pull_body(body, &response.compression, raw_size, count);
-    }
     let compression = response.compression.clone();
-    tokio::task::spawn_blocking(move || proto::decode_pull_body(body, &compression, raw_size, count))
+    let work = move || {
+        let list = proto::decode_pull_body(body, &compression, raw_size, count)?;
+        let mut events = Vec::new();
+        let summary = proto::flatten_log_groups(list, &metadata, &mut events)?;
+        Ok((events, summary))
+    };
+    if raw_size <= INLINE_DECODE_BYTES {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|join_error| Err(BodyError::Protobuf(format!("the decoder task failed: {join_error}"))))
 }

@@ -106,7 +106,8 @@ pub fn string_to_sign(input: &SigningInput<'_>) -> String {
 /// Base64 (standard alphabet, padded) of HMAC-SHA1 keyed by the secret.
 pub fn signature(access_key_secret: &Secret, string_to_sign: &str) -> String {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = Hmac::<Sha1>::new_from_slice(access_key_secret.expose().as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(access_key_secret.expose().as_bytes()).expect("HMAC accepts any key length");
     mac.update(string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
