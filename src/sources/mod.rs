@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod decoding;
 pub mod demo;
 pub mod file;
+pub mod sls;
 pub mod stdin;
 
 use serde::Deserialize;
@@ -22,17 +23,19 @@ use crate::topology::{BuildContext, BuildError, Source};
 pub enum SourceConfig {
     Demo(demo::DemoSourceConfig),
     File(file::FileSourceConfig),
+    Sls(sls::SlsSourceConfig),
     Stdin(stdin::StdinSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["demo", "file", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["demo", "file", "sls", "stdin"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::Demo(_) => "demo",
             SourceConfig::File(_) => "file",
+            SourceConfig::Sls(_) => "sls",
             SourceConfig::Stdin(_) => "stdin",
         }
     }
@@ -41,6 +44,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Demo(config) => config.build(cx),
             SourceConfig::File(config) => config.build(cx),
+            SourceConfig::Sls(config) => config.build(cx),
             SourceConfig::Stdin(config) => config.build(cx),
         }
     }

@@ -163,12 +163,33 @@ impl SourceContext {
     /// Like `lag_gauge`, with source-specific labels next to `partition`
     /// (the SLS source adds `logstore` and `shard`).
     pub fn lag_gauge_with_labels(&self, partition: &str, extra: &[(&'static str, &str)]) -> LagGauge {
+        self.lag_gauges().gauge(partition, extra)
+    }
+
+    /// A cloneable maker of lag gauges, for sources that discover partitions
+    /// while running (SLS shards) in tasks that do not own the context.
+    pub fn lag_gauges(&self) -> LagGauges {
+        LagGauges { metrics: self.metrics.clone(), telemetry: self.telemetry.clone(), source: Arc::clone(&self.id) }
+    }
+}
+
+/// Makes `LagGauge`s for one source; see `SourceContext::lag_gauges`.
+#[derive(Clone)]
+pub struct LagGauges {
+    metrics: ComponentMetrics,
+    telemetry: Telemetry,
+    source: Arc<str>,
+}
+
+impl LagGauges {
+    /// `pipe_source_lag_seconds{partition, extra...}` for one partition.
+    pub fn gauge(&self, partition: &str, extra: &[(&'static str, &str)]) -> LagGauge {
         let mut labels = vec![("partition", partition)];
         labels.extend_from_slice(extra);
         LagGauge {
             gauge: self.metrics.gauge("pipe_source_lag_seconds", &labels),
             telemetry: self.telemetry.clone(),
-            source: Arc::clone(&self.id),
+            source: Arc::clone(&self.source),
             partition: Arc::from(partition),
         }
     }

@@ -5,6 +5,7 @@ mod config_validation;
 mod lifecycle;
 mod routing;
 mod splunk_hec;
+mod sls;
 mod support;
 mod topology;
 mod wecom;
