@@ -16,6 +16,7 @@
 
 pub mod graph;
 pub mod interpolate;
+pub mod secret;
 mod loader;
 pub mod units;
 

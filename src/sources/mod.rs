@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod decoding;
 pub mod demo;
+pub mod elasticsearch_poller;
 pub mod file;
 pub mod stdin;
 
@@ -21,17 +22,19 @@ use crate::topology::{BuildContext, BuildError, Source};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Demo(demo::DemoSourceConfig),
+    ElasticsearchPoller(elasticsearch_poller::ElasticsearchPollerConfig),
     File(file::FileSourceConfig),
     Stdin(stdin::StdinSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["demo", "file", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["demo", "elasticsearch_poller", "file", "stdin"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::Demo(_) => "demo",
+            SourceConfig::ElasticsearchPoller(_) => "elasticsearch_poller",
             SourceConfig::File(_) => "file",
             SourceConfig::Stdin(_) => "stdin",
         }
@@ -40,6 +43,7 @@ impl SourceConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         match self {
             SourceConfig::Demo(config) => config.build(cx),
+            SourceConfig::ElasticsearchPoller(config) => config.build(cx),
             SourceConfig::File(config) => config.build(cx),
             SourceConfig::Stdin(config) => config.build(cx),
         }
