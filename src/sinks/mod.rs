@@ -12,6 +12,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod dead_letter;
+pub mod elasticsearch;
 pub mod file;
 
 use serde::Deserialize;
@@ -23,17 +24,19 @@ use crate::topology::{BuildContext, BuildError, Sink};
 pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Console(console::ConsoleSinkConfig),
+    Elasticsearch(elasticsearch::ElasticsearchSinkConfig),
     File(file::FileSinkConfig),
 }
 
 impl SinkConfig {
     /// Every `type` a sink may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file"];
+    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "elasticsearch", "file"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Blackhole(_) => "blackhole",
             SinkConfig::Console(_) => "console",
+            SinkConfig::Elasticsearch(_) => "elasticsearch",
             SinkConfig::File(_) => "file",
         }
     }
@@ -42,6 +45,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Blackhole(config) => config.build(cx),
             SinkConfig::Console(config) => config.build(cx),
+            SinkConfig::Elasticsearch(config) => config.build(cx),
             SinkConfig::File(config) => config.build(cx),
         }
     }
