@@ -34,13 +34,18 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn json(value: &Value) -> RequestBody {
-        RequestBody { bytes: Bytes::from(serde_json::to_vec(value).expect("JSON values serialise")), content_type: "application/json", gzipped: false }
+        RequestBody {
+            bytes: Bytes::from(serde_json::to_vec(value).expect("JSON values serialise")),
+            content_type: "application/json",
+            gzipped: false,
+        }
     }
 }
 
 /// Gzip-compresses `bytes` at the default level.
 pub fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4 + 64), flate2::Compression::fast());
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4 + 64), flate2::Compression::fast());
     encoder.write_all(bytes)?;
     encoder.finish()
 }
@@ -75,8 +80,11 @@ impl EsResponse {
 
     /// Parses the body as JSON of type `T`, or a `Malformed` error.
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &'static str) -> Result<T, EsError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|error| EsError::Malformed { endpoint: Arc::clone(&self.endpoint), what, detail: error.to_string() })
+        serde_json::from_slice(&self.body).map_err(|error| EsError::Malformed {
+            endpoint: Arc::clone(&self.endpoint),
+            what,
+            detail: error.to_string(),
+        })
     }
 }
 
@@ -179,7 +187,10 @@ pub struct EsClient {
 
 impl std::fmt::Debug for EsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EsClient").field("endpoints", &self.endpoints).field("auth_strategy", &self.auth_strategy).finish()
+        f.debug_struct("EsClient")
+            .field("endpoints", &self.endpoints)
+            .field("auth_strategy", &self.auth_strategy)
+            .finish()
     }
 }
 
@@ -195,26 +206,34 @@ impl EsClient {
             builder = builder.danger_accept_invalid_certs(true);
         }
         if let Some(path) = &tls.ca_file {
-            let pem = std::fs::read(path).map_err(|error| format!("\"tls.ca_file\": cannot read {}: {error}", path.display()))?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|error| format!("\"tls.ca_file\": {} holds no valid PEM certificate ({error})", path.display()))?;
+            let pem = std::fs::read(path)
+                .map_err(|error| format!("\"tls.ca_file\": cannot read {}: {error}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                format!("\"tls.ca_file\": {} holds no valid PEM certificate ({error})", path.display())
+            })?;
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
         }
         if let (Some(crt), Some(key)) = (&tls.crt_file, &tls.key_file) {
-            let mut pem = std::fs::read(crt).map_err(|error| format!("\"tls.crt_file\": cannot read {}: {error}", crt.display()))?;
+            let mut pem = std::fs::read(crt)
+                .map_err(|error| format!("\"tls.crt_file\": cannot read {}: {error}", crt.display()))?;
             pem.push(b'\n');
-            pem.extend(std::fs::read(key).map_err(|error| format!("\"tls.key_file\": cannot read {}: {error}", key.display()))?);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|error| format!("\"tls.crt_file\"/\"tls.key_file\" are not a PEM certificate and private key ({error})"))?;
+            pem.extend(
+                std::fs::read(key)
+                    .map_err(|error| format!("\"tls.key_file\": cannot read {}: {error}", key.display()))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|error| {
+                format!("\"tls.crt_file\"/\"tls.key_file\" are not a PEM certificate and private key ({error})")
+            })?;
             builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|error| format!("cannot build the HTTP client: {error}"))?;
         let authorization = match &connection.authorization {
             Some(secret) => {
-                let mut value = HeaderValue::from_str(secret.expose())
-                    .map_err(|_| "the credentials contain characters an HTTP header cannot carry; check auth.*".to_string())?;
+                let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                    "the credentials contain characters an HTTP header cannot carry; check auth.*".to_string()
+                })?;
                 value.set_sensitive(true);
                 Some(value)
             }
@@ -246,7 +265,12 @@ impl EsClient {
 
     /// One attempt: `method` `path_and_query` (starting with `/`) on the
     /// current endpoint. Any HTTP status is `Ok`; transport failures are `Err`.
-    pub async fn send(&self, method: Method, path_and_query: &str, body: Option<RequestBody>) -> Result<EsResponse, EsError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<RequestBody>,
+    ) -> Result<EsResponse, EsError> {
         let position = self.cursor.load(Ordering::Relaxed);
         let endpoint = Arc::clone(&self.endpoints[position % self.endpoints.len()]);
         let mut request = self.http.request(method, format!("{endpoint}{path_and_query}"));
@@ -294,8 +318,11 @@ impl EsClient {
     /// Asks `GET /` what the server is.
     pub async fn server_info(&self) -> Result<super::ServerInfo, EsError> {
         let response = self.send(Method::GET, "/", None).await?.into_success()?;
-        super::ServerInfo::from_root_body(&response.body)
-            .map_err(|detail| EsError::Malformed { endpoint: Arc::clone(&response.endpoint), what: "GET / answer", detail })
+        super::ServerInfo::from_root_body(&response.body).map_err(|detail| EsError::Malformed {
+            endpoint: Arc::clone(&response.endpoint),
+            what: "GET / answer",
+            detail,
+        })
     }
 }
 
@@ -323,9 +350,15 @@ mod tests {
 
     #[test]
     fn error_bodies_are_read_in_every_shape() {
-        let object = error_for(401, r#"{"error":{"root_cause":[],"type":"security_exception","reason":"unable to authenticate user [elastic]"},"status":401}"#);
+        let object = error_for(
+            401,
+            r#"{"error":{"root_cause":[],"type":"security_exception","reason":"unable to authenticate user [elastic]"},"status":401}"#,
+        );
         assert!(object.is_auth() && !object.is_transient());
-        assert_eq!(object.to_string(), "http://es:9200 answered HTTP 401 security_exception: unable to authenticate user [elastic]");
+        assert_eq!(
+            object.to_string(),
+            "http://es:9200 answered HTTP 401 security_exception: unable to authenticate user [elastic]"
+        );
         assert!(object.with_hint(Some(EsAuthStrategy::Basic)).contains("auth.password"));
         let plain = error_for(406, r#"{"error":"Content-Type header [x] is not supported","status":406}"#);
         assert_eq!(plain.error_type(), None);

@@ -112,8 +112,11 @@ impl EsConnectionConfig {
         }
         let mut normalized = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let url = reqwest::Url::parse(endpoint)
-                .map_err(|error| format!("\"endpoints\": {endpoint:?} is not a URL ({error}); write it like \"https://es.example.com:9200\""))?;
+            let url = reqwest::Url::parse(endpoint).map_err(|error| {
+                format!(
+                    "\"endpoints\": {endpoint:?} is not a URL ({error}); write it like \"https://es.example.com:9200\""
+                )
+            })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("\"endpoints\": {endpoint:?} must start with http:// or https://"));
             }
@@ -143,7 +146,9 @@ impl EsConnectionConfig {
 }
 
 fn authorization_header(auth: &EsAuthConfig) -> Result<Secret, String> {
-    let unexpected = |key: &str, strategy: &str| format!("\"auth.{key}\" is set but \"auth.strategy\" is \"{strategy}\"; remove it or change the strategy");
+    let unexpected = |key: &str, strategy: &str| {
+        format!("\"auth.{key}\" is set but \"auth.strategy\" is \"{strategy}\"; remove it or change the strategy")
+    };
     match auth.strategy {
         EsAuthStrategy::Basic => {
             if auth.api_key.is_some() {
@@ -152,8 +157,15 @@ fn authorization_header(auth: &EsAuthConfig) -> Result<Secret, String> {
             if auth.token.is_some() {
                 return Err(unexpected("token", "basic"));
             }
-            let user = auth.user.as_deref().filter(|user| !user.is_empty()).ok_or("\"auth.user\" is missing; basic authentication needs a user and a password")?;
-            let password = auth.password.as_ref().ok_or("\"auth.password\" is missing; basic authentication needs a user and a password")?;
+            let user = auth
+                .user
+                .as_deref()
+                .filter(|user| !user.is_empty())
+                .ok_or("\"auth.user\" is missing; basic authentication needs a user and a password")?;
+            let password = auth
+                .password
+                .as_ref()
+                .ok_or("\"auth.password\" is missing; basic authentication needs a user and a password")?;
             Ok(Secret::new(format!("Basic {}", STANDARD.encode(format!("{user}:{}", password.expose())))))
         }
         EsAuthStrategy::ApiKey => {
@@ -166,7 +178,8 @@ fn authorization_header(auth: &EsAuthConfig) -> Result<Secret, String> {
             let key = auth.api_key.as_ref().filter(|key| !key.expose().is_empty()).ok_or(
                 "\"auth.api_key\" is missing; give the \"encoded\" value of the create-API-key response, or \"id:api_key\"",
             )?;
-            let encoded = if key.expose().contains(':') { STANDARD.encode(key.expose()) } else { key.expose().to_string() };
+            let encoded =
+                if key.expose().contains(':') { STANDARD.encode(key.expose()) } else { key.expose().to_string() };
             Ok(Secret::new(format!("ApiKey {encoded}")))
         }
         EsAuthStrategy::Bearer => {
@@ -176,7 +189,11 @@ fn authorization_header(auth: &EsAuthConfig) -> Result<Secret, String> {
             if auth.api_key.is_some() {
                 return Err(unexpected("api_key", "bearer"));
             }
-            let token = auth.token.as_ref().filter(|token| !token.expose().is_empty()).ok_or("\"auth.token\" is missing; bearer authentication needs a token")?;
+            let token = auth
+                .token
+                .as_ref()
+                .filter(|token| !token.expose().is_empty())
+                .ok_or("\"auth.token\" is missing; bearer authentication needs a token")?;
             Ok(Secret::new(format!("Bearer {}", token.expose())))
         }
     }
@@ -197,9 +214,15 @@ mod tests {
         let basic = auth("strategy = \"basic\"\nuser = \"elastic\"\npassword = \"s3cret-pass\"");
         let connection = EsConnectionConfig::new(&endpoints, Some(&basic), &tls, DEFAULT_REQUEST_TIMEOUT).unwrap();
         assert_eq!(connection.endpoints, ["http://127.0.0.1:9200"]);
-        assert_eq!(connection.authorization.as_ref().unwrap().expose(), format!("Basic {}", STANDARD.encode("elastic:s3cret-pass")));
+        assert_eq!(
+            connection.authorization.as_ref().unwrap().expose(),
+            format!("Basic {}", STANDARD.encode("elastic:s3cret-pass"))
+        );
         let rendered = format!("{connection:?} {basic:?}");
-        assert!(!rendered.contains("s3cret-pass") && !rendered.contains(&STANDARD.encode("elastic:s3cret-pass")), "{rendered}");
+        assert!(
+            !rendered.contains("s3cret-pass") && !rendered.contains(&STANDARD.encode("elastic:s3cret-pass")),
+            "{rendered}"
+        );
 
         let api_key = auth("strategy = \"api_key\"\napi_key = \"id1:key1\"");
         let connection = EsConnectionConfig::new(&endpoints, Some(&api_key), &tls, DEFAULT_REQUEST_TIMEOUT).unwrap();
@@ -219,8 +242,18 @@ mod tests {
             (vec![], None, tls.clone(), "\"endpoints\""),
             (vec!["ftp://x".into()], None, tls.clone(), "\"endpoints\""),
             (vec!["http://user:pw@host:9200".into()], None, tls.clone(), "auth.user"),
-            (vec!["http://h:9200".into()], Some(auth("strategy = \"basic\"\nuser = \"u\"")), tls.clone(), "\"auth.password\""),
-            (vec!["http://h:9200".into()], Some(auth("strategy = \"bearer\"\ntoken = \"t\"\nuser = \"u\"")), tls.clone(), "auth.user"),
+            (
+                vec!["http://h:9200".into()],
+                Some(auth("strategy = \"basic\"\nuser = \"u\"")),
+                tls.clone(),
+                "\"auth.password\"",
+            ),
+            (
+                vec!["http://h:9200".into()],
+                Some(auth("strategy = \"bearer\"\ntoken = \"t\"\nuser = \"u\"")),
+                tls.clone(),
+                "auth.user",
+            ),
             (vec!["http://h:9200".into()], Some(auth("strategy = \"api_key\"")), tls.clone(), "\"auth.api_key\""),
             (
                 vec!["http://h:9200".into()],

@@ -56,8 +56,8 @@ impl ServerInfo {
 
     /// Reads a `GET /` body. Errors say what was wrong with it.
     pub fn from_root_body(body: &[u8]) -> Result<ServerInfo, String> {
-        let root: RootDocument =
-            serde_json::from_slice(body).map_err(|error| format!("the GET / answer is not the expected JSON ({error})"))?;
+        let root: RootDocument = serde_json::from_slice(body)
+            .map_err(|error| format!("the GET / answer is not the expected JSON ({error})"))?;
         let distribution = match root.version.distribution.as_deref() {
             Some(name) if name.eq_ignore_ascii_case("opensearch") => Distribution::OpenSearch,
             _ => Distribution::Elasticsearch,
@@ -132,9 +132,13 @@ mod tests {
 
     #[test]
     fn detects_distribution_before_comparing_numbers() {
-        let es8 = ServerInfo::from_root_body(br#"{"name":"n","version":{"number":"8.15.0","build_flavor":"default"},"tagline":"You Know, for Search"}"#).unwrap();
+        let es8 = ServerInfo::from_root_body(
+            br#"{"name":"n","version":{"number":"8.15.0","build_flavor":"default"},"tagline":"You Know, for Search"}"#,
+        )
+        .unwrap();
         assert_eq!(es8, ServerInfo::elasticsearch(8, 15, 0));
-        let os2 = ServerInfo::from_root_body(br#"{"version":{"distribution":"opensearch","number":"2.11.0"}}"#).unwrap();
+        let os2 =
+            ServerInfo::from_root_body(br#"{"version":{"distribution":"opensearch","number":"2.11.0"}}"#).unwrap();
         assert_eq!(os2, ServerInfo::opensearch(2, 11, 0));
         let snapshot = ServerInfo::from_root_body(br#"{"version":{"number":"8.16.0-SNAPSHOT"}}"#).unwrap();
         assert_eq!(snapshot, ServerInfo::elasticsearch(8, 16, 0));

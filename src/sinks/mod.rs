@@ -24,7 +24,7 @@ use crate::topology::{BuildContext, BuildError, Sink};
 pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Console(console::ConsoleSinkConfig),
-    Elasticsearch(elasticsearch::ElasticsearchSinkConfig),
+    Elasticsearch(Box<elasticsearch::ElasticsearchSinkConfig>),
     File(file::FileSinkConfig),
 }
 

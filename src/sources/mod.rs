@@ -22,7 +22,7 @@ use crate::topology::{BuildContext, BuildError, Source};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Demo(demo::DemoSourceConfig),
-    ElasticsearchPoller(elasticsearch_poller::ElasticsearchPollerConfig),
+    ElasticsearchPoller(Box<elasticsearch_poller::ElasticsearchPollerConfig>),
     File(file::FileSourceConfig),
     Stdin(stdin::StdinSourceConfig),
 }

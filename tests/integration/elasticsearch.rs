@@ -84,7 +84,10 @@ async fn wait_for_ids(out: &Path, expected: &BTreeSet<String>) {
 /// Waits until `count` more windows were read after this call.
 async fn wait_for_more_windows(api: &str, count: f64) {
     let start = metric(api, "pipe_source_es_windows_total").await;
-    wait_for_async("more windows", || async move { (metric(api, "pipe_source_es_windows_total").await >= start + count).then_some(()) }).await;
+    wait_for_async("more windows", || async move {
+        (metric(api, "pipe_source_es_windows_total").await >= start + count).then_some(())
+    })
+    .await;
 }
 
 fn assert_exactly_once(out: &Path, expected: &BTreeSet<String>) {
@@ -142,7 +145,10 @@ async fn a_restart_resumes_from_the_checkpoint_without_rereading() {
     wait_for_more_windows(&api, 2.0).await;
     pipe.signal("INT");
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
-    let checkpoint: Value = serde_json::from_str(&std::fs::read_to_string(scratch.path("data/es_in/checkpoint.json")).expect("checkpoint written")).unwrap();
+    let checkpoint: Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.path("data/es_in/checkpoint.json")).expect("checkpoint written"),
+    )
+    .unwrap();
     assert!(checkpoint["window_end"].is_string(), "{checkpoint}");
 
     // Written while pipe is down, after the checkpoint.
@@ -161,7 +167,10 @@ async fn a_restart_resumes_from_the_checkpoint_without_rereading() {
 async fn an_outage_longer_than_buffer_time_skips_no_window() {
     let es = emulator(EsConfig::elasticsearch("8.15.0").unwrap()).await;
     let scratch = Scratch::new();
-    let config = scratch.write("pipe.toml", &poller_pipeline(&scratch, &es.url(), "").replace("buffer_time = \"10s\"", "buffer_time = \"1s\""));
+    let config = scratch.write(
+        "pipe.toml",
+        &poller_pipeline(&scratch, &es.url(), "").replace("buffer_time = \"10s\"", "buffer_time = \"1s\""),
+    );
     let out = scratch.path("out.ndjson");
     let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
     let api = pipe.api_url().await;
@@ -210,8 +219,22 @@ async fn failed_shards_and_malformed_answers_are_read_again() {
     wait_for_more_windows(&api, 2.0).await;
     assert_exactly_once(&out, &expected_ids(1..=30));
     let (_, metrics) = http_get(&format!("{api}/metrics")).await;
-    assert_eq!(metric_value(&metrics, "pipe_component_errors_total", &["component_id=\"es_in\"", "error_type=\"shard_failures\""]), Some(2.0));
-    assert_eq!(metric_value(&metrics, "pipe_component_errors_total", &["component_id=\"es_in\"", "error_type=\"malformed_response\""]), Some(2.0));
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "pipe_component_errors_total",
+            &["component_id=\"es_in\"", "error_type=\"shard_failures\""]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "pipe_component_errors_total",
+            &["component_id=\"es_in\"", "error_type=\"malformed_response\""]
+        ),
+        Some(2.0)
+    );
     assert!(es.handle().stats().pits_opened > 0, "OpenSearch 2.4+ is read inside its point in time");
     pipe.signal("INT");
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
@@ -276,7 +299,11 @@ async fn item_level_429s_are_retried_and_mapping_errors_are_dead_lettered() {
     scratch.write("input.ndjson", &lines);
     let config = scratch.write(
         "pipe.toml",
-        &file_to_es_pipeline(&scratch, &es.url(), "index = \"items\"\nid_field = \"id\"\naction = \"create\"\ncompression = \"gzip\""),
+        &file_to_es_pipeline(
+            &scratch,
+            &es.url(),
+            "index = \"items\"\nid_field = \"id\"\naction = \"create\"\ncompression = \"gzip\"",
+        ),
     );
     let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
     let api = pipe.api_url().await;
@@ -286,7 +313,8 @@ async fn item_level_429s_are_retried_and_mapping_errors_are_dead_lettered() {
         (stored == 39 && read_ndjson(&dead_letters).len() == 1).then_some(())
     })
     .await;
-    let ids: BTreeSet<String> = es.handle().documents("items").unwrap().into_iter().map(|document| document.id).collect();
+    let ids: BTreeSet<String> =
+        es.handle().documents("items").unwrap().into_iter().map(|document| document.id).collect();
     assert_eq!(ids, (1..=40).filter(|number| *number != 17).map(|number| format!("i{number}")).collect());
     let dead = &read_ndjson(&dead_letters)[0];
     assert_eq!(dead["event"]["id"], "i17");
@@ -295,7 +323,11 @@ async fn item_level_429s_are_retried_and_mapping_errors_are_dead_lettered() {
     assert_eq!(stats.bulk_item_statuses.get("429"), Some(&3));
     assert_eq!(stats.bulk_item_statuses.get("503"), Some(&2));
     let (_, metrics) = http_get(&format!("{api}/metrics")).await;
-    assert_eq!(metric_value(&metrics, "pipe_sink_es_item_retries_total", &["component_id=\"es_out\""]), Some(5.0), "{metrics}");
+    assert_eq!(
+        metric_value(&metrics, "pipe_sink_es_item_retries_total", &["component_id=\"es_out\""]),
+        Some(5.0),
+        "{metrics}"
+    );
     assert_eq!(metric_value(&metrics, "pipe_component_dead_letters_total", &["component_id=\"es_out\""]), Some(1.0));
     wait_for("the file source to commit all 40 lines", || {
         let text = std::fs::read_to_string(scratch.path("data/lines/checkpoints.json")).ok()?;
@@ -314,7 +346,12 @@ async fn pipe_es_setup_is_idempotent_and_writeback_documents_land_in_elastalert_
     for round in 0..2 {
         let output = tokio::task::spawn_blocking({
             let url = url.clone();
-            move || pipe_command().args(["es", "setup", &url, "--user", "elastic", "--password", "changeme"]).output().unwrap()
+            move || {
+                pipe_command()
+                    .args(["es", "setup", &url, "--user", "elastic", "--password", "changeme"])
+                    .output()
+                    .unwrap()
+            }
         })
         .await
         .unwrap();
@@ -322,7 +359,10 @@ async fn pipe_es_setup_is_idempotent_and_writeback_documents_land_in_elastalert_
         assert!(output.status.success(), "round {round}: {stdout} {}", String::from_utf8_lossy(&output.stderr));
         let word = if round == 0 { "created" } else { "exists" };
         for index in ["elastalert", "elastalert_status", "elastalert_silence", "elastalert_error", "elastalert_past"] {
-            assert!(stdout.lines().any(|line| line.starts_with(word) && line.trim_end().split_whitespace().nth(1) == Some(index)), "round {round}: {stdout}");
+            assert!(
+                stdout.lines().any(|line| line.starts_with(word) && line.split_whitespace().nth(1) == Some(index)),
+                "round {round}: {stdout}"
+            );
         }
     }
     assert_eq!(es.handle().stats().indices, 5);
@@ -344,12 +384,16 @@ async fn pipe_es_setup_is_idempotent_and_writeback_documents_land_in_elastalert_
     let silence = json!({"writeback_type": "silence", "rule_name": "web errors.web-1", "until": "2999-01-01T00:00:00Z", "exponent": 1});
     let status = json!({"writeback_type": "status", "rule_name": "web errors", "starttime": "2026-01-01T00:00:00Z", "endtime": "2026-01-01T00:01:00Z", "matches": 1, "hits": 3, "time_taken": 0.01});
     scratch.write("input.ndjson", &format!("{alert}\n{silence}\n{status}\n"));
-    let sink_keys = "mode = \"writeback\"\nauth.strategy = \"basic\"\nauth.user = \"elastic\"\nauth.password = \"changeme\"";
+    let sink_keys =
+        "mode = \"writeback\"\nauth.strategy = \"basic\"\nauth.user = \"elastic\"\nauth.password = \"changeme\"";
     let config = scratch.write("pipe.toml", &file_to_es_pipeline(&scratch, &url, sink_keys));
     let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
     wait_for("three writeback documents", || {
         let handle = es.handle();
-        let count = ["elastalert", "elastalert_silence", "elastalert_status"].iter().map(|index| handle.documents(index).unwrap().len()).sum::<usize>();
+        let count = ["elastalert", "elastalert_silence", "elastalert_status"]
+            .iter()
+            .map(|index| handle.documents(index).unwrap().len())
+            .sum::<usize>();
         (count == 3).then_some(())
     })
     .await;
@@ -364,14 +408,17 @@ async fn pipe_es_setup_is_idempotent_and_writeback_documents_land_in_elastalert_
 
     es.handle().refresh("*").unwrap();
     let connection = pipe::elasticsearch::EsConnectionConfig::new(
-        &[url.clone()],
+        std::slice::from_ref(&url),
         Some(&toml::from_str("strategy = \"basic\"\nuser = \"elastic\"\npassword = \"changeme\"").unwrap()),
         &pipe::elasticsearch::EsTlsConfig::default(),
         std::time::Duration::from_secs(5),
     )
     .unwrap();
     let client = pipe::elasticsearch::EsClient::new(&connection).unwrap();
-    let silences = pipe::sinks::elasticsearch::read_active_silences(&client, "elastalert", &["web errors"], chrono::Utc::now()).await.unwrap();
+    let silences =
+        pipe::sinks::elasticsearch::read_active_silences(&client, "elastalert", &["web errors"], chrono::Utc::now())
+            .await
+            .unwrap();
     assert_eq!(silences.len(), 1);
     assert_eq!((silences[0].rule_name.as_str(), silences[0].exponent), ("web errors.web-1", 1));
     pipe.signal("INT");

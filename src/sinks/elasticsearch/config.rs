@@ -91,7 +91,11 @@ pub struct RequestConfig {
 
 impl Default for RequestConfig {
     fn default() -> RequestConfig {
-        RequestConfig { concurrency: DEFAULT_CONCURRENCY, retry_initial_backoff: DEFAULT_RETRY_INITIAL_BACKOFF, retry_max_backoff: DEFAULT_RETRY_MAX_BACKOFF }
+        RequestConfig {
+            concurrency: DEFAULT_CONCURRENCY,
+            retry_initial_backoff: DEFAULT_RETRY_INITIAL_BACKOFF,
+            retry_max_backoff: DEFAULT_RETRY_MAX_BACKOFF,
+        }
     }
 }
 
@@ -182,7 +186,8 @@ impl ElasticsearchSinkConfig {
     }
 
     pub fn settings(&self) -> Result<SinkSettings, BuildError> {
-        let connection = EsConnectionConfig::new(&self.endpoints, self.auth.as_ref(), &self.tls, self.request_timeout).map_err(BuildError::new)?;
+        let connection = EsConnectionConfig::new(&self.endpoints, self.auth.as_ref(), &self.tls, self.request_timeout)
+            .map_err(BuildError::new)?;
         let destination = match self.mode {
             SinkMode::Bulk => {
                 let index = self
@@ -195,7 +200,9 @@ impl ElasticsearchSinkConfig {
                 }
                 if let Some(field) = &self.id_field {
                     if field.trim().is_empty() {
-                        return Err(BuildError::new("\"id_field\" is empty; name the field holding the document id, or remove the key"));
+                        return Err(BuildError::new(
+                            "\"id_field\" is empty; name the field holding the document id, or remove the key",
+                        ));
                     }
                 }
                 Destination::Bulk { index, id_field: self.id_field.clone(), action: self.action }
@@ -207,7 +214,11 @@ impl ElasticsearchSinkConfig {
                     ));
                 }
                 let prefix = self.writeback_index.trim();
-                if prefix.is_empty() || prefix != prefix.to_lowercase() || prefix.starts_with(['-', '_', '+']) || prefix.contains([',', '*', ' ', '/', '"']) {
+                if prefix.is_empty()
+                    || prefix != prefix.to_lowercase()
+                    || prefix.starts_with(['-', '_', '+'])
+                    || prefix.contains([',', '*', ' ', '/', '"'])
+                {
                     return Err(BuildError::new(format!(
                         "\"writeback_index\" is {:?}; use a lowercase index name such as \"elastalert\"",
                         self.writeback_index
@@ -257,7 +268,10 @@ mod tests {
     #[test]
     fn defaults_and_nested_keys_parse() {
         let defaults = settings("endpoints = [\"http://h:9200\"]\nindex = \"logs-%Y.%m.%d\"").unwrap();
-        assert_eq!((defaults.max_events, defaults.max_bytes, defaults.batch_timeout), (1000, 10 << 20, Duration::from_secs(1)));
+        assert_eq!(
+            (defaults.max_events, defaults.max_bytes, defaults.batch_timeout),
+            (1000, 10 << 20, Duration::from_secs(1))
+        );
         assert_eq!(defaults.compression, Compression::None);
         assert_eq!(defaults.concurrency, 2);
         assert!(matches!(defaults.destination, Destination::Bulk { action: BulkAction::Index, id_field: None, .. }));
@@ -279,7 +293,10 @@ mod tests {
             ("endpoints = [\"http://h:9200\"]\nindex = \"a {{\"", "\"index\""),
             ("endpoints = [\"http://h:9200\"]\nindex = \"a\"\nbatch.max_events = 0", "\"batch.max_events\""),
             ("endpoints = [\"http://h:9200\"]\nindex = \"a\"\nrequest.concurrency = 0", "\"request.concurrency\""),
-            ("endpoints = [\"http://h:9200\"]\nmode = \"writeback\"\nwriteback_index = \"Elast\"", "\"writeback_index\""),
+            (
+                "endpoints = [\"http://h:9200\"]\nmode = \"writeback\"\nwriteback_index = \"Elast\"",
+                "\"writeback_index\"",
+            ),
             ("endpoints = [\"http://h:9200\"]\nmode = \"writeback\"\nindex = \"x\"", "\"index\""),
         ] {
             let error = settings(text).err().unwrap_or_else(|| panic!("{text} must be rejected"));

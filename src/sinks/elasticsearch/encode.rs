@@ -97,9 +97,13 @@ pub fn event_time(fields: &ObjectMap, field: &str, fallback: DateTime<Utc>) -> D
             .map(|time| time.with_timezone(&Utc))
             .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map(|naive| naive.and_utc()))
             .unwrap_or(fallback),
-        Some(Value::Integer(number)) if number.unsigned_abs() >= 100_000_000_000 => DateTime::from_timestamp_millis(*number).unwrap_or(fallback),
+        Some(Value::Integer(number)) if number.unsigned_abs() >= 100_000_000_000 => {
+            DateTime::from_timestamp_millis(*number).unwrap_or(fallback)
+        }
         Some(Value::Integer(number)) => DateTime::from_timestamp(*number, 0).unwrap_or(fallback),
-        Some(Value::Float(number)) if number.is_finite() => DateTime::from_timestamp_millis((number * 1000.0) as i64).unwrap_or(fallback),
+        Some(Value::Float(number)) if number.is_finite() => {
+            DateTime::from_timestamp_millis((number * 1000.0) as i64).unwrap_or(fallback)
+        }
         _ => fallback,
     }
 }
@@ -124,7 +128,9 @@ pub fn classify_item(action: BulkAction, status: u16, error_type: Option<&str>, 
         500..=599 => ItemOutcome::Retry,
         // The flood-stage block lifts by itself once disk frees (7.4+);
         // older releases answer 403 for the same block.
-        403 if error_type == Some("cluster_block_exception") && reason.is_some_and(|reason| reason.contains("read-only-allow-delete") || reason.contains("flood")) => {
+        403 if error_type == Some("cluster_block_exception")
+            && reason.is_some_and(|reason| reason.contains("read-only-allow-delete") || reason.contains("flood")) =>
+        {
             ItemOutcome::Retry
         }
         _ => ItemOutcome::Reject(format!(
@@ -158,7 +164,8 @@ pub struct ItemResult {
 
 /// Reads a `_bulk` answer, checking it has one item per request item.
 pub fn parse_bulk_answer(body: &[u8], expected_items: usize) -> Result<Vec<ItemResult>, String> {
-    let answer: BulkAnswer = serde_json::from_slice(body).map_err(|error| format!("the _bulk answer is not valid JSON of the expected shape ({error})"))?;
+    let answer: BulkAnswer = serde_json::from_slice(body)
+        .map_err(|error| format!("the _bulk answer is not valid JSON of the expected shape ({error})"))?;
     if answer.items.len() != expected_items {
         return Err(format!("the _bulk answer has {} items for {expected_items} documents", answer.items.len()));
     }
@@ -196,31 +203,62 @@ mod tests {
     fn items_are_two_ndjson_lines_without_metadata_fields() {
         let mut buffer = Vec::new();
         let source = fields(json!({"message": "a\nb", "_id": "x", "_index": "old", "n": 1}));
-        let action_length = encode_item(&mut buffer, ActionMeta { action: BulkAction::Create, index: "logs", id: Some("x"), type_name: None }, &source);
+        let action_length = encode_item(
+            &mut buffer,
+            ActionMeta { action: BulkAction::Create, index: "logs", id: Some("x"), type_name: None },
+            &source,
+        );
         let text = String::from_utf8(buffer.clone()).unwrap();
         assert_eq!(text, "{\"create\":{\"_index\":\"logs\",\"_id\":\"x\"}}\n{\"message\":\"a\\nb\",\"n\":1}\n");
         let item = EncodedItem { bytes: Bytes::from(buffer), action_length, action: BulkAction::Create };
         assert_eq!(item.source_line(), b"{\"message\":\"a\\nb\",\"n\":1}");
         let mut es6 = Vec::new();
-        encode_item(&mut es6, ActionMeta { action: BulkAction::Index, index: "logs", id: None, type_name: Some("_doc") }, &fields(json!({})));
+        encode_item(
+            &mut es6,
+            ActionMeta { action: BulkAction::Index, index: "logs", id: None, type_name: Some("_doc") },
+            &fields(json!({})),
+        );
         assert_eq!(String::from_utf8(es6).unwrap(), "{\"index\":{\"_index\":\"logs\",\"_type\":\"_doc\"}}\n{}\n");
     }
 
     #[test]
     fn item_classification_retries_only_what_can_heal() {
         assert_eq!(classify_item(BulkAction::Index, 201, None, None), ItemOutcome::Delivered);
-        assert_eq!(classify_item(BulkAction::Create, 409, Some("version_conflict_engine_exception"), None), ItemOutcome::AlreadyExists);
-        assert!(matches!(classify_item(BulkAction::Index, 409, Some("version_conflict_engine_exception"), None), ItemOutcome::Reject(_)));
-        assert_eq!(classify_item(BulkAction::Index, 429, Some("es_rejected_execution_exception"), None), ItemOutcome::Retry);
-        assert_eq!(classify_item(BulkAction::Index, 503, Some("unavailable_shards_exception"), None), ItemOutcome::Retry);
+        assert_eq!(
+            classify_item(BulkAction::Create, 409, Some("version_conflict_engine_exception"), None),
+            ItemOutcome::AlreadyExists
+        );
+        assert!(matches!(
+            classify_item(BulkAction::Index, 409, Some("version_conflict_engine_exception"), None),
+            ItemOutcome::Reject(_)
+        ));
+        assert_eq!(
+            classify_item(BulkAction::Index, 429, Some("es_rejected_execution_exception"), None),
+            ItemOutcome::Retry
+        );
+        assert_eq!(
+            classify_item(BulkAction::Index, 503, Some("unavailable_shards_exception"), None),
+            ItemOutcome::Retry
+        );
         assert_eq!(
             classify_item(BulkAction::Index, 403, Some("cluster_block_exception"), Some("index [x] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];")),
             ItemOutcome::Retry
         );
-        let mapping = classify_item(BulkAction::Index, 400, Some("document_parsing_exception"), Some("[1:10] failed to parse field [n] of type [long]"));
+        let mapping = classify_item(
+            BulkAction::Index,
+            400,
+            Some("document_parsing_exception"),
+            Some("[1:10] failed to parse field [n] of type [long]"),
+        );
         assert_eq!(mapping, ItemOutcome::Reject("Elasticsearch refused the document: 400 document_parsing_exception: [1:10] failed to parse field [n] of type [long]".into()));
-        assert!(matches!(classify_item(BulkAction::Index, 404, Some("index_not_found_exception"), None), ItemOutcome::Reject(_)));
-        assert!(matches!(classify_item(BulkAction::Index, 403, Some("security_exception"), None), ItemOutcome::Reject(_)));
+        assert!(matches!(
+            classify_item(BulkAction::Index, 404, Some("index_not_found_exception"), None),
+            ItemOutcome::Reject(_)
+        ));
+        assert!(matches!(
+            classify_item(BulkAction::Index, 403, Some("security_exception"), None),
+            ItemOutcome::Reject(_)
+        ));
     }
 
     #[test]
@@ -238,7 +276,9 @@ mod tests {
     #[test]
     fn index_time_comes_from_the_event() {
         let fallback = DateTime::from_timestamp(0, 0).unwrap();
-        let event = fields(json!({"@timestamp": "2026-03-04T05:06:07.890Z", "ms": 1_772_600_767_890_i64, "s": 1_772_600_767, "naive": "2026-03-04T05:06:07"}));
+        let event = fields(
+            json!({"@timestamp": "2026-03-04T05:06:07.890Z", "ms": 1_772_600_767_890_i64, "s": 1_772_600_767, "naive": "2026-03-04T05:06:07"}),
+        );
         let expected = DateTime::parse_from_rfc3339("2026-03-04T05:06:07.890Z").unwrap().with_timezone(&Utc);
         assert_eq!(event_time(&event, "@timestamp", fallback), expected);
         assert_eq!(event_time(&event, "ms", fallback).timestamp_millis(), 1_772_600_767_890);

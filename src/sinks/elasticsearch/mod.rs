@@ -41,7 +41,12 @@ pub mod setup;
 mod sink;
 pub mod writeback;
 
-pub use config::{BatchConfig, BulkAction, Compression, Destination, ElasticsearchSinkConfig, RequestConfig, SinkMode, SinkSettings, DEFAULT_WRITEBACK_INDEX};
+pub use config::{
+    BatchConfig, BulkAction, Compression, Destination, ElasticsearchSinkConfig, RequestConfig, SinkMode, SinkSettings,
+    DEFAULT_WRITEBACK_INDEX,
+};
 pub use setup::{create_writeback_indices, SetupError, SetupReport};
 pub use sink::ElasticsearchSink;
-pub use writeback::{read_active_silences, writeback_documents, Silence, WritebackDocument, WritebackIndices, WRITEBACK_TYPE_FIELD};
+pub use writeback::{
+    read_active_silences, writeback_documents, Silence, WritebackDocument, WritebackIndices, WRITEBACK_TYPE_FIELD,
+};

@@ -14,7 +14,9 @@ use super::writeback::WritebackIndices;
 use crate::config::secret::Secret;
 use crate::elasticsearch::client::{encode_path_segment, RequestBody};
 use crate::elasticsearch::connection::DEFAULT_REQUEST_TIMEOUT;
-use crate::elasticsearch::{EsAuthConfig, EsAuthStrategy, EsClient, EsConnectionConfig, EsError, EsTlsConfig, ServerInfo};
+use crate::elasticsearch::{
+    EsAuthConfig, EsAuthStrategy, EsClient, EsConnectionConfig, EsError, EsTlsConfig, ServerInfo,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -38,10 +40,26 @@ pub struct SetupReport {
 
 /// The `pipe es setup` command: connects to `endpoint` (basic
 /// authentication when `user` is given) and creates the indices.
-pub async fn run(endpoint: &str, prefix: &str, user: Option<String>, password: Option<String>) -> Result<SetupReport, SetupError> {
-    let auth = user.map(|user| EsAuthConfig { strategy: EsAuthStrategy::Basic, user: Some(user), password: password.map(Secret::new), api_key: None, token: None });
-    let connection = EsConnectionConfig::new(&[endpoint.to_string()], auth.as_ref(), &EsTlsConfig::default(), DEFAULT_REQUEST_TIMEOUT)
-        .map_err(SetupError::Connection)?;
+pub async fn run(
+    endpoint: &str,
+    prefix: &str,
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<SetupReport, SetupError> {
+    let auth = user.map(|user| EsAuthConfig {
+        strategy: EsAuthStrategy::Basic,
+        user: Some(user),
+        password: password.map(Secret::new),
+        api_key: None,
+        token: None,
+    });
+    let connection = EsConnectionConfig::new(
+        &[endpoint.to_string()],
+        auth.as_ref(),
+        &EsTlsConfig::default(),
+        DEFAULT_REQUEST_TIMEOUT,
+    )
+    .map_err(SetupError::Connection)?;
     let client = EsClient::new(&connection).map_err(SetupError::Connection)?;
     create_writeback_indices(&client, prefix).await
 }
@@ -63,7 +81,10 @@ pub async fn create_writeback_indices(client: &EsClient, prefix: &str) -> Result
     for (index, mapping) in indices.with_mappings() {
         let path = format!("/{}", encode_path_segment(index));
         let body = json!({"mappings": mapping});
-        let response = client.send(Method::PUT, &path, Some(RequestBody::json(&body))).await.map_err(|error| request_error(client, error))?;
+        let response = client
+            .send(Method::PUT, &path, Some(RequestBody::json(&body)))
+            .await
+            .map_err(|error| request_error(client, error))?;
         if response.is_success() {
             report.created.push(index.to_string());
             continue;
@@ -73,7 +94,10 @@ pub async fn create_writeback_indices(client: &EsClient, prefix: &str) -> Result
             return Err(request_error(client, error));
         }
         let mapping_path = format!("/{}/_mapping", encode_path_segment(index));
-        let response = client.send(Method::PUT, &mapping_path, Some(RequestBody::json(&mapping))).await.map_err(|error| request_error(client, error))?;
+        let response = client
+            .send(Method::PUT, &mapping_path, Some(RequestBody::json(&mapping)))
+            .await
+            .map_err(|error| request_error(client, error))?;
         if !response.is_success() {
             let error = response.into_error();
             if error.is_auth() || error.is_transient() {

@@ -15,6 +15,7 @@
 //!   dead-letter file with Elasticsearch's type and reason, are counted
 //!   (`pipe_component_errors_total{error_type="item_rejected"}`) and then
 //!   settled.
+//!
 //! Whole requests: transport errors, timeouts, 429, 5xx and malformed
 //! answers are retried whole; 413 splits the request in halves (a single
 //! document too large is dead-lettered); 400 dead-letters the request's
@@ -31,7 +32,9 @@ use metrics::{Counter, Histogram};
 use reqwest::Method;
 
 use super::config::{BulkAction, Compression, Destination, SinkSettings};
-use super::encode::{classify_item, encode_item, event_time, parse_bulk_answer, ActionMeta, EncodedItem, ItemOutcome, ItemResult};
+use super::encode::{
+    classify_item, encode_item, event_time, parse_bulk_answer, ActionMeta, EncodedItem, ItemOutcome, ItemResult,
+};
 use super::writeback::{new_document_id, writeback_documents};
 use crate::elasticsearch::client::{gzip, RequestBody};
 use crate::elasticsearch::{Backoff, EsClient, ServerInfo};
@@ -91,10 +94,17 @@ impl SinkMetrics {
             item_rejected: metrics.errors("item_rejected", "sending"),
             encode_failed: metrics.errors("encode_failed", "processing"),
             request_duration: metrics.histogram("pipe_sink_es_request_duration_seconds", &[]),
-            transport_errors: ["timeout", "connection_failed", "malformed_response", "too_many_requests", "server_error", "request_failed"]
-                .into_iter()
-                .map(|label| (label, metrics.errors(label, "sending")))
-                .collect(),
+            transport_errors: [
+                "timeout",
+                "connection_failed",
+                "malformed_response",
+                "too_many_requests",
+                "server_error",
+                "request_failed",
+            ]
+            .into_iter()
+            .map(|label| (label, metrics.errors(label, "sending")))
+            .collect(),
         }
     }
 
@@ -179,7 +189,12 @@ async fn run_loop(settings: SinkSettings, mut input: BufferReceiver, cx: SinkCon
 }
 
 /// `GET /` until it answers; the sink needs the version for `_type`.
-async fn detect_server(settings: &SinkSettings, client: &EsClient, cx: &SinkContext, metrics: &SinkMetrics) -> Result<ServerInfo, ComponentError> {
+async fn detect_server(
+    settings: &SinkSettings,
+    client: &EsClient,
+    cx: &SinkContext,
+    metrics: &SinkMetrics,
+) -> Result<ServerInfo, ComponentError> {
     let mut backoff = Backoff::new(settings.retry_initial_backoff, settings.retry_max_backoff);
     loop {
         match client.server_info().await {
@@ -228,23 +243,37 @@ impl Shared {
                     let time = event_time(event.fields(), &self.settings.timestamp_field, now);
                     match index.render_at(&event, time) {
                         Ok(index) => {
-                            let id = id_field.as_deref().and_then(|field| event.get_path(field)).filter(|value| !value.is_null()).map(|value| value.to_text().into_owned());
-                            let action_length = encode_item(&mut buffer, ActionMeta { action: *action, index: &index, id: id.as_deref(), type_name }, event.fields());
+                            let id = id_field
+                                .as_deref()
+                                .and_then(|field| event.get_path(field))
+                                .filter(|value| !value.is_null())
+                                .map(|value| value.to_text().into_owned());
+                            let action_length = encode_item(
+                                &mut buffer,
+                                ActionMeta { action: *action, index: &index, id: id.as_deref(), type_name },
+                                event.fields(),
+                            );
                             Ok(vec![(0, action_length, *action)])
                         }
                         Err(missing) => Err(format!("cannot render \"index\": {missing}")),
                     }
                 }
-                Destination::Writeback(indices) => writeback_documents(event.fields(), indices, now, new_document_id).map(|documents| {
-                    documents
-                        .iter()
-                        .map(|document| {
-                            let start = buffer.len();
-                            let meta = ActionMeta { action: BulkAction::Index, index: &document.index, id: Some(&document.id), type_name };
-                            (start, encode_item(&mut buffer, meta, &document.source), BulkAction::Index)
-                        })
-                        .collect()
-                }),
+                Destination::Writeback(indices) => writeback_documents(event.fields(), indices, now, new_document_id)
+                    .map(|documents| {
+                        documents
+                            .iter()
+                            .map(|document| {
+                                let start = buffer.len();
+                                let meta = ActionMeta {
+                                    action: BulkAction::Index,
+                                    index: &document.index,
+                                    id: Some(&document.id),
+                                    type_name,
+                                };
+                                (start, encode_item(&mut buffer, meta, &document.source), BulkAction::Index)
+                            })
+                            .collect()
+                    }),
             };
             match documents {
                 Ok(documents) => {
@@ -258,7 +287,11 @@ impl Shared {
                         // Every document but the last gets its own share (a
                         // clone settles on its own), so the event is
                         // delivered exactly when all its documents are.
-                        let share = if position + 1 == count { finalizers.take().unwrap_or_default() } else { finalizers.clone().unwrap_or_default() };
+                        let share = if position + 1 == count {
+                            finalizers.take().unwrap_or_default()
+                        } else {
+                            finalizers.clone().unwrap_or_default()
+                        };
                         batch.items.push(PendingItem { encoded, finalizers: share, received_at });
                     }
                 }
@@ -279,7 +312,9 @@ impl Shared {
             body.extend_from_slice(&item.encoded.bytes);
         }
         let body = match self.settings.compression {
-            Compression::None => RequestBody { bytes: Bytes::from(body), content_type: "application/x-ndjson", gzipped: false },
+            Compression::None => {
+                RequestBody { bytes: Bytes::from(body), content_type: "application/x-ndjson", gzipped: false }
+            }
             Compression::Gzip => {
                 let compressed = if body.len() <= INLINE_GZIP_LIMIT {
                     gzip(&body)
@@ -290,7 +325,9 @@ impl Shared {
                     }
                 };
                 match compressed {
-                    Ok(bytes) => RequestBody { bytes: Bytes::from(bytes), content_type: "application/x-ndjson", gzipped: true },
+                    Ok(bytes) => {
+                        RequestBody { bytes: Bytes::from(bytes), content_type: "application/x-ndjson", gzipped: true }
+                    }
                     Err(error) => return ChunkOutcome::Fatal(format!("cannot gzip the bulk body: {error}")),
                 }
             }
@@ -305,7 +342,10 @@ impl Shared {
         match response.status {
             200..=299 => match parse_bulk_answer(&response.body, chunk.len()) {
                 Ok(results) => ChunkOutcome::Answered(results),
-                Err(detail) => ChunkOutcome::RetryAll { label: "malformed_response", message: format!("{}: {detail}", response.endpoint) },
+                Err(detail) => ChunkOutcome::RetryAll {
+                    label: "malformed_response",
+                    message: format!("{}: {detail}", response.endpoint),
+                },
             },
             413 => ChunkOutcome::TooLarge,
             _ => {
@@ -373,7 +413,12 @@ async fn deliver(shared: Arc<Shared>, items: Vec<PendingItem>) -> Result<(), Com
                     let mut retry = Vec::new();
                     let mut rejected = Vec::new();
                     for (item, result) in chunk.drain(..).zip(results) {
-                        match classify_item(item.encoded.action, result.status, result.error_type.as_deref(), result.reason.as_deref()) {
+                        match classify_item(
+                            item.encoded.action,
+                            result.status,
+                            result.error_type.as_deref(),
+                            result.reason.as_deref(),
+                        ) {
                             ItemOutcome::Delivered => delivered.push(item),
                             ItemOutcome::AlreadyExists => {
                                 shared.metrics.conflicts.increment(1);

@@ -30,6 +30,7 @@
 //! - `@timestamp` ← the write time (ElastAlert sets it when writing);
 //! - pipe's additions: `alert_subject` and `alert_text`, so the sent text
 //!   can be audited (ElastAlert readers ignore unknown fields).
+//!
 //! An event with `aggregated_matches` (two or more match bodies) becomes one
 //! record per match, as ElastAlert writes them: the first is the root, the
 //! others carry its id as `aggregate_id`.
@@ -117,8 +118,14 @@ impl WritebackIndices {
                 }),
             ),
             (self.status.as_str(), json!({"properties": {"rule_name": {"type": "keyword"}, "@timestamp": date}})),
-            (self.silence.as_str(), json!({"properties": {"rule_name": {"type": "keyword"}, "until": date, "@timestamp": date}})),
-            (self.error.as_str(), json!({"properties": {"data": {"type": "object", "enabled": false}, "@timestamp": date}})),
+            (
+                self.silence.as_str(),
+                json!({"properties": {"rule_name": {"type": "keyword"}, "until": date, "@timestamp": date}}),
+            ),
+            (
+                self.error.as_str(),
+                json!({"properties": {"data": {"type": "object", "enabled": false}, "@timestamp": date}}),
+            ),
             (
                 self.past.as_str(),
                 json!({"properties": {"rule_name": {"type": "keyword"}, "match_body": {"type": "object", "enabled": false}, "@timestamp": date, "aggregate_id": {"type": "keyword"}}}),
@@ -150,43 +157,61 @@ fn key(name: &'static str) -> KeyString {
 
 /// The documents one event becomes. `Err` says why the event cannot be a
 /// writeback document (it is dead-lettered with that reason).
-pub fn writeback_documents(fields: &ObjectMap, indices: &WritebackIndices, now: DateTime<Utc>, mut new_id: impl FnMut() -> String) -> Result<Vec<WritebackDocument>, String> {
+pub fn writeback_documents(
+    fields: &ObjectMap,
+    indices: &WritebackIndices,
+    now: DateTime<Utc>,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Vec<WritebackDocument>, String> {
     let kind = match fields.get(WRITEBACK_TYPE_FIELD) {
         None => "alert",
         Some(Value::String(kind)) => kind.as_str(),
-        Some(other) => return Err(format!("\"{WRITEBACK_TYPE_FIELD}\" is a {}; it must be alert, status, error or silence", other.kind_name())),
+        Some(other) => {
+            return Err(format!(
+                "\"{WRITEBACK_TYPE_FIELD}\" is a {}; it must be alert, status, error or silence",
+                other.kind_name()
+            ))
+        }
     };
-    let passthrough = |index: &str, required: &[&str], defaults: &[(&'static str, Value)], new_id: &mut dyn FnMut() -> String| {
-        for field in required {
-            if fields.get(*field).is_none_or(Value::is_null) {
-                return Err(format!("a {kind} writeback event needs the field \"{field}\""));
+    let passthrough =
+        |index: &str, required: &[&str], defaults: &[(&'static str, Value)], new_id: &mut dyn FnMut() -> String| {
+            for field in required {
+                if fields.get(*field).is_none_or(Value::is_null) {
+                    return Err(format!("a {kind} writeback event needs the field \"{field}\""));
+                }
             }
-        }
-        let mut source = fields.clone();
-        source.shift_remove(WRITEBACK_TYPE_FIELD);
-        for metadata in ["_id", "_index", "_type"] {
-            source.shift_remove(metadata);
-        }
-        for (name, value) in defaults {
-            if !source.contains_key(*name) {
-                source.insert(key(name), value.clone());
+            let mut source = fields.clone();
+            source.shift_remove(WRITEBACK_TYPE_FIELD);
+            for metadata in ["_id", "_index", "_type"] {
+                source.shift_remove(metadata);
             }
-        }
-        if !source.contains_key("@timestamp") {
-            source.insert(key("@timestamp"), iso(now));
-        }
-        Ok(vec![WritebackDocument { index: index.to_string(), id: new_id(), source }])
-    };
+            for (name, value) in defaults {
+                if !source.contains_key(*name) {
+                    source.insert(key(name), value.clone());
+                }
+            }
+            if !source.contains_key("@timestamp") {
+                source.insert(key("@timestamp"), iso(now));
+            }
+            Ok(vec![WritebackDocument { index: index.to_string(), id: new_id(), source }])
+        };
     match kind {
         "alert" => alert_documents(fields, indices, now, &mut new_id),
         "status" => passthrough(&indices.status, &["rule_name", "endtime"], &[], &mut new_id),
         "error" => passthrough(&indices.error, &["message"], &[], &mut new_id),
-        "silence" => passthrough(&indices.silence, &["rule_name", "until"], &[("exponent", Value::Integer(0))], &mut new_id),
+        "silence" => {
+            passthrough(&indices.silence, &["rule_name", "until"], &[("exponent", Value::Integer(0))], &mut new_id)
+        }
         other => Err(format!("\"{WRITEBACK_TYPE_FIELD}\" is {other:?}; it must be alert, status, error or silence")),
     }
 }
 
-fn alert_documents(fields: &ObjectMap, indices: &WritebackIndices, now: DateTime<Utc>, new_id: &mut dyn FnMut() -> String) -> Result<Vec<WritebackDocument>, String> {
+fn alert_documents(
+    fields: &ObjectMap,
+    indices: &WritebackIndices,
+    now: DateTime<Utc>,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Vec<WritebackDocument>, String> {
     let rule_name = match fields.get("rule_name") {
         Some(Value::String(name)) if !name.is_empty() => name.clone(),
         _ => return Err("an alert writeback event needs a text field \"rule_name\"".to_string()),
@@ -258,24 +283,36 @@ pub struct Silence {
 /// `rule.value` key; all keys when `rule_names` is empty), the record with
 /// the latest `until`. A missing index means no silences. At most 10 000
 /// records are read.
-pub async fn read_active_silences(client: &EsClient, writeback_index: &str, rule_names: &[&str], now: DateTime<Utc>) -> Result<Vec<Silence>, EsError> {
+pub async fn read_active_silences(
+    client: &EsClient,
+    writeback_index: &str,
+    rule_names: &[&str],
+    now: DateTime<Utc>,
+) -> Result<Vec<Silence>, EsError> {
     let mut filters = vec![json!({"range": {"until": {"gt": now.to_rfc3339_opts(SecondsFormat::Millis, true)}}})];
     if !rule_names.is_empty() {
         let should: Vec<JsonValue> = rule_names
             .iter()
-            .flat_map(|name| [json!({"term": {"rule_name": name}}), json!({"prefix": {"rule_name": format!("{name}.")}})])
+            .flat_map(|name| {
+                [json!({"term": {"rule_name": name}}), json!({"prefix": {"rule_name": format!("{name}.")}})]
+            })
             .collect();
         filters.push(json!({"bool": {"should": should, "minimum_should_match": 1}}));
     }
     let body = json!({"query": {"bool": {"filter": filters}}, "sort": [{"until": {"order": "desc"}}], "size": 10_000});
-    let path = format!("/{}/_search?ignore_unavailable=true", encode_path_segment(&WritebackIndices::new(writeback_index).silence));
+    let path = format!(
+        "/{}/_search?ignore_unavailable=true",
+        encode_path_segment(&WritebackIndices::new(writeback_index).silence)
+    );
     let response = client.send(Method::POST, &path, Some(RequestBody::json(&body))).await?.into_success()?;
     let answer: JsonValue = response.json("silence search answer")?;
     let mut silences: Vec<Silence> = Vec::new();
     let hits = answer.pointer("/hits/hits").and_then(JsonValue::as_array).map(Vec::as_slice).unwrap_or_default();
     for hit in hits {
         let Some(source) = hit.get("_source") else { continue };
-        let (Some(rule_name), Some(until)) = (source.get("rule_name").and_then(JsonValue::as_str), source.get("until").and_then(JsonValue::as_str)) else {
+        let (Some(rule_name), Some(until)) =
+            (source.get("rule_name").and_then(JsonValue::as_str), source.get("until").and_then(JsonValue::as_str))
+        else {
             continue;
         };
         let Ok(until) = DateTime::parse_from_rfc3339(until) else { continue };
@@ -358,18 +395,34 @@ mod tests {
     #[test]
     fn status_error_and_silence_events_keep_their_fields() {
         let indices = WritebackIndices::new("elastalert");
-        let status = fields(json!({"writeback_type": "status", "rule_name": "r", "starttime": "a", "endtime": "b", "matches": 2, "hits": 10, "time_taken": 0.05}));
+        let status = fields(
+            json!({"writeback_type": "status", "rule_name": "r", "starttime": "a", "endtime": "b", "matches": 2, "hits": 10, "time_taken": 0.05}),
+        );
         let documents = writeback_documents(&status, &indices, now(), ids()).unwrap();
         assert_eq!(documents[0].index, "elastalert_status");
         assert!(documents[0].source.get(WRITEBACK_TYPE_FIELD).is_none());
         assert_eq!(documents[0].source["@timestamp"], Value::from("2026-01-01T00:02:05.000Z"));
-        let silence = fields(json!({"writeback_type": "silence", "rule_name": "r.web-1", "until": "2026-01-01T01:00:00Z"}));
+        let silence =
+            fields(json!({"writeback_type": "silence", "rule_name": "r.web-1", "until": "2026-01-01T01:00:00Z"}));
         let documents = writeback_documents(&silence, &indices, now(), ids()).unwrap();
-        assert_eq!((documents[0].index.as_str(), &documents[0].source["exponent"]), ("elastalert_silence", &Value::Integer(0)));
-        let error = fields(json!({"writeback_type": "error", "message": "boom", "traceback": ["a"], "data": {"rule": "r"}}));
+        assert_eq!(
+            (documents[0].index.as_str(), &documents[0].source["exponent"]),
+            ("elastalert_silence", &Value::Integer(0))
+        );
+        let error =
+            fields(json!({"writeback_type": "error", "message": "boom", "traceback": ["a"], "data": {"rule": "r"}}));
         assert_eq!(writeback_documents(&error, &indices, now(), ids()).unwrap()[0].index, "elastalert_error");
-        assert!(writeback_documents(&fields(json!({"message": "no rule"})), &indices, now(), ids()).unwrap_err().contains("rule_name"));
-        assert!(writeback_documents(&fields(json!({"writeback_type": "silence", "rule_name": "r"})), &indices, now(), ids()).unwrap_err().contains("until"));
+        assert!(writeback_documents(&fields(json!({"message": "no rule"})), &indices, now(), ids())
+            .unwrap_err()
+            .contains("rule_name"));
+        assert!(writeback_documents(
+            &fields(json!({"writeback_type": "silence", "rule_name": "r"})),
+            &indices,
+            now(),
+            ids()
+        )
+        .unwrap_err()
+        .contains("until"));
         assert!(writeback_documents(&fields(json!({"writeback_type": "other"})), &indices, now(), ids()).is_err());
     }
 

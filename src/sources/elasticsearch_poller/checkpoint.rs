@@ -43,7 +43,8 @@ pub fn load(path: &Path) -> Result<Option<DateTime<Utc>>, CheckpointError> {
     if parsed.version != FORMAT_VERSION {
         return Err(malformed(format!("version {} is not the supported version {FORMAT_VERSION}", parsed.version)));
     }
-    let end = DateTime::parse_from_rfc3339(&parsed.window_end).map_err(|error| malformed(format!("window_end: {error}")))?;
+    let end =
+        DateTime::parse_from_rfc3339(&parsed.window_end).map_err(|error| malformed(format!("window_end: {error}")))?;
     Ok(Some(end.with_timezone(&Utc)))
 }
 
@@ -52,8 +53,11 @@ pub fn store(path: &Path, window_end: DateTime<Utc>) -> Result<(), CheckpointErr
     let error = |source| CheckpointError::Write { path: path.to_path_buf(), source };
     let directory = path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(directory).map_err(error)?;
-    let body = serde_json::to_vec(&CheckpointFile { version: FORMAT_VERSION, window_end: window_end.to_rfc3339_opts(SecondsFormat::Millis, true) })
-        .expect("a checkpoint is plain strings and numbers");
+    let body = serde_json::to_vec(&CheckpointFile {
+        version: FORMAT_VERSION,
+        window_end: window_end.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })
+    .expect("a checkpoint is plain strings and numbers");
     let mut temporary_name = path.as_os_str().to_owned();
     temporary_name.push(".tmp");
     let temporary = PathBuf::from(temporary_name);

@@ -133,18 +133,26 @@ impl ElasticsearchPollerConfig {
     }
 
     pub fn settings(&self, cx: &BuildContext) -> Result<PollerSettings, BuildError> {
-        let connection = EsConnectionConfig::new(&self.endpoints, self.auth.as_ref(), &self.tls, self.request_timeout).map_err(BuildError::new)?;
+        let connection = EsConnectionConfig::new(&self.endpoints, self.auth.as_ref(), &self.tls, self.request_timeout)
+            .map_err(BuildError::new)?;
         let index = IndexPattern::parse(&self.index).map_err(|error| BuildError::new(format!("\"index\": {error}")))?;
         if self.timestamp_field.trim().is_empty() {
-            return Err(BuildError::new("\"timestamp_field\" is empty; name the event time field, such as \"@timestamp\""));
+            return Err(BuildError::new(
+                "\"timestamp_field\" is empty; name the event time field, such as \"@timestamp\"",
+            ));
         }
-        for (key, value) in [("run_every", self.run_every), ("buffer_time", self.buffer_time), ("pit_keep_alive", self.pit_keep_alive)] {
+        for (key, value) in
+            [("run_every", self.run_every), ("buffer_time", self.buffer_time), ("pit_keep_alive", self.pit_keep_alive)]
+        {
             if value.is_zero() {
                 return Err(BuildError::new(format!("\"{key}\" is 0; set it above 0")));
             }
         }
         if self.page_size == 0 || self.page_size > MAX_PAGE_SIZE {
-            return Err(BuildError::new(format!("\"page_size\" is {}; set it between 1 and {MAX_PAGE_SIZE} (index.max_result_window)", self.page_size)));
+            return Err(BuildError::new(format!(
+                "\"page_size\" is {}; set it between 1 and {MAX_PAGE_SIZE} (index.max_result_window)",
+                self.page_size
+            )));
         }
         if self.old_query_limit < self.buffer_time {
             return Err(BuildError::new(format!(
@@ -158,7 +166,9 @@ impl ElasticsearchPollerConfig {
         }
         if let Some(field) = &self.tiebreaker_field {
             if field.trim().is_empty() {
-                return Err(BuildError::new("\"tiebreaker_field\" is empty; name a unique keyword field, or remove the key"));
+                return Err(BuildError::new(
+                    "\"tiebreaker_field\" is empty; name a unique keyword field, or remove the key",
+                ));
             }
         }
         let query = match &self.query {
@@ -219,9 +229,15 @@ mod tests {
 
     #[test]
     fn queries_take_both_forms() {
-        let text = settings("endpoints = [\"http://h:9200\"]\nindex = \"a\"\nquery = \"message:Traceback OR message:*Exception*\"").unwrap();
+        let text = settings(
+            "endpoints = [\"http://h:9200\"]\nindex = \"a\"\nquery = \"message:Traceback OR message:*Exception*\"",
+        )
+        .unwrap();
         assert_eq!(text.query.unwrap()["query_string"]["query"], "message:Traceback OR message:*Exception*");
-        let dsl = settings("endpoints = [\"http://h:9200\"]\nindex = \"a\"\n[query.bool]\nfilter = [{ term = { level = \"ERROR\" } }]").unwrap();
+        let dsl = settings(
+            "endpoints = [\"http://h:9200\"]\nindex = \"a\"\n[query.bool]\nfilter = [{ term = { level = \"ERROR\" } }]",
+        )
+        .unwrap();
         assert_eq!(dsl.query.unwrap()["bool"]["filter"][0]["term"]["level"], "ERROR");
     }
 
@@ -241,6 +257,7 @@ mod tests {
         }
         assert!(settings("endpoints = []\nindex = \"a\"").is_err());
         assert!(settings("endpoints = [\"http://h\"]\nindex = \"a%Q\"").err().unwrap().0.contains("\"index\""));
-        assert!(toml::from_str::<ElasticsearchPollerConfig>("endpoints = [\"http://h\"]\nindex = \"a\"\nbogus = 1").is_err());
+        assert!(toml::from_str::<ElasticsearchPollerConfig>("endpoints = [\"http://h\"]\nindex = \"a\"\nbogus = 1")
+            .is_err());
     }
 }

@@ -118,7 +118,10 @@ impl PollerMetrics {
 enum AttemptError {
     Shutdown,
     /// Retry the window after a backoff.
-    Retry { label: &'static str, message: String },
+    Retry {
+        label: &'static str,
+        message: String,
+    },
     /// Stop the source.
     Fatal(String),
 }
@@ -202,8 +205,13 @@ async fn run_loop(settings: PollerSettings, cx: SourceContext) -> Result<(), Com
         "polling Elasticsearch"
     );
 
-    let (mut planner, resume) =
-        WindowPlanner::new(settings.buffer_time, settings.query_delay, settings.old_query_limit, stored_end, Utc::now());
+    let (mut planner, resume) = WindowPlanner::new(
+        settings.buffer_time,
+        settings.query_delay,
+        settings.old_query_limit,
+        stored_end,
+        Utc::now(),
+    );
     match resume {
         Resume::Fresh => tracing::info!(source = %id, "no checkpoint; starting with the last buffer_time"),
         Resume::FromCheckpoint(from) => tracing::info!(source = %id, from = %from, "resuming from the checkpoint"),
@@ -351,7 +359,12 @@ impl Poller {
         AttemptError::Fatal(format!("{error}; Elasticsearch refuses the query; check \"query\", \"index\", \"timestamp_field\" and \"tiebreaker_field\""))
     }
 
-    async fn read_window(&mut self, window: Window, output: &mut SourceOutput, shutdown: &CancellationToken) -> Result<WindowOutcome, ComponentError> {
+    async fn read_window(
+        &mut self,
+        window: Window,
+        output: &mut SourceOutput,
+        shutdown: &CancellationToken,
+    ) -> Result<WindowOutcome, ComponentError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.window_starts.insert(seq, window.start);
@@ -387,7 +400,14 @@ impl Poller {
         Ok(WindowOutcome::Complete)
     }
 
-    async fn attempt_window(&mut self, window: &Window, seq: u64, index: &str, output: &mut SourceOutput, shutdown: &CancellationToken) -> Result<(), AttemptError> {
+    async fn attempt_window(
+        &mut self,
+        window: &Window,
+        seq: u64,
+        index: &str,
+        output: &mut SourceOutput,
+        shutdown: &CancellationToken,
+    ) -> Result<(), AttemptError> {
         let mut pit = None;
         if let Paging::Pit(api) = self.paging {
             pit = self.open_pit(api, index, shutdown).await?.map(|id| (api, id));
@@ -399,7 +419,8 @@ impl Poller {
         let Some(tiebreaker) = tiebreaker else {
             return Err(AttemptError::Retry {
                 label: "request_failed",
-                message: "no point in time could be opened and the server cannot sort on _id; set \"tiebreaker_field\"".into(),
+                message: "no point in time could be opened and the server cannot sort on _id; set \"tiebreaker_field\""
+                    .into(),
             });
         };
         let result = self.read_pages(WindowRead { window, seq, index }, &tiebreaker, &mut pit, output, shutdown).await;
@@ -414,11 +435,20 @@ impl Poller {
     /// Opens a point in time over `index`; `None` when the server says the
     /// indices do not exist (OpenSearch has no `ignore_unavailable` there),
     /// so the window is read without one.
-    async fn open_pit(&mut self, api: PitApi, index: &str, shutdown: &CancellationToken) -> Result<Option<String>, AttemptError> {
+    async fn open_pit(
+        &mut self,
+        api: PitApi,
+        index: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<String>, AttemptError> {
         let keep_alive = self.keep_alive();
         let path = match api {
-            PitApi::Elasticsearch => format!("/{}/_pit?keep_alive={keep_alive}&ignore_unavailable=true", encode_path_segment(index)),
-            PitApi::OpenSearch => format!("/{}/_search/point_in_time?keep_alive={keep_alive}", encode_path_segment(index)),
+            PitApi::Elasticsearch => {
+                format!("/{}/_pit?keep_alive={keep_alive}&ignore_unavailable=true", encode_path_segment(index))
+            }
+            PitApi::OpenSearch => {
+                format!("/{}/_search/point_in_time?keep_alive={keep_alive}", encode_path_segment(index))
+            }
         };
         let response = tokio::select! {
             _ = shutdown.cancelled() => return Err(AttemptError::Shutdown),
@@ -435,7 +465,10 @@ impl Poller {
         };
         match body.get(key).and_then(JsonValue::as_str) {
             Some(id) => Ok(Some(id.to_string())),
-            None => Err(AttemptError::Retry { label: "malformed_response", message: format!("the point-in-time answer has no \"{key}\"") }),
+            None => Err(AttemptError::Retry {
+                label: "malformed_response",
+                message: format!("the point-in-time answer has no \"{key}\""),
+            }),
         }
     }
 
@@ -448,7 +481,9 @@ impl Poller {
         };
         match self.client.send(Method::DELETE, path, Some(RequestBody::json(&body))).await {
             Ok(response) if response.is_success() || response.status == 404 => {}
-            Ok(response) => tracing::debug!(error = %response.into_error(), "closing a point in time failed; it expires on its own"),
+            Ok(response) => {
+                tracing::debug!(error = %response.into_error(), "closing a point in time failed; it expires on its own")
+            }
             Err(error) => tracing::debug!(%error, "closing a point in time failed; it expires on its own"),
         }
     }
@@ -467,7 +502,8 @@ impl Poller {
     ) -> Result<(), AttemptError> {
         let WindowRead { window, seq, index } = read;
         let keep_alive = self.keep_alive();
-        let plain_path = format!("/{}/_search?ignore_unavailable=true&allow_no_indices=true", encode_path_segment(index));
+        let plain_path =
+            format!("/{}/_search?ignore_unavailable=true&allow_no_indices=true", encode_path_segment(index));
         let mut search_after: Option<Vec<JsonValue>> = None;
         loop {
             if shutdown.is_cancelled() {
@@ -481,7 +517,8 @@ impl Poller {
                 _ = shutdown.cancelled() => return Err(AttemptError::Shutdown),
                 response = self.client.send(Method::POST, path, Some(RequestBody::json(&body))) => response,
             };
-            let response = response.and_then(|response| response.into_success()).map_err(|error| self.classify(error))?;
+            let response =
+                response.and_then(|response| response.into_success()).map_err(|error| self.classify(error))?;
             self.metrics.query_duration.record(started.elapsed().as_secs_f64());
             self.component_metrics.received_bytes.increment(response.body.len() as u64);
             let page = SearchPage::parse(&response.body).map_err(|error| {
@@ -500,7 +537,10 @@ impl Poller {
             let full_page = page.hits.len() >= self.settings.page_size;
             let last_sort = page.hits.last().map(|hit| hit.sort.clone()).unwrap_or_default();
             if full_page && last_sort.is_empty() {
-                return Err(AttemptError::Retry { label: "malformed_response", message: format!("{}: hits carry no sort values; cannot page", response.endpoint) });
+                return Err(AttemptError::Retry {
+                    label: "malformed_response",
+                    message: format!("{}: hits carry no sort values; cannot page", response.endpoint),
+                });
             }
             self.emit(page.hits, window, seq, response.body.len(), output).await;
             if !full_page {
@@ -511,7 +551,14 @@ impl Poller {
     }
 
     /// Sends the hits not emitted before as one acknowledged batch.
-    async fn emit(&mut self, hits: Vec<RawHit>, window: &Window, seq: u64, body_bytes: usize, output: &mut SourceOutput) {
+    async fn emit(
+        &mut self,
+        hits: Vec<RawHit>,
+        window: &Window,
+        seq: u64,
+        body_bytes: usize,
+        output: &mut SourceOutput,
+    ) {
         if hits.is_empty() {
             return;
         }
@@ -531,7 +578,9 @@ impl Poller {
         let notifier = self.pending.start_batch(self.last_registered);
         let batch: Vec<_> = fresh
             .into_iter()
-            .map(|hit| hit.into_event(&self.source_id, byte_size).with_finalizer(EventFinalizer::new(Arc::clone(&notifier))))
+            .map(|hit| {
+                hit.into_event(&self.source_id, byte_size).with_finalizer(EventFinalizer::new(Arc::clone(&notifier)))
+            })
             .collect();
         drop(notifier);
         self.component_metrics.received_events.increment(batch.len() as u64);

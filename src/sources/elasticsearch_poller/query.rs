@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
 use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value as JsonValue};
 
@@ -37,7 +37,9 @@ impl TimestampFormat {
 
     pub fn render(self, time: DateTime<Utc>) -> JsonValue {
         match self {
-            TimestampFormat::StrictDateOptionalTime => JsonValue::String(time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            TimestampFormat::StrictDateOptionalTime => {
+                JsonValue::String(time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            }
             TimestampFormat::EpochMillis => JsonValue::from(time.timestamp_millis()),
             TimestampFormat::EpochSecond => JsonValue::from(time.timestamp()),
         }
@@ -55,7 +57,10 @@ pub struct Window {
 enum IndexPart {
     Literal(String),
     /// Holds strftime specifiers; `hourly` when it uses `%H`.
-    Dated { pattern: String, hourly: bool },
+    Dated {
+        pattern: String,
+        hourly: bool,
+    },
 }
 
 /// The `index` key: comma-separated parts, each a name, a wildcard pattern
@@ -76,7 +81,9 @@ impl IndexPattern {
         let mut parts = Vec::new();
         for part in text.split(',').map(str::trim) {
             if part.is_empty() {
-                return Err(format!("{text:?} has an empty entry; write names separated by commas, such as \"logs-a,logs-b\""));
+                return Err(format!(
+                    "{text:?} has an empty entry; write names separated by commas, such as \"logs-a,logs-b\""
+                ));
             }
             if part.contains('%') {
                 if StrftimeItems::new(part).any(|item| matches!(item, Item::Error)) {
@@ -106,7 +113,11 @@ impl IndexPattern {
                 IndexPart::Dated { pattern, hourly } => {
                     let step = if *hourly { ChronoDuration::hours(1) } else { ChronoDuration::days(1) };
                     let truncate = |time: DateTime<Utc>| -> DateTime<Utc> {
-                        let time = time.with_nanosecond(0).and_then(|time| time.with_second(0)).and_then(|time| time.with_minute(0)).unwrap_or(time);
+                        let time = time
+                            .with_nanosecond(0)
+                            .and_then(|time| time.with_second(0))
+                            .and_then(|time| time.with_minute(0))
+                            .unwrap_or(time);
                         if *hourly {
                             time
                         } else {
@@ -163,7 +174,13 @@ pub struct PitReference<'a> {
 }
 
 impl QueryBuilder {
-    pub fn page_body(&self, window: &Window, tiebreaker: &Tiebreaker, pit: Option<PitReference<'_>>, search_after: Option<&[JsonValue]>) -> JsonValue {
+    pub fn page_body(
+        &self,
+        window: &Window,
+        tiebreaker: &Tiebreaker,
+        pit: Option<PitReference<'_>>,
+        search_after: Option<&[JsonValue]>,
+    ) -> JsonValue {
         let mut range = serde_json::Map::new();
         range.insert("gt".into(), self.timestamp_format.render(window.start));
         range.insert("lte".into(), self.timestamp_format.render(window.end));
@@ -278,7 +295,8 @@ pub enum PageError {
 
 impl SearchPage {
     pub fn parse(body: &[u8]) -> Result<SearchPage, PageError> {
-        let raw: RawSearchResponse = serde_json::from_slice(body).map_err(|error| PageError::Malformed(error.to_string()))?;
+        let raw: RawSearchResponse =
+            serde_json::from_slice(body).map_err(|error| PageError::Malformed(error.to_string()))?;
         if let Some(shards) = &raw.shards {
             if shards.failed > 0 {
                 let reason = shards
@@ -339,11 +357,23 @@ mod tests {
     fn strftime_indices_expand_only_over_the_days_the_window_touches() {
         let pattern = IndexPattern::parse("logstash-%Y.%m.%d").unwrap();
         assert_eq!(pattern.expand(&Window { start: at(1, 10, 0), end: at(1, 10, 15) }), "logstash-2026.01.01");
-        assert_eq!(pattern.expand(&Window { start: at(1, 23, 50), end: at(2, 0, 5) }), "logstash-2026.01.01,logstash-2026.01.02");
-        assert_eq!(pattern.expand(&Window { start: at(1, 0, 0), end: at(3, 0, 0) }), "logstash-2026.01.01,logstash-2026.01.02,logstash-2026.01.03");
+        assert_eq!(
+            pattern.expand(&Window { start: at(1, 23, 50), end: at(2, 0, 5) }),
+            "logstash-2026.01.01,logstash-2026.01.02"
+        );
+        assert_eq!(
+            pattern.expand(&Window { start: at(1, 0, 0), end: at(3, 0, 0) }),
+            "logstash-2026.01.01,logstash-2026.01.02,logstash-2026.01.03"
+        );
         let mixed = IndexPattern::parse("app-%Y.%m.%d-%H, audit-*").unwrap();
-        assert_eq!(mixed.expand(&Window { start: at(1, 9, 59), end: at(1, 11, 0) }), "app-2026.01.01-09,app-2026.01.01-10,app-2026.01.01-11,audit-*");
-        assert_eq!(IndexPattern::parse("logs-a,logs-b").unwrap().expand(&Window { start: at(1, 0, 0), end: at(9, 0, 0) }), "logs-a,logs-b");
+        assert_eq!(
+            mixed.expand(&Window { start: at(1, 9, 59), end: at(1, 11, 0) }),
+            "app-2026.01.01-09,app-2026.01.01-10,app-2026.01.01-11,audit-*"
+        );
+        assert_eq!(
+            IndexPattern::parse("logs-a,logs-b").unwrap().expand(&Window { start: at(1, 0, 0), end: at(9, 0, 0) }),
+            "logs-a,logs-b"
+        );
         assert!(IndexPattern::parse("a,,b").is_err());
         assert!(IndexPattern::parse("a-%Q").is_err());
     }
@@ -358,7 +388,12 @@ mod tests {
             track_total_hits: true,
         };
         let window = Window { start: at(1, 10, 0), end: at(1, 10, 15) };
-        let body = builder.page_body(&window, &Tiebreaker::ShardDoc, Some(PitReference { id: "pit-1", keep_alive: "1m" }), Some(&[json!(1), json!(2)]));
+        let body = builder.page_body(
+            &window,
+            &Tiebreaker::ShardDoc,
+            Some(PitReference { id: "pit-1", keep_alive: "1m" }),
+            Some(&[json!(1), json!(2)]),
+        );
         assert_eq!(
             body,
             json!({
@@ -373,11 +408,21 @@ mod tests {
                 "pit": {"id": "pit-1", "keep_alive": "1m"}
             })
         );
-        let epoch = QueryBuilder { timestamp_format: TimestampFormat::EpochMillis, query: None, track_total_hits: false, ..builder };
+        let epoch = QueryBuilder {
+            timestamp_format: TimestampFormat::EpochMillis,
+            query: None,
+            track_total_hits: false,
+            ..builder
+        };
         let body = epoch.page_body(&window, &Tiebreaker::Field("event.id".into()), None, None);
-        assert_eq!(body["query"]["bool"]["filter"][0]["range"]["@timestamp"]["gt"], json!(at(1, 10, 0).timestamp_millis()));
+        assert_eq!(
+            body["query"]["bool"]["filter"][0]["range"]["@timestamp"]["gt"],
+            json!(at(1, 10, 0).timestamp_millis())
+        );
         assert_eq!(body["sort"][1], json!({"event.id": {"order": "asc", "unmapped_type": "keyword"}}));
-        assert!(body.get("track_total_hits").is_none() && body.get("pit").is_none() && body.get("search_after").is_none());
+        assert!(
+            body.get("track_total_hits").is_none() && body.get("pit").is_none() && body.get("search_after").is_none()
+        );
     }
 
     #[test]
@@ -395,7 +440,10 @@ mod tests {
     #[test]
     fn incomplete_and_malformed_pages_are_errors() {
         let failed = SearchPage::parse(br#"{"_shards":{"total":2,"successful":1,"failed":1,"failures":[{"shard":0,"reason":{"type":"node_not_connected_exception","reason":"x"}}]},"hits":{"hits":[]}}"#);
-        assert_eq!(failed.unwrap_err(), PageError::ShardsFailed { failed: 1, reason: "node_not_connected_exception".into() });
+        assert_eq!(
+            failed.unwrap_err(),
+            PageError::ShardsFailed { failed: 1, reason: "node_not_connected_exception".into() }
+        );
         assert_eq!(SearchPage::parse(br#"{"timed_out":true,"hits":{"hits":[]}}"#).unwrap_err(), PageError::TimedOut);
         assert!(matches!(SearchPage::parse(br#"{"hits":{"hits":[{"_id":"1"}]}}"#), Err(PageError::Malformed(_))));
         assert!(matches!(SearchPage::parse(b"{\"hits\":{\"hi"), Err(PageError::Malformed(_))));
@@ -407,6 +455,9 @@ mod tests {
         let hit = page.hits.into_iter().next().unwrap();
         assert_eq!(hit.sort_millis(), Some(1_700_000_000_123));
         let event = hit.into_event(&Arc::from("es"), 64);
-        assert_eq!(serde_json::to_value(&event).unwrap(), json!({"message": "boom", "host": {"name": "h"}, "_id": "x1", "_index": "logs"}));
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            json!({"message": "boom", "host": {"name": "h"}, "_id": "x1", "_index": "logs"})
+        );
     }
 }

@@ -60,7 +60,13 @@ pub enum Resume {
 }
 
 impl WindowPlanner {
-    pub fn new(buffer_time: Duration, query_delay: Duration, old_query_limit: Duration, checkpoint: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (WindowPlanner, Resume) {
+    pub fn new(
+        buffer_time: Duration,
+        query_delay: Duration,
+        old_query_limit: Duration,
+        checkpoint: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> (WindowPlanner, Resume) {
         let limit = whole_millis(now - chrono(old_query_limit));
         let resume = match checkpoint {
             None => Resume::Fresh,
@@ -71,7 +77,12 @@ impl WindowPlanner {
             Resume::Fresh => None,
             Resume::FromCheckpoint(from) | Resume::Clamped { from, .. } => Some(from),
         };
-        let planner = WindowPlanner { buffer_time: chrono(buffer_time), query_delay: chrono(query_delay), minimum_start, previous_end: minimum_start };
+        let planner = WindowPlanner {
+            buffer_time: chrono(buffer_time),
+            query_delay: chrono(query_delay),
+            minimum_start,
+            previous_end: minimum_start,
+        };
         (planner, resume)
     }
 
@@ -214,26 +225,43 @@ mod tests {
 
     #[test]
     fn steady_runs_re_read_buffer_time_and_leave_no_gap() {
-        let (mut planner, resume) = WindowPlanner::new(15 * MINUTE, Duration::ZERO, 7 * 24 * 60 * MINUTE, None, at(10, 0));
+        let (mut planner, resume) =
+            WindowPlanner::new(15 * MINUTE, Duration::ZERO, 7 * 24 * 60 * MINUTE, None, at(10, 0));
         assert_eq!(resume, Resume::Fresh);
         assert_eq!(planner.plan(at(10, 0)), vec![Window { start: at(9, 45), end: at(10, 0) }]);
         assert_eq!(planner.plan(at(10, 1)), vec![Window { start: at(9, 46), end: at(10, 1) }]);
         // A run delayed past buffer_time catches up from the previous end.
-        assert_eq!(planner.plan(at(10, 40)), vec![Window { start: at(10, 1), end: at(10, 16) }, Window { start: at(10, 16), end: at(10, 31) }, Window { start: at(10, 31), end: at(10, 40) }]);
+        assert_eq!(
+            planner.plan(at(10, 40)),
+            vec![
+                Window { start: at(10, 1), end: at(10, 16) },
+                Window { start: at(10, 16), end: at(10, 31) },
+                Window { start: at(10, 31), end: at(10, 40) }
+            ]
+        );
     }
 
     #[test]
     fn a_restart_resumes_at_the_checkpoint_and_never_reads_before_it() {
-        let (mut planner, resume) = WindowPlanner::new(15 * MINUTE, MINUTE, 7 * 24 * 60 * MINUTE, Some(at(9, 58)), at(10, 0));
+        let (mut planner, resume) =
+            WindowPlanner::new(15 * MINUTE, MINUTE, 7 * 24 * 60 * MINUTE, Some(at(9, 58)), at(10, 0));
         assert_eq!(resume, Resume::FromCheckpoint(at(9, 58)));
         assert_eq!(planner.plan(at(10, 0)), vec![Window { start: at(9, 58), end: at(9, 59) }]);
-        assert_eq!(planner.plan(at(10, 5)), vec![Window { start: at(9, 58), end: at(10, 4) }], "minimum start beats the floor");
-        assert_eq!(planner.plan(at(10, 30)), vec![Window { start: at(10, 4), end: at(10, 19) }, Window { start: at(10, 19), end: at(10, 29) }]);
+        assert_eq!(
+            planner.plan(at(10, 5)),
+            vec![Window { start: at(9, 58), end: at(10, 4) }],
+            "minimum start beats the floor"
+        );
+        assert_eq!(
+            planner.plan(at(10, 30)),
+            vec![Window { start: at(10, 4), end: at(10, 19) }, Window { start: at(10, 19), end: at(10, 29) }]
+        );
     }
 
     #[test]
     fn an_old_checkpoint_is_clamped_to_old_query_limit() {
-        let (mut planner, resume) = WindowPlanner::new(15 * MINUTE, Duration::ZERO, 60 * MINUTE, Some(at(1, 0)), at(10, 0));
+        let (mut planner, resume) =
+            WindowPlanner::new(15 * MINUTE, Duration::ZERO, 60 * MINUTE, Some(at(1, 0)), at(10, 0));
         assert_eq!(resume, Resume::Clamped { checkpoint: at(1, 0), from: at(9, 0) });
         let windows = planner.plan(at(10, 0));
         assert_eq!(windows.first().unwrap().start, at(9, 0));
