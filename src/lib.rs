@@ -6,6 +6,7 @@
 //! sources so checkpoints only move past delivered data. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod elasticsearch;
 pub mod event;
 pub mod observability;
 pub mod query;

@@ -54,6 +54,31 @@ enum Command {
         #[arg(required = true)]
         configs: Vec<PathBuf>,
     },
+    /// Elasticsearch tools.
+    Es {
+        #[command(subcommand)]
+        command: EsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EsCommand {
+    /// Create ElastAlert's writeback indices with their mappings
+    /// (idempotent; the counterpart of elastalert-create-index).
+    Setup {
+        /// Elasticsearch URL, such as https://es.example.com:9200.
+        endpoint: String,
+        /// Writeback index prefix: creates PREFIX, PREFIX_status,
+        /// PREFIX_silence, PREFIX_error and PREFIX_past.
+        #[arg(long, default_value = pipe::sinks::elasticsearch::DEFAULT_WRITEBACK_INDEX)]
+        prefix: String,
+        /// Basic authentication user.
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        /// Basic authentication password.
+        #[arg(long, env = "PIPE_ES_PASSWORD", hide_env_values = true, requires = "user")]
+        password: Option<String>,
+    },
 }
 
 fn config_source(configs: Vec<PathBuf>) -> ConfigSource {
@@ -160,5 +185,19 @@ fn run(command: Command) -> anyhow::Result<u8> {
             print!("{}", graph::to_dot(&config));
             Ok(0)
         }
+        Command::Es { command: EsCommand::Setup { endpoint, prefix, user, password } } => es_setup(endpoint, &prefix, user, password),
     }
+}
+
+fn es_setup(endpoint: String, prefix: &str, user: Option<String>, password: Option<String>) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let report = runtime.block_on(pipe::sinks::elasticsearch::setup::run(&endpoint, prefix, user, password))?;
+    println!("{}", report.server);
+    for index in &report.created {
+        println!("created {index}");
+    }
+    for index in &report.existing {
+        println!("exists  {index} (mapping updated)");
+    }
+    Ok(0)
 }

@@ -16,8 +16,8 @@
 
 pub mod graph;
 pub mod interpolate;
-mod loader;
 pub mod secret;
+mod loader;
 pub mod units;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod dead_letter;
+pub mod elasticsearch;
 pub mod file;
 pub mod http;
 pub mod redact;
@@ -28,6 +29,7 @@ use crate::topology::{BuildContext, BuildError, Sink};
 pub enum SinkConfig {
     Blackhole(blackhole::BlackholeSinkConfig),
     Console(console::ConsoleSinkConfig),
+    Elasticsearch(Box<elasticsearch::ElasticsearchSinkConfig>),
     File(file::FileSinkConfig),
     Http(http::HttpSinkConfig),
     // Boxed: the WeCom config is several times larger than the others.
@@ -38,12 +40,13 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// Every `type` a sink may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "file", "http", "splunk_hec", "wecom"];
+    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "elasticsearch", "file", "http", "splunk_hec", "wecom"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Blackhole(_) => "blackhole",
             SinkConfig::Console(_) => "console",
+            SinkConfig::Elasticsearch(_) => "elasticsearch",
             SinkConfig::File(_) => "file",
             SinkConfig::Http(_) => "http",
             SinkConfig::Wecom(_) => "wecom",
@@ -55,6 +58,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Blackhole(config) => config.build(cx),
             SinkConfig::Console(config) => config.build(cx),
+            SinkConfig::Elasticsearch(config) => config.build(cx),
             SinkConfig::File(config) => config.build(cx),
             SinkConfig::Http(config) => config.build(cx),
             SinkConfig::Wecom(config) => config.build(cx),

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod decoding;
 pub mod demo;
+pub mod elasticsearch_poller;
 pub mod file;
 pub mod sls;
 pub mod stdin;
@@ -22,6 +23,7 @@ use crate::topology::{BuildContext, BuildError, Source};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Demo(demo::DemoSourceConfig),
+    ElasticsearchPoller(Box<elasticsearch_poller::ElasticsearchPollerConfig>),
     File(file::FileSourceConfig),
     Sls(sls::SlsSourceConfig),
     Stdin(stdin::StdinSourceConfig),
@@ -29,11 +31,12 @@ pub enum SourceConfig {
 
 impl SourceConfig {
     /// Every `type` a source may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["demo", "file", "sls", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["demo", "elasticsearch_poller", "file", "sls", "stdin"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::Demo(_) => "demo",
+            SourceConfig::ElasticsearchPoller(_) => "elasticsearch_poller",
             SourceConfig::File(_) => "file",
             SourceConfig::Sls(_) => "sls",
             SourceConfig::Stdin(_) => "stdin",
@@ -43,6 +46,7 @@ impl SourceConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         match self {
             SourceConfig::Demo(config) => config.build(cx),
+            SourceConfig::ElasticsearchPoller(config) => config.build(cx),
             SourceConfig::File(config) => config.build(cx),
             SourceConfig::Sls(config) => config.build(cx),
             SourceConfig::Stdin(config) => config.build(cx),

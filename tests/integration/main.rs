@@ -2,6 +2,7 @@
 //! loopback sockets. One test binary, so the workspace links once.
 
 mod config_validation;
+mod elasticsearch;
 mod lifecycle;
 mod routing;
 mod splunk_hec;

@@ -1,0 +1,68 @@
+//! The Elasticsearch / OpenSearch client shared by the `elasticsearch_poller`
+//! source, the `elasticsearch` sink and `pipe es setup`.
+//!
+//! Owns: the connection keys every Elasticsearch component accepts
+//! (`endpoints`, `auth.*`, `tls.*`, `request_timeout`; `connection`), one
+//! HTTP attempt against the current endpoint with failover to the next one
+//! (`client`), the error shapes Elasticsearch answers with and whether each
+//! is worth retrying (`client::EsError`), and what the server is
+//! (`server::ServerInfo`, from `GET /`: distribution, version and the
+//! request/response differences that follow from them).
+//!
+//! Guarantees: secrets (passwords, API keys, tokens) never appear in Debug
+//! output, logs or error messages; an error names the endpoint, the HTTP
+//! status, Elasticsearch's error type and reason, and what to do.
+//!
+//! Never here: retry loops and backoff (callers own them, because a source
+//! and a sink retry different units), compatibility headers (pipe adapts its
+//! requests to the detected version instead, so it always sends plain
+//! `application/json` / `application/x-ndjson`).
+
+pub mod client;
+pub mod connection;
+pub mod server;
+
+pub use client::{EsClient, EsError, EsResponse};
+pub use connection::{EsAuthConfig, EsAuthStrategy, EsConnectionConfig, EsTlsConfig};
+pub use server::{Distribution, ServerInfo};
+
+use std::time::Duration;
+
+/// Exponential backoff: `initial`, doubled per attempt, capped at `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff { initial, max: max.max(initial), current: initial }
+    }
+
+    /// The wait before the next attempt; each call doubles the following one.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.current;
+        self.current = (self.current * 2).min(self.max);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<u128> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+    }
+}
