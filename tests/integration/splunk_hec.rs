@@ -103,7 +103,8 @@ acknowledgements.query_interval = "100ms"
     // The demo source draws each log's nanoseconds from the same seeded
     // generator; only the seconds come from the clock.
     let mut generator = DemoLogGenerator::new(5);
-    let nanoseconds: Vec<u32> = (0..COUNT).map(|_| generator.next_log(0).time_ns).collect();
+    // The demo source cycles through its first 1024 generated logs.
+    let nanoseconds: Vec<u32> = (0..1024).map(|_| generator.next_log(0).time_ns).collect();
     for event in &events {
         assert_eq!(event.endpoint, HecEndpoint::Event);
         assert_eq!(event.index, "sls");
@@ -115,7 +116,7 @@ acknowledgements.query_interval = "100ms"
         assert!(!body.contains_key("__time__") && !body.contains_key("__time_ns_part__"), "{body:?}");
         let seconds = event.time.trunc();
         assert!((started.trunc() - 1.0..=finished + 1.0).contains(&seconds), "time {} outside the run", event.time);
-        let expected_fraction = f64::from(nanoseconds[seq_of(event) as usize - 1] / 1_000) / 1e6;
+        let expected_fraction = f64::from(nanoseconds[(seq_of(event) as usize - 1) % nanoseconds.len()] / 1_000) / 1e6;
         assert!((event.time - seconds - expected_fraction).abs() < 2e-6, "time {} lost its nanoseconds", event.time);
     }
     let stats = hec.control().stats();
