@@ -7,6 +7,7 @@ mod lifecycle;
 mod routing;
 mod splunk_hec;
 mod sls;
+mod sls_to_splunk;
 mod support;
 mod topology;
 mod wecom;
