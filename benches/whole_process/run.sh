@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Whole-process throughput: starts the emulators from `pipe-testkit`, runs
+# `pipe` on CONFIG under /usr/bin/time until the source has sent every log,
+# then stops it and prints raw MB per CPU-second of the pipe process and its
+# peak RSS. Usage: benches/whole_process/run.sh sls-blackhole|sls-splunk
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+config="benches/whole_process/$1.toml"
+shards=${SHARDS:-4}; groups=${GROUPS_PER_SHARD:-2000}; logs=${LOGS_PER_GROUP:-50}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+target/release/pipe-testkit sls --addr 127.0.0.1:0 --project bench --logstore bench --shards "$shards" \
+  --log-groups-per-shard "$groups" --logs-per-group "$logs" --seed 1 \
+  --access-key-id bench-id --access-key-secret bench-secret > "$work/sls.out" &
+until grep -q listening "$work/sls.out"; do sleep 0.2; done
+sls=$(sed -n 's#listening on http://##p' "$work/sls.out")
+target/release/pipe-testkit hec --addr 127.0.0.1:0 --token bench-token --ack > "$work/hec.out" &
+until grep -q listening "$work/hec.out"; do sleep 0.2; done
+hec=$(sed -n 's#listening on ##p' "$work/hec.out")
+
+port=$((20000 + RANDOM % 20000))
+PIPE_DATA_DIR="$work/data" PIPE_API_ADDRESS="127.0.0.1:$port" SLS_ENDPOINT="http://$sls" HEC_ENDPOINT="$hec" RUN_ID=$RANDOM \
+  /usr/bin/time -v -o "$work/time.txt" target/release/pipe run "$config" 2> "$work/pipe.err" &
+total=$((shards * groups * logs))
+start=$(date +%s.%N)
+while :; do
+  sent=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_sent_events_total\{component_id="(out|splunk)"/ {print $2}')
+  [ "${sent:-0}" -ge "$total" ] 2>/dev/null && break
+  sleep 0.2
+done
+end=$(date +%s.%N)
+bytes=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_received_bytes_total\{component_id="sls"/ {print $2}')
+kill -INT "$(pgrep -f "target/release/pipe run $config" | head -1)"
+wait %3 || true
+cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$work/time.txt")
+rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
+echo "config=$1 logs=$total raw_bytes=$bytes wall_seconds=$(echo "$end - $start" | bc) cpu_seconds=$cpu"
+echo "raw MB per CPU-second: $(echo "scale=1; $bytes / 1000000 / $cpu" | bc)"
+echo "peak RSS: $((rss / 1024)) MiB"
