@@ -155,10 +155,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 .install_recorder()
                 .context("cannot install the metrics recorder")?;
             let upkeep_handle = prometheus.clone();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
             let code = runtime.block_on(async move {
                 // Keeps summaries from growing without bound between scrapes.
                 tokio::spawn(async move {
