@@ -4,6 +4,7 @@
 mod config_validation;
 mod lifecycle;
 mod routing;
+mod rules;
 mod support;
 mod topology;
 mod wecom;
