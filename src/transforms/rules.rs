@@ -245,7 +245,7 @@ impl RulesTransform {
     /// Every pending aggregation, at shutdown.
     pub fn finish(&mut self, component_id: &str) -> EventBatch {
         let alerts = self.alerter.flush_all();
-        self.to_events(&alerts, component_id)
+        self.alerts_to_events(&alerts, component_id)
     }
 
     /// Alerts for the buffered matches (`Alerter::process` also sends the
@@ -253,10 +253,10 @@ impl RulesTransform {
     fn alert_events(&mut self, now: DateTime<Utc>, component_id: &str) -> EventBatch {
         let matches = std::mem::take(&mut self.matches);
         let alerts = self.alerter.process(matches, now);
-        self.to_events(&alerts, component_id)
+        self.alerts_to_events(&alerts, component_id)
     }
 
-    fn to_events(&mut self, alerts: &[Alert], component_id: &str) -> EventBatch {
+    fn alerts_to_events(&mut self, alerts: &[Alert], component_id: &str) -> EventBatch {
         for alert in alerts {
             if let Some(total) = self.alerts_total.get_mut(alert.rule_index) {
                 *total += 1;
@@ -421,7 +421,7 @@ mod tests {
     }
 
     fn build_error(text: &str) -> String {
-        config(text).build_rules(&context()).err().expect("a build error").0
+        config(text).build_rules(&context()).expect_err("a build error").0
     }
 
     fn event(fields: &[(&str, Value)]) -> LogEvent {
