@@ -1,4 +1,5 @@
-//! Rule engine benchmarks: frequency rule over 10 000 query keys.
+//! Rule engine benchmarks: frequency rule over 10 000 query keys, and the
+//! whole `rules` transform on demo events.
 //!
 //! Target: at least 1 M events/s per core for a frequency rule with 10 000
 //! keys. Events carry five fields; the ISO variant parses `@timestamp`
@@ -6,13 +7,36 @@
 //! Timestamps advance 1 ms per event, so each measured batch also crosses
 //! run boundaries (housekeeping over all keys). A counting allocator reports
 //! the heap held per tracked key once per run.
+//!
+//! `rules_transform` measures CPU time of the benchmark thread (see
+//! `support/cpu_time.rs`) in MB/s of raw demo log bytes (key + value text,
+//! as SLS counts them): `process_batch` is the transform's per-batch work
+//! (engine, alerter, alert events) without channels; the topology variant
+//! runs demo → rules → blackhole on a current-thread runtime, so the figure
+//! includes generating the demo logs and is per core.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pipe::event::{LogEvent, Str, Value};
+use pipe::config::graph::{BuiltPipeline, BuiltSink, BuiltSource, BuiltTransform, OutputRef};
+use pipe::config::GlobalOptions;
+use pipe::event::{EventMetadata, LogEvent, Str, Value};
+use pipe::observability::Telemetry;
 use pipe::rules::{parse_rule_yaml, RuleDefinition, RuleEngine};
+use pipe::sinks::blackhole::BlackholeSink;
+use pipe::sources::demo::{demo_log_fields, DemoSourceConfig};
+use pipe::topology::buffer::BufferOptions;
+use pipe::topology::{BuildContext, RunningTopology};
+use pipe::transforms::rules::RulesConfig;
+use pipe_demo_logs::DemoLogGenerator;
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::ThreadCpuTime;
 
 struct CountingAllocator;
 
@@ -183,5 +207,154 @@ fn report_cpu_throughput(name: &str, timestamp_config: &str, warm: &[Vec<LogEven
     );
 }
 
+/// The seed rule: the query_string filter ElastAlert users run.
+const SEED_RULE: &str = r#"
+[[rule]]
+name = "exceptions"
+type = "any"
+timestamp_field = "__time__"
+timestamp_type = "unix"
+filter = [{ query = { query_string = { query = "message:'Traceback' OR message:*Exception* OR source:*Defend*" } } }]
+"#;
+
+/// A per-host frequency and a per-host flatline rule, seeing every event.
+const HOST_RULES: &str = r#"
+[[rule]]
+name = "busy host"
+type = "frequency"
+num_events = 500
+timeframe = "1m"
+run_every = "10s"
+query_key = "host"
+timestamp_field = "__time__"
+timestamp_type = "unix"
+
+[[rule]]
+name = "quiet host"
+type = "flatline"
+threshold = 1
+timeframe = "5m"
+query_key = "host"
+timestamp_field = "__time__"
+timestamp_type = "unix"
+"#;
+
+const TRANSFORM_EVENTS: usize = 20_000;
+const TRANSFORM_BATCH: usize = 500;
+
+fn rules_config(rules: &str) -> RulesConfig {
+    toml::from_str(rules).unwrap()
+}
+
+fn build_context(id: &str) -> BuildContext {
+    BuildContext { id: id.to_string(), data_dir: "data".into() }
+}
+
+/// Demo events at 1 000 per second of event time, with their raw size.
+fn demo_batches() -> (Vec<Vec<LogEvent>>, u64) {
+    let mut generator = DemoLogGenerator::new(7);
+    let source: Arc<str> = Arc::from("demo");
+    let mut bytes = 0;
+    let events: Vec<LogEvent> = (0..TRANSFORM_EVENTS)
+        .map(|index| {
+            let log = generator.next_log(BASE_SECONDS as u32 + (index / 1000) as u32);
+            bytes += log.raw_size() as u64;
+            LogEvent::new(demo_log_fields(&log), EventMetadata::new(Arc::clone(&source), log.raw_size()))
+        })
+        .collect();
+    (events.chunks(TRANSFORM_BATCH).map(<[LogEvent]>::to_vec).collect(), bytes)
+}
+
+fn bench_transform(criterion: &mut Criterion<ThreadCpuTime>) {
+    let (batches, bytes) = demo_batches();
+    let mut group = criterion.benchmark_group("rules_transform");
+    group.throughput(Throughput::Bytes(bytes));
+    group.sample_size(20);
+    let now = chrono::DateTime::from_timestamp(BASE_SECONDS + 30, 0).unwrap();
+    let three_rules = format!("{SEED_RULE}{HOST_RULES}");
+    for (name, rules) in [("process_batch_seed_rule", SEED_RULE), ("process_batch_three_rules", three_rules.as_str())] {
+        let mut transform = rules_config(rules).build_rules(&build_context("rules")).unwrap();
+        group.bench_function(name, |bencher| {
+            bencher.iter_batched(
+                || batches.clone(),
+                |batches| {
+                    let mut alerts = 0;
+                    for batch in batches {
+                        alerts += transform.process_batch(&batch, now, "rules").len();
+                        for event in batch {
+                            event.settle(pipe::event::BatchStatus::Delivered);
+                        }
+                    }
+                    alerts
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+
+    const TOPOLOGY_EVENTS: u64 = 100_000;
+    let topology_bytes: u64 = {
+        let mut generator = DemoLogGenerator::new(1);
+        (0..TOPOLOGY_EVENTS).map(|_| generator.next_log(1_700_000_000).raw_size() as u64).sum()
+    };
+    group.throughput(Throughput::Bytes(topology_bytes));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for (name, with_rules) in [("topology_demo_blackhole_baseline", false), ("topology_demo_rules_blackhole", true)] {
+        group.bench_function(name, |bencher| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            bencher.iter_custom(|iterations| {
+                let mut total = 0;
+                for _ in 0..iterations {
+                    let demo = DemoSourceConfig { rate: None, count: Some(TOPOLOGY_EVENTS), seed: 1, batch_size: 500 };
+                    let mut transforms = Vec::new();
+                    let mut sink_input = "demo";
+                    if with_rules {
+                        transforms.push(BuiltTransform {
+                            id: "rules".into(),
+                            component_type: "rules",
+                            inputs: vec![OutputRef { component: "demo".into(), output: None }],
+                            outputs: vec![None],
+                            transform: rules_config(&three_rules).build(&build_context("rules")).unwrap(),
+                        });
+                        sink_input = "rules";
+                    }
+                    let pipeline = BuiltPipeline {
+                        global: GlobalOptions::default(),
+                        sources: vec![BuiltSource {
+                            id: "demo".into(),
+                            component_type: "demo",
+                            source: demo.build(&build_context("demo")).unwrap(),
+                        }],
+                        transforms,
+                        sinks: vec![BuiltSink {
+                            id: "out".into(),
+                            component_type: "blackhole",
+                            inputs: vec![OutputRef { component: sink_input.into(), output: None }],
+                            buffer: BufferOptions::default(),
+                            sink: Box::new(BlackholeSink),
+                        }],
+                        warnings: vec![],
+                    };
+                    let started = cpu_time::thread_cpu_nanos();
+                    runtime.block_on(async {
+                        let mut topology = RunningTopology::start(pipeline, Telemetry::default());
+                        topology.finished().await;
+                        assert!(topology.stop(Duration::from_secs(5)).await.is_clean());
+                    });
+                    total += cpu_time::thread_cpu_nanos() - started;
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(benches, bench_frequency);
-criterion_main!(benches);
+criterion_group! {
+    name = transform_benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench_transform
+}
+criterion_main!(benches, transform_benches);

@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: EsCommand,
     },
+    /// ElastAlert rule tools.
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +84,47 @@ enum EsCommand {
         #[arg(long, env = "PIPE_ES_PASSWORD", hide_env_values = true, requires = "user")]
         password: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RuleCommand {
+    /// Replay recorded events through rule files with the engine the `rules`
+    /// transform runs (the counterpart of elastalert-test-rule). Prints each
+    /// match (or alert) as one JSON object per line; a summary on stderr.
+    Test {
+        /// ElastAlert rule files (YAML).
+        #[arg(required = true)]
+        rule_files: Vec<PathBuf>,
+        /// Recorded events, one JSON object per line.
+        #[arg(long)]
+        events: PathBuf,
+        /// Run every rule on this schedule instead of its run_every ("30s", "5m").
+        #[arg(long, value_parser = parse_duration_argument)]
+        run_every: Option<std::time::Duration>,
+        /// First run starts here (RFC 3339); default: the first event's time.
+        #[arg(long, value_parser = parse_time_argument)]
+        start: Option<chrono::DateTime<chrono::Utc>>,
+        /// Runs go on until one ends here (RFC 3339); default: the last
+        /// event's time plus the rule's timeframe.
+        #[arg(long, value_parser = parse_time_argument)]
+        end: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print alert events (after realert and aggregation) instead of matches.
+        #[arg(long)]
+        alerts: bool,
+        /// An ElastAlert config.yaml whose keys are defaults for every rule.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_duration_argument(text: &str) -> Result<std::time::Duration, String> {
+    pipe::config::units::parse_duration(text).map_err(|error| error.to_string())
+}
+
+fn parse_time_argument(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    pipe::rules::time::parse_iso(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .ok_or_else(|| format!("{text:?} is not a time; write it like 2024-01-01T00:00:00Z"))
 }
 
 fn config_source(configs: Vec<PathBuf>) -> ConfigSource {
@@ -186,6 +232,15 @@ fn run(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Es { command: EsCommand::Setup { endpoint, prefix, user, password } } => es_setup(endpoint, &prefix, user, password),
+        Command::Rule { command: RuleCommand::Test { rule_files, events, run_every, start, end, alerts, config } } => {
+            rule_test(
+                &rule_files,
+                &events,
+                run_every,
+                pipe::rules::ReplayOptions { start, end, alerts },
+                config.as_deref(),
+            )
+        }
     }
 }
 
@@ -199,5 +254,60 @@ fn es_setup(endpoint: String, prefix: &str, user: Option<String>, password: Opti
     for index in &report.existing {
         println!("exists  {index} (mapping updated)");
     }
+    Ok(0)
+}
+
+/// `pipe rule test`: load every rule (reporting each failure), replay, print.
+fn rule_test(
+    rule_files: &[PathBuf],
+    events_path: &std::path::Path,
+    run_every: Option<std::time::Duration>,
+    options: pipe::rules::ReplayOptions,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    use pipe::rules::{config::DurationSetting, load_global_config, load_rule_file, replay, RuleDefinition};
+    use std::io::Write as _;
+
+    let defaults = config.map(load_global_config).transpose()?;
+    let mut definitions = Vec::new();
+    let mut failed = 0;
+    for path in rule_files {
+        let loaded = load_rule_file(path, defaults.as_ref()).and_then(|mut rule| {
+            if let Some(run_every) = run_every {
+                rule.run_every = Some(DurationSetting(run_every));
+            }
+            RuleDefinition::from_config(rule)
+        });
+        match loaded {
+            Ok(definition) => definitions.push(definition),
+            Err(error) => {
+                eprintln!("error: {error}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} rule file(s) failed to load; nothing was replayed");
+        return Ok(1);
+    }
+    let text = std::fs::read_to_string(events_path)
+        .with_context(|| format!("cannot read the events file {:?}", events_path.display().to_string()))?;
+    let events = pipe::rules::replay::parse_ndjson(&text, "rule_test")
+        .with_context(|| format!("events file {:?}", events_path.display().to_string()))?;
+    let output = replay(definitions, &events, &options)?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for record in &output.records {
+        writeln!(stdout, "{record}")?;
+    }
+    stdout.flush()?;
+    let summary = &output.summary;
+    let mut line = format!("events: {}, runs: {}, matches: {}", summary.events, summary.runs, summary.matches);
+    if options.alerts {
+        line.push_str(&format!(", alerts: {}", summary.alerts));
+    }
+    if summary.events_without_timestamp > 0 {
+        line.push_str(&format!(", events without a timestamp (skipped): {}", summary.events_without_timestamp));
+    }
+    eprintln!("{line}");
     Ok(0)
 }

@@ -13,7 +13,11 @@
 //! Events are dropped and counted (never errors) when the timestamp field is
 //! missing or unparseable (ElastAlert aborts the whole run instead), or when
 //! they are late: at or before `next run end − max(buffer_time, run_every)`,
-//! a range no later ElastAlert query would cover.
+//! a range no later ElastAlert query would cover. With a `FutureEventCap`
+//! set (the streaming transform sets one per batch; the replay does not), an
+//! event stamped after `beyond` is counted and evaluated as if stamped at
+//! `treated_as`: one host with a clock running ahead must not drag a rule's
+//! watermark into the future, which would make every on-time event late.
 //!
 //! Guarantees: matches come out in the order rules produce them, per rule in
 //! event order; state per rule is bounded by `max_tracked_keys`; a catch-up
@@ -45,6 +49,14 @@ pub enum RuleEngineError {
     DuplicateName { name: String, first: String, second: String },
 }
 
+/// Where event time stops being believable: events stamped after `beyond`
+/// are evaluated at `treated_as` instead (normally the wall clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FutureEventCap {
+    pub beyond: DateTime<Utc>,
+    pub treated_as: DateTime<Utc>,
+}
+
 /// Counters and gauges of one rule, for `pipe_rules_*` metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleStats {
@@ -57,6 +69,9 @@ pub struct RuleStats {
     pub late_events_total: u64,
     /// Events dropped for a missing or unparseable timestamp field.
     pub events_without_timestamp_total: u64,
+    /// Events stamped after the `FutureEventCap`, evaluated at its
+    /// `treated_as` time.
+    pub future_events_total: u64,
     /// Events the rule evaluated.
     pub events_total: u64,
     pub matches_total: u64,
@@ -80,6 +95,7 @@ struct RuleRunner {
     matches_in_run: u64,
     late_events_total: u64,
     events_without_timestamp_total: u64,
+    future_events_total: u64,
     events_total: u64,
     matches_total: u64,
     raw_matches: Vec<RawMatch>,
@@ -89,6 +105,8 @@ struct RuleRunner {
 /// The rule engine shared by the streaming transform and the replay.
 pub struct RuleEngine {
     runners: Vec<RuleRunner>,
+    /// `FutureEventCap` as (beyond, treated_as) event times.
+    future_event_cap: Option<(EventTime, EventTime)>,
 }
 
 impl std::fmt::Debug for RuleEngine {
@@ -138,13 +156,14 @@ impl RuleEngine {
                 matches_in_run: 0,
                 late_events_total: 0,
                 events_without_timestamp_total: 0,
+                future_events_total: 0,
                 events_total: 0,
                 matches_total: 0,
                 raw_matches: Vec::new(),
                 top_counts,
             });
         }
-        Ok(RuleEngine { runners })
+        Ok(RuleEngine { runners, future_event_cap: None })
     }
 
     /// The rules in index order, for building an `Alerter`.
@@ -167,9 +186,14 @@ impl RuleEngine {
     pub fn add_events_into(&mut self, events: &[LogEvent], matches: &mut Vec<Match>) {
         for runner in &mut self.runners {
             for event in events {
-                runner.add_event(event, matches);
+                runner.add_event(event, self.future_event_cap, matches);
             }
         }
+    }
+
+    /// Caps event time for the events fed from now on (`None`: no cap).
+    pub fn set_future_event_cap(&mut self, cap: Option<FutureEventCap>) {
+        self.future_event_cap = cap.map(|cap| (time::from_datetime(cap.beyond), time::from_datetime(cap.treated_as)));
     }
 
     /// Moves every rule's watermark to `watermark`, running the
@@ -214,6 +238,7 @@ impl RuleEngine {
                 evicted_keys_total: runner.state.evicted_keys_total(),
                 late_events_total: runner.late_events_total,
                 events_without_timestamp_total: runner.events_without_timestamp_total,
+                future_events_total: runner.future_events_total,
                 events_total: runner.events_total,
                 matches_total: runner.matches_total,
             })
@@ -236,17 +261,28 @@ impl RuleRunner {
         self.next_run_end = Some(first_run_end);
     }
 
-    fn add_event(&mut self, event: &LogEvent, matches: &mut Vec<Match>) {
+    fn add_event(
+        &mut self,
+        event: &LogEvent,
+        future_event_cap: Option<(EventTime, EventTime)>,
+        matches: &mut Vec<Match>,
+    ) {
         if !self.filter.matches(event) {
             return;
         }
         let fields = event.fields();
         let parsed = fields::lookup(fields, &self.definition.timestamp_field)
             .and_then(|value| time::parse_event_time(value, &self.definition.timestamp_type));
-        let Some(event_time) = parsed else {
+        let Some(mut event_time) = parsed else {
             self.events_without_timestamp_total += 1;
             return;
         };
+        if let Some((beyond, treated_as)) = future_event_cap {
+            if event_time > beyond {
+                self.future_events_total += 1;
+                event_time = treated_as;
+            }
+        }
         match self.next_run_end {
             None => self.anchor_at(event_time),
             Some(next_run_end) if event_time > next_run_end => {

@@ -64,7 +64,7 @@ pub use alert::Alert;
 pub use config::{
     load_global_config, load_rule_file, parse_rule_yaml, RuleConfig, RuleDefinition, RuleKind, RuleLoadError,
 };
-pub use engine::{RuleEngine, RuleEngineError, RuleStats};
+pub use engine::{FutureEventCap, RuleEngine, RuleEngineError, RuleStats};
 pub use realert::Alerter;
 pub use replay::{replay, ReplayError, ReplayOptions, ReplayOutput, ReplaySummary};
 

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod filter;
 pub mod json_expand;
 pub mod route;
+pub mod rules;
 pub mod truncate;
 
 use serde::Deserialize;
@@ -22,18 +23,20 @@ pub enum TransformConfig {
     Filter(filter::FilterConfig),
     JsonExpand(json_expand::JsonExpandConfig),
     Route(route::RouteConfig),
+    Rules(rules::RulesConfig),
     Truncate(truncate::TruncateConfig),
 }
 
 impl TransformConfig {
     /// Every `type` a transform may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["filter", "json_expand", "route", "truncate"];
+    pub const TYPES: &'static [&'static str] = &["filter", "json_expand", "route", "rules", "truncate"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             TransformConfig::Filter(_) => "filter",
             TransformConfig::JsonExpand(_) => "json_expand",
             TransformConfig::Route(_) => "route",
+            TransformConfig::Rules(_) => "rules",
             TransformConfig::Truncate(_) => "truncate",
         }
     }
@@ -43,7 +46,10 @@ impl TransformConfig {
     pub fn outputs(&self) -> Vec<Option<String>> {
         match self {
             TransformConfig::Route(config) => config.outputs(),
-            TransformConfig::Filter(_) | TransformConfig::JsonExpand(_) | TransformConfig::Truncate(_) => vec![None],
+            TransformConfig::Filter(_)
+            | TransformConfig::JsonExpand(_)
+            | TransformConfig::Rules(_)
+            | TransformConfig::Truncate(_) => vec![None],
         }
     }
 
@@ -52,6 +58,7 @@ impl TransformConfig {
             TransformConfig::Filter(config) => config.build(cx),
             TransformConfig::JsonExpand(config) => config.build(cx),
             TransformConfig::Route(config) => config.build(cx),
+            TransformConfig::Rules(config) => config.build(cx),
             TransformConfig::Truncate(config) => config.build(cx),
         }
     }

@@ -8,6 +8,7 @@ mod routing;
 mod splunk_hec;
 mod sls;
 mod sls_to_splunk;
+mod rules;
 mod support;
 mod topology;
 mod wecom;

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,8 +82,20 @@ pub fn pipe_command() -> Command {
 impl Pipe {
     /// Starts `pipe ARGS...` with `envs`.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Pipe {
+        Pipe::spawn(args, envs, Stdio::inherit())
+    }
+
+    /// Like `start`, with standard input connected to the returned writer
+    /// (dropping it closes pipe's input).
+    pub fn start_with_stdin(args: &[&str], envs: &[(&str, &str)]) -> (Pipe, ChildStdin) {
+        let mut pipe = Pipe::spawn(args, envs, Stdio::piped());
+        let stdin = pipe.child.stdin.take().expect("stdin");
+        (pipe, stdin)
+    }
+
+    fn spawn(args: &[&str], envs: &[(&str, &str)], stdin: Stdio) -> Pipe {
         let mut command = pipe_command();
-        command.args(args).envs(envs.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.args(args).envs(envs.iter().copied()).stdin(stdin).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("start pipe");
         let stderr = Arc::new(Mutex::new(String::new()));
         let reader = BufReader::new(child.stderr.take().expect("stderr"));
