@@ -1,6 +1,7 @@
 //! Whole-pipeline tests: the real `pipe` binary and real topologies over
 //! loopback sockets. One test binary, so the workspace links once.
 
+mod alerts;
 mod config_validation;
 mod elasticsearch;
 mod lifecycle;
