@@ -31,10 +31,12 @@ while :; do
 done
 end=$(date +%s.%N)
 bytes=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_received_bytes_total\{component_id="sls"/ {print $2}')
-kill -INT "$(pgrep -f "target/release/pipe run $config" | head -1)"
+kill -INT "$(pgrep -f "^target/release/pipe run $config")"
 wait %3 || true
 cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$work/time.txt")
 rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
-echo "config=$1 logs=$total raw_bytes=$bytes wall_seconds=$(echo "$end - $start" | bc) cpu_seconds=$cpu"
-echo "raw MB per CPU-second: $(echo "scale=1; $bytes / 1000000 / $cpu" | bc)"
+awk -v c="$1" -v n="$total" -v b="$bytes" -v s="$start" -v e="$end" -v cpu="$cpu" 'BEGIN {
+  printf "config=%s logs=%d raw_bytes=%d wall_seconds=%.1f cpu_seconds=%.2f\n", c, n, b, e - s, cpu
+  printf "raw MB per CPU-second: %.1f\n", b / 1e6 / cpu
+}'
 echo "peak RSS: $((rss / 1024)) MiB"
