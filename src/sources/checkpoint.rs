@@ -104,6 +104,26 @@ impl<P: Clone> OrderedCheckpointTracker<P> {
     }
 }
 
+/// Replaces the file at `path` with `body` atomically and durably: write a
+/// temporary file beside it, fsync, rename over the old one, fsync the
+/// directory. A crash leaves either the old content or the new, never a torn
+/// file. Blocking: call it from a blocking thread. Sources keep their local
+/// checkpoints with it.
+pub fn replace_file_durably(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let directory = path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(directory)?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = std::path::PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(directory)?.sync_all()
+}
+
 type StatusFuture = Pin<Box<dyn Future<Output = (BatchTicket, BatchStatus)> + Send>>;
 
 /// A checkpoint tracker joined with the acknowledgement receivers of the

@@ -5,8 +5,6 @@
 //! or nothing (temporary file, fsync, rename, directory fsync). Never
 //! decides what is safe to store: the caller passes only delivered ends.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -50,23 +48,12 @@ pub fn load(path: &Path) -> Result<Option<DateTime<Utc>>, CheckpointError> {
 
 /// Replaces the checkpoint atomically and durably. Blocking.
 pub fn store(path: &Path, window_end: DateTime<Utc>) -> Result<(), CheckpointError> {
-    let error = |source| CheckpointError::Write { path: path.to_path_buf(), source };
-    let directory = path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(directory).map_err(error)?;
     let body = serde_json::to_vec(&CheckpointFile {
         version: FORMAT_VERSION,
         window_end: window_end.to_rfc3339_opts(SecondsFormat::Millis, true),
     })
     .expect("a checkpoint is plain strings and numbers");
-    let mut temporary_name = path.as_os_str().to_owned();
-    temporary_name.push(".tmp");
-    let temporary = PathBuf::from(temporary_name);
-    let mut file = File::create(&temporary).map_err(error)?;
-    file.write_all(&body).map_err(error)?;
-    file.sync_all().map_err(error)?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(error)?;
-    File::open(directory).and_then(|directory| directory.sync_all()).map_err(error)?;
+    crate::sources::checkpoint::replace_file_durably(path, &body).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
     Ok(())
 }
 

@@ -12,8 +12,6 @@
 //! Files are keyed by device and inode; the path is recorded for humans only.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -100,20 +98,9 @@ pub fn load(path: &Path) -> Result<HashMap<FileId, FileCheckpoint>, CheckpointEr
 /// Replaces the checkpoints at `path` with `files`, atomically and durably.
 /// Blocking: call it from a blocking thread.
 pub fn store(path: &Path, files: &[FileCheckpoint]) -> Result<(), CheckpointError> {
-    let error = |source| CheckpointError::Write { path: path.to_path_buf(), source };
-    let directory = path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(directory).map_err(error)?;
     let body = serde_json::to_vec_pretty(&CheckpointFile { version: FORMAT_VERSION, files: files.to_vec() })
         .expect("checkpoints are plain numbers and strings");
-    let mut temporary_name = path.as_os_str().to_owned();
-    temporary_name.push(".tmp");
-    let temporary = PathBuf::from(temporary_name);
-    let mut file = File::create(&temporary).map_err(error)?;
-    file.write_all(&body).map_err(error)?;
-    file.sync_all().map_err(error)?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(error)?;
-    File::open(directory).and_then(|directory| directory.sync_all()).map_err(error)?;
+    crate::sources::checkpoint::replace_file_durably(path, &body).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
     Ok(())
 }
 
