@@ -10,6 +10,7 @@ pub mod elasticsearch;
 pub mod event;
 pub mod observability;
 pub mod query;
+pub mod retry;
 pub mod rules;
 pub mod runtime;
 pub mod sinks;

@@ -26,43 +26,4 @@ pub use client::{EsClient, EsError, EsResponse};
 pub use connection::{EsAuthConfig, EsAuthStrategy, EsConnectionConfig, EsTlsConfig};
 pub use server::{Distribution, ServerInfo};
 
-use std::time::Duration;
 
-/// Exponential backoff: `initial`, doubled per attempt, capped at `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max: max.max(initial), current: initial }
-    }
-
-    /// The wait before the next attempt; each call doubles the following one.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.current;
-        self.current = (self.current * 2).min(self.max);
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<u128> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
-    }
-}

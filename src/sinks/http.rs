@@ -50,7 +50,7 @@ use serde::Deserialize;
 
 use super::dead_letter::DeadLetterWriter;
 use super::redact::{describe_http_error, redact_url, Secret};
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use crate::config::units;
 use crate::event::{BatchStatus, LogEvent, Value};
 use crate::observability::ComponentMetrics;

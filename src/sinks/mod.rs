@@ -16,7 +16,6 @@ pub mod elasticsearch;
 pub mod file;
 pub mod http;
 pub mod redact;
-pub mod retry;
 pub mod wecom;
 pub mod splunk_hec;
 

@@ -37,7 +37,8 @@ use super::encode::{
 };
 use super::writeback::{new_document_id, writeback_documents};
 use crate::elasticsearch::client::{gzip, RequestBody};
-use crate::elasticsearch::{Backoff, EsClient, ServerInfo};
+use crate::retry::RetryDelays;
+use crate::elasticsearch::{EsClient, ServerInfo};
 use crate::event::{BatchStatus, EventFinalizers, LogEvent, Value};
 use crate::sinks::dead_letter::DeadLetterWriter;
 use crate::topology::buffer::BufferReceiver;
@@ -195,7 +196,7 @@ async fn detect_server(
     cx: &SinkContext,
     metrics: &SinkMetrics,
 ) -> Result<ServerInfo, ComponentError> {
-    let mut backoff = Backoff::new(settings.retry_initial_backoff, settings.retry_max_backoff);
+    let mut backoff = RetryDelays::new(settings.retry_initial_backoff, settings.retry_max_backoff);
     loop {
         match client.server_info().await {
             Ok(info) => {
@@ -403,7 +404,7 @@ impl Shared {
 /// Writes `items` until every one is settled; `Err` only for a fatal answer.
 async fn deliver(shared: Arc<Shared>, items: Vec<PendingItem>) -> Result<(), ComponentError> {
     let mut chunks: VecDeque<Vec<PendingItem>> = VecDeque::from([items]);
-    let mut backoff = Backoff::new(shared.settings.retry_initial_backoff, shared.settings.retry_max_backoff);
+    let mut backoff = RetryDelays::new(shared.settings.retry_initial_backoff, shared.settings.retry_max_backoff);
     let mut degraded = false;
     while let Some(mut chunk) = chunks.pop_front() {
         while !chunk.is_empty() {

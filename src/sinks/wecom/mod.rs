@@ -75,7 +75,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::redact::Secret;
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use crate::config::units;
 use crate::template::Template;
 use crate::topology::{BuildContext, BuildError, Sink};

@@ -35,7 +35,8 @@ use super::query::{PitReference, QueryBuilder, RawHit, SearchPage, Tiebreaker, W
 use super::windows::{Resume, SeenHits, WindowPlanner};
 use crate::elasticsearch::client::{encode_path_segment, RequestBody};
 use crate::elasticsearch::server::PitApi;
-use crate::elasticsearch::{Backoff, EsClient, EsError, ServerInfo};
+use crate::retry::RetryDelays;
+use crate::elasticsearch::{EsClient, EsError, ServerInfo};
 use crate::event::{BatchStatus, EventFinalizer};
 use crate::observability::{ComponentHealth, ComponentMetrics};
 use crate::sources::checkpoint::PendingBatches;
@@ -251,7 +252,7 @@ async fn run_loop(settings: PollerSettings, cx: SourceContext) -> Result<(), Com
         settings,
     };
 
-    let mut delivery_backoff = Backoff::new(DELIVERY_RETRY_INITIAL_BACKOFF, DELIVERY_RETRY_MAX_BACKOFF);
+    let mut delivery_backoff = RetryDelays::new(DELIVERY_RETRY_INITIAL_BACKOFF, DELIVERY_RETRY_MAX_BACKOFF);
     'runs: while !shutdown.is_cancelled() {
         poller.fold_statuses();
         if poller.pending.blocked_by().is_some() {
@@ -314,7 +315,7 @@ async fn detect_server(
     health: &ComponentHealth,
     metrics: &PollerMetrics,
 ) -> Result<Option<ServerInfo>, ComponentError> {
-    let mut backoff = Backoff::new(settings.retry_initial_backoff, settings.retry_max_backoff);
+    let mut backoff = RetryDelays::new(settings.retry_initial_backoff, settings.retry_max_backoff);
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
@@ -369,7 +370,7 @@ impl Poller {
         self.next_seq += 1;
         self.window_starts.insert(seq, window.start);
         let index = self.settings.index.expand(&window);
-        let mut backoff = Backoff::new(self.settings.retry_initial_backoff, self.settings.retry_max_backoff);
+        let mut backoff = RetryDelays::new(self.settings.retry_initial_backoff, self.settings.retry_max_backoff);
         loop {
             match self.attempt_window(&window, seq, &index, output, shutdown).await {
                 Ok(()) => break,

@@ -38,6 +38,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::RetryDelays;
 use super::client::{ErrorClass, RequestError, SlsClient};
 use super::shard::{ShardExit, ShardWorker};
 use super::{SlsSettings, SlsSourceError};
@@ -100,33 +101,6 @@ impl LogstoreMetrics {
         self.component
             .counter("pipe_sls_retries_total", &[("logstore", &self.logstore), ("error_code", code)])
             .increment(1);
-    }
-}
-
-/// Exponential backoff with jitter: each wait is drawn from the upper half
-/// of the current step, so consumers that failed together do not retry in
-/// lockstep.
-#[derive(Debug, Clone)]
-pub(super) struct Backoff {
-    initial: Duration,
-    max: Duration,
-    step: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max: max.max(initial), step: initial }
-    }
-
-    pub fn next_wait(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (self.step * 2).min(self.max);
-        let half = step / 2;
-        half + half.mul_f64(rand::random_range(0.0..=1.0))
-    }
-
-    pub fn reset(&mut self) {
-        self.step = self.initial;
     }
 }
 
@@ -229,7 +203,7 @@ impl LogstoreConsumer {
         let mut read_only: HashMap<u32, Arc<AtomicBool>> = HashMap::new();
         let mut next_heartbeat = Instant::now();
         let mut last_success = Instant::now();
-        let mut backoff = Backoff::new(INITIAL_RETRY_BACKOFF, interval);
+        let mut backoff = RetryDelays::new(INITIAL_RETRY_BACKOFF, interval);
         let mut group_missing = false;
         loop {
             let stopping = cx.shutdown.is_cancelled() || cx.abort.is_cancelled();
@@ -356,7 +330,7 @@ impl LogstoreConsumer {
                                 );
                                 release_all(&mut held);
                             }
-                            next_heartbeat = Instant::now() + backoff.next_wait();
+                            next_heartbeat = Instant::now() + backoff.next_delay();
                         }
                     }
                     cx.metrics.assigned_shards.set(active_count(&held) as f64);
@@ -404,7 +378,7 @@ async fn refresh_read_only(cx: &LogstoreContext, flags: &mut HashMap<u32, Arc<At
 /// stopped before it succeeded.
 async fn ensure_group(cx: &LogstoreContext) -> Result<bool, SlsSourceError> {
     let settings = &cx.settings;
-    let mut backoff = Backoff::new(INITIAL_RETRY_BACKOFF, settings.heartbeat_interval);
+    let mut backoff = RetryDelays::new(INITIAL_RETRY_BACKOFF, settings.heartbeat_interval);
     loop {
         let attempt = async {
             match cx
@@ -444,25 +418,8 @@ async fn ensure_group(cx: &LogstoreContext) -> Result<bool, SlsSourceError> {
             biased;
             _ = cx.abort.cancelled() => return Ok(false),
             _ = cx.shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(backoff.next_wait()) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_with_jitter_in_the_upper_half() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
-        let waits: Vec<Duration> = (0..5).map(|_| backoff.next_wait()).collect();
-        let steps = [100, 200, 400, 400, 400];
-        for (wait, step) in waits.iter().zip(steps) {
-            let step = Duration::from_millis(step);
-            assert!(*wait >= step / 2 && *wait <= step, "{wait:?} outside [{:?}, {step:?}]", step / 2);
-        }
-        backoff.reset();
-        assert!(backoff.next_wait() <= Duration::from_millis(100));
-    }
-}

@@ -38,7 +38,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{CursorFrom, ErrorClass, PullResponse, RequestError};
-use super::consumer::{Backoff, LogstoreContext, LogstoreMetrics};
+use super::consumer::{LogstoreContext, LogstoreMetrics};
+use crate::retry::RetryDelays;
 use super::proto::{self, BodyError, FlattenSummary};
 use super::SlsSourceError;
 use crate::event::{BatchStatus, EventFinalizer, EventMetadata, LogEvent};
@@ -113,8 +114,8 @@ struct ShardState {
     caught_up_at: Option<String>,
     next_commit: Instant,
     rewind_at: Option<Instant>,
-    rewind_backoff: Backoff,
-    request_backoff: Backoff,
+    rewind_backoff: RetryDelays,
+    request_backoff: RetryDelays,
 }
 
 impl ShardState {
@@ -131,8 +132,8 @@ impl ShardState {
             caught_up_at: None,
             next_commit: Instant::now() + cx.settings.checkpoint_interval,
             rewind_at: None,
-            rewind_backoff: Backoff::new(INITIAL_REWIND_BACKOFF, MAX_REWIND_BACKOFF),
-            request_backoff: Backoff::new(INITIAL_REQUEST_BACKOFF, MAX_REQUEST_BACKOFF),
+            rewind_backoff: RetryDelays::new(INITIAL_REWIND_BACKOFF, MAX_REWIND_BACKOFF),
+            request_backoff: RetryDelays::new(INITIAL_REQUEST_BACKOFF, MAX_REQUEST_BACKOFF),
         }
     }
 
@@ -261,7 +262,7 @@ impl ShardWorker {
             let rewind_at = match state.rewind_at {
                 Some(at) => at,
                 None => {
-                    let wait = state.rewind_backoff.next_wait();
+                    let wait = state.rewind_backoff.next_delay();
                     tracing::warn!(
                         logstore = %self.cx.logstore,
                         shard = self.shard,
@@ -325,7 +326,7 @@ impl ShardWorker {
             Err(error) => {
                 metrics.parse_failed.increment(1);
                 metrics.retry(error.code());
-                let wait = state.request_backoff.next_wait();
+                let wait = state.request_backoff.next_delay();
                 tracing::warn!(logstore = %self.cx.logstore, shard = self.shard, error = %error, retry_in = ?wait, "unreadable PullLogs body; pulling it again");
                 return Ok(self.idle_until(state, Instant::now() + wait).await);
             }
@@ -404,7 +405,7 @@ impl ShardWorker {
             }
             _ => {
                 self.cx.metrics.retry(error.code());
-                let wait = state.request_backoff.next_wait();
+                let wait = state.request_backoff.next_delay();
                 tracing::warn!(logstore = %self.cx.logstore, shard = self.shard, error = %error, retry_in = ?wait, "PullLogs failed; retrying");
                 Ok(self.idle_until(state, Instant::now() + wait).await)
             }
@@ -425,7 +426,7 @@ impl ShardWorker {
                 Ok(Some(Stop::Release))
             }
             CommitOutcome::Failed => {
-                let wait = state.request_backoff.next_wait();
+                let wait = state.request_backoff.next_delay();
                 Ok(self.idle_until(state, Instant::now() + wait).await)
             }
         }
@@ -468,7 +469,7 @@ impl ShardWorker {
                 None => break,
             }
         }
-        let mut backoff = Backoff::new(INITIAL_REQUEST_BACKOFF, MAX_REQUEST_BACKOFF);
+        let mut backoff = RetryDelays::new(INITIAL_REQUEST_BACKOFF, MAX_REQUEST_BACKOFF);
         for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
             match self.commit(&mut state, false).await {
                 Ok(CommitOutcome::Committed | CommitOutcome::Unchanged) => break,
@@ -476,7 +477,7 @@ impl ShardWorker {
                     tokio::select! {
                         biased;
                         _ = self.cx.abort.cancelled() => return Ok(ShardExit::Aborted),
-                        _ = tokio::time::sleep(backoff.next_wait()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
                 Ok(CommitOutcome::Failed) => {
@@ -549,7 +550,7 @@ impl ShardWorker {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RequestError>>,
     {
-        let mut backoff = Backoff::new(INITIAL_REQUEST_BACKOFF, MAX_REQUEST_BACKOFF);
+        let mut backoff = RetryDelays::new(INITIAL_REQUEST_BACKOFF, MAX_REQUEST_BACKOFF);
         loop {
             let result = tokio::select! {
                 biased;
@@ -567,7 +568,7 @@ impl ShardWorker {
                 return Err(Halt::NotOwned);
             }
             self.cx.metrics.retry(error.code());
-            let wait = backoff.next_wait();
+            let wait = backoff.next_delay();
             tracing::warn!(logstore = %self.cx.logstore, shard = self.shard, api, error = %error, retry_in = ?wait, "request failed; retrying");
             tokio::select! {
                 biased;
