@@ -182,10 +182,17 @@ async fn source_acknowledgements_wait_for_indexer_acknowledgement() {
 
     // Splunk has every event, but none is indexed yet: nothing is delivered
     // and the source still waits.
-    let (_, metrics) = http_get(&format!("{api}/metrics")).await;
+    // The emulator records events before the sink has read its answer: wait
+    // for the sink to hold the ack ids.
+    let metrics = wait_for_async("the sink to hold pending ack ids", || async {
+        let (_, metrics) = http_get(&format!("{api}/metrics")).await;
+        metric_value(&metrics, "pipe_splunk_hec_acks_pending", &["component_id=\"splunk\""])
+            .filter(|pending| *pending >= 1.0)
+            .map(|_| metrics)
+    })
+    .await;
     let source_pending = metric_value(&metrics, "pipe_source_acks_pending", &["component_id=\"demo\""]).unwrap();
     assert!(source_pending >= 1.0, "{metrics}");
-    assert!(metric_value(&metrics, "pipe_splunk_hec_acks_pending", &["component_id=\"splunk\""]).unwrap() >= 1.0);
     let delivered =
         metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"splunk\""]).unwrap_or(0.0);
     assert_eq!(delivered, 0.0, "{metrics}");
