@@ -4,6 +4,7 @@
 mod alerts;
 mod config_validation;
 mod elasticsearch;
+mod file_source;
 mod lifecycle;
 mod routing;
 mod splunk_hec;
