@@ -123,7 +123,7 @@ pub struct ApiReply {
     #[serde(default)]
     pub unlicenseduser: String,
     #[serde(default)]
-    pub access_token: String,
+    pub access_token: crate::config::secret::Secret,
     #[serde(default)]
     pub expires_in: u64,
 }

@@ -183,7 +183,7 @@ impl TokenCache {
         let usable_for = if lifetime > 2 * REFRESH_MARGIN { lifetime - REFRESH_MARGIN } else { lifetime / 2 };
         tracing::debug!(corp_id = %self.corp_id, expires_in = reply.expires_in, "fetched a WeCom access token");
         Ok(CachedToken {
-            token: AccessToken(Arc::from(reply.access_token.as_str())),
+            token: AccessToken(Arc::from(reply.access_token.expose())),
             refresh_at: fetched_at + usable_for,
         })
     }

@@ -14,42 +14,16 @@
 //! the tests below. Never logs, and never puts the secret into an error or a
 //! `Debug` rendering.
 
-use std::fmt;
 use std::time::SystemTime;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use serde::{Deserialize, Deserializer};
 use sha1::Sha1;
 
-/// Key material (an AccessKeySecret or an STS token). `Debug` and the
-/// deserialiser's errors never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for signing and the STS header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
-        String::deserialize(deserializer).map(Secret)
-    }
-}
+/// Key material (an AccessKeySecret or an STS token): the crate's one
+/// credential type, whose `Debug` never shows the value.
+pub use crate::config::secret::Secret;
 
 /// The inputs of one v1 signature. `log_headers` holds every `x-log-*` and
 /// `x-acs-*` header that will be sent; `query` holds decoded values.
