@@ -3,10 +3,10 @@
 //! precise control of alert events and acknowledgements) and the `pipe`
 //! binary (for restarts with a durable queue and `/health`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ChildStdin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipe::config::graph::{BuiltPipeline, BuiltSink, BuiltSource, OutputRef};
@@ -23,7 +23,7 @@ use serde_json::json;
 use testkit::wecom::{WecomApp, WecomEmulator, WecomFault, WecomFaultTarget, WecomMessage, WecomRobot};
 use tokio::sync::{mpsc, oneshot};
 
-use super::support::{http_get, metric_value, pipe_command, read_ndjson, wait_for, Scratch};
+use super::support::{http_get, metric_value, read_ndjson, wait_for, Pipe, Scratch};
 
 const ROBOT_KEY: &str = "5f1c7a0e-robot-key-for-tests";
 const CORP_ID: &str = "ww0123456789abcdef";
@@ -460,72 +460,16 @@ async fn busy_answers_are_retried_until_delivered() {
     assert!(harness.stop().await.is_clean());
 }
 
-/// A `pipe run` process with standard input piped, so the test decides when
-/// input ends.
-struct PipeWithStdin {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
+/// Starts `pipe run CONFIG` with standard input piped, so the test decides
+/// when input ends (dropping the writer closes it).
+fn start_with_stdin(config: &Path) -> (Pipe, ChildStdin) {
+    Pipe::start_with_stdin(&["run", config.to_str().unwrap()], &[("WECOM_TEST_WEBHOOK_KEY", ROBOT_KEY)])
 }
 
-impl PipeWithStdin {
-    fn start(config: &Path) -> PipeWithStdin {
-        let mut child = pipe_command()
-            .args(["run", config.to_str().unwrap()])
-            .env("WECOM_TEST_WEBHOOK_KEY", ROBOT_KEY)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pipe");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let captured = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                let mut text = captured.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        PipeWithStdin { child, stderr }
-    }
-
-    fn write_line(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin is open");
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn close_stdin(&mut self) {
-        self.child.stdin = None;
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    async fn api_url(&self) -> String {
-        wait_for("pipe to log its api address", || {
-            let text = self.stderr();
-            let start = text.find("api listening on http://")? + "api listening on ".len();
-            let end = text[start..].find(char::is_whitespace)? + start;
-            Some(text[start..end].to_string())
-        })
-        .await
-    }
-
-    async fn wait_exit(&mut self) -> i32 {
-        let status = wait_for("pipe to exit", || self.child.try_wait().expect("try_wait")).await;
-        status.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for PipeWithStdin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn write_line(stdin: &mut ChildStdin, line: &str) {
+    stdin.write_all(line.as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
 }
 
 fn stdin_to_wecom(scratch: &Scratch, wecom: &WecomEmulator, drain_timeout: &str) -> PathBuf {
@@ -565,31 +509,32 @@ async fn the_pipe_binary_resends_queued_alerts_exactly_once_after_a_restart() {
     wecom.control().fail_next(100_000, WecomFaultTarget::Robot, WecomFault::Errcode { errcode: -1 }).unwrap();
 
     let config = stdin_to_wecom(&scratch, &wecom, "300ms");
-    let mut first = PipeWithStdin::start(&config);
+    let (mut first, mut first_input) = start_with_stdin(&config);
     let api = first.api_url().await;
     for index in 0..5 {
-        first.write_line(&alert("binary", &format!("b-{index}")).to_string());
+        write_line(&mut first_input, &alert("binary", &format!("b-{index}")).to_string());
     }
-    let mut depth = 0.0;
-    for _ in 0..1500 {
-        let (_, metrics) = http_get(&format!("{api}/metrics")).await;
-        depth = metric_value(&metrics, "pipe_wecom_queue_depth", &["component_id=\"alerts\""]).unwrap_or(0.0);
-        if depth >= 5.0 && wecom.control().stats().robot_requests >= 2 {
-            break;
+    let depth = super::support::wait_for_async("five alerts queued and retried", || {
+        let url = format!("{api}/metrics");
+        let wecom = &wecom;
+        async move {
+            let (_, metrics) = http_get(&url).await;
+            let depth = metric_value(&metrics, "pipe_wecom_queue_depth", &["component_id=\"alerts\""]).unwrap_or(0.0);
+            (depth >= 5.0 && wecom.control().stats().robot_requests >= 2).then_some(depth)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(depth, 5.0, "all five alerts queued while WeCom is busy");
     let (_, metrics) = http_get(&format!("{api}/metrics")).await;
     assert!(metric_value(&metrics, "pipe_wecom_retries_total", &["errcode=\"-1\""]).unwrap_or(0.0) >= 1.0, "{metrics}");
-    first.close_stdin();
+    drop(first_input);
     assert_eq!(first.wait_exit().await, 0, "{}", first.stderr());
     assert!(first.stderr().contains("stay queued for the next start"), "{}", first.stderr());
     assert!(wecom.control().messages().is_empty());
 
     wecom.control().clear_faults();
-    let mut second = PipeWithStdin::start(&stdin_to_wecom(&scratch, &wecom, "20s"));
-    second.close_stdin();
+    let (mut second, second_input) = start_with_stdin(&stdin_to_wecom(&scratch, &wecom, "20s"));
+    drop(second_input);
     assert_eq!(second.wait_exit().await, 0, "{}", second.stderr());
     let markers: Vec<String> = (0..5).map(|index| format!("binary: b-{index}")).collect();
     let received = messages_with(&wecom, &markers).await;
@@ -606,9 +551,9 @@ async fn the_pipe_binary_reports_a_revoked_robot_on_health() {
     let wecom = robot_emulator().await;
     let scratch = Scratch::new();
     wecom.control().set_robot_state(ROBOT_KEY, testkit::wecom::RobotState::Disabled);
-    let mut pipe = PipeWithStdin::start(&stdin_to_wecom(&scratch, &wecom, "1s"));
+    let (mut pipe, mut input) = start_with_stdin(&stdin_to_wecom(&scratch, &wecom, "1s"));
     let api = pipe.api_url().await;
-    pipe.write_line(&alert("r", "disabled-1").to_string());
+    write_line(&mut input, &alert("r", "disabled-1").to_string());
     let body = super::support::wait_for_async("/health to report the failure", || {
         let url = format!("{api}/health");
         async move {
@@ -623,7 +568,7 @@ async fn the_pipe_binary_reports_a_revoked_robot_on_health() {
     assert!(!body.contains(ROBOT_KEY));
     let dead = read_ndjson(&scratch.path("data/dead_letter/alerts.ndjson"));
     assert_eq!(dead.len(), 1);
-    pipe.close_stdin();
+    drop(input);
     assert_eq!(pipe.wait_exit().await, 1, "a failed component makes the exit status 1");
 }
 
