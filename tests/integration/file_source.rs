@@ -8,23 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-const WAIT: Duration = Duration::from_secs(30);
+use super::support::{wait_for, Pipe};
 
-struct Pipe {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Pipe {
-    /// Starts `pipe run` reading `directory/logs/*.log` into `directory/out.ndjson`.
-    fn start(directory: &Path, run: &str) -> Pipe {
-        let config = directory.join("pipe.toml");
-        let text = format!(
-            r#"
+/// Starts `pipe run` reading `directory/logs/*.log` into `directory/out.ndjson`.
+fn start(directory: &Path) -> Pipe {
+    let config = directory.join("pipe.toml");
+    let text = format!(
+        r#"
 data_dir = {data:?}
 shutdown_timeout = "20s"
 
@@ -43,53 +35,18 @@ type = "file"
 inputs = ["tail"]
 path = {out:?}
 "#,
-            data = directory.join("data").display().to_string(),
-            include = directory.join("logs/*.log").display().to_string(),
-            out = directory.join("out.ndjson").display().to_string(),
-        );
-        std::fs::write(&config, text).expect("write config");
-        let log = directory.join(format!("pipe-{run}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-            .arg("run")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create log"))
-            .spawn()
-            .expect("start pipe");
-        Pipe { child, log }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGINT and waits for the exit status.
-    fn interrupt(mut self) -> i32 {
-        let status = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status().expect("run kill");
-        assert!(status.success(), "kill -INT failed");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for pipe") {
-                return status.code().unwrap_or_else(|| panic!("pipe died from a signal: {status}\n{}", self.output()));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("pipe did not exit after SIGINT\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+        data = directory.join("data").display().to_string(),
+        include = directory.join("logs/*.log").display().to_string(),
+        out = directory.join("out.ndjson").display().to_string(),
+    );
+    std::fs::write(&config, text).expect("write config");
+    Pipe::start(&["run", config.to_str().unwrap()], &[])
 }
 
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        // A failed assertion must not leave a process behind.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Sends SIGINT and waits for the exit status.
+async fn interrupt(pipe: &mut Pipe) -> i32 {
+    pipe.signal("INT");
+    pipe.wait_exit().await
 }
 
 fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
@@ -119,17 +76,13 @@ fn delivered(directory: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Polls the sink file until it holds `count` lines.
-fn wait_for_lines(directory: &Path, count: usize, pipe: &Pipe) -> Vec<(String, String)> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+/// Waits until the sink file holds `count` lines.
+async fn wait_for_lines(directory: &Path, count: usize) -> Vec<(String, String)> {
+    wait_for(&format!("{count} lines in the sink file"), || {
         let lines = delivered(directory);
-        if lines.len() >= count {
-            return lines;
-        }
-        assert!(Instant::now() < deadline, "only {} of {count} lines were delivered\n{}", lines.len(), pipe.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (lines.len() >= count).then_some(lines)
+    })
+    .await
 }
 
 /// How many times each message was delivered.
@@ -150,16 +103,16 @@ fn assert_exactly_once(lines: &[(String, String)], expected: &[String]) {
     assert_eq!(lines.len(), expected.len(), "unexpected extra lines");
 }
 
-#[test]
-fn existing_and_appended_lines_are_delivered() {
+#[tokio::test]
+async fn existing_and_appended_lines_are_delivered() {
     let directory = tempfile::tempdir().expect("temp dir");
     let log = directory.path().join("logs/app.log");
     append(&log, numbered("existing", 0..500));
-    let pipe = Pipe::start(directory.path(), "only");
-    wait_for_lines(directory.path(), 500, &pipe);
+    let mut pipe = start(directory.path());
+    wait_for_lines(directory.path(), 500).await;
     append(&log, numbered("appended", 0..300));
-    let lines = wait_for_lines(directory.path(), 800, &pipe);
-    assert_eq!(pipe.interrupt(), 0);
+    let lines = wait_for_lines(directory.path(), 800).await;
+    assert_eq!(interrupt(&mut pipe).await, 0);
 
     let mut expected = numbered("existing", 0..500);
     expected.extend(numbered("appended", 0..300));
@@ -169,21 +122,21 @@ fn existing_and_appended_lines_are_delivered() {
     assert!(lines.iter().all(|(_, file)| file == &log.display().to_string()));
 }
 
-#[test]
-fn rename_rotation_loses_nothing() {
+#[tokio::test]
+async fn rename_rotation_loses_nothing() {
     let directory = tempfile::tempdir().expect("temp dir");
     let log = directory.path().join("logs/app.log");
     append(&log, numbered("before", 0..200));
-    let pipe = Pipe::start(directory.path(), "only");
-    wait_for_lines(directory.path(), 200, &pipe);
+    let mut pipe = start(directory.path());
+    wait_for_lines(directory.path(), 200).await;
 
     // The writer's last lines land in the old file right before the rename;
     // `app.log.1` does not match `*.log`, so only the open handle sees them.
     append(&log, numbered("tail-of-old", 0..100));
     std::fs::rename(&log, directory.path().join("logs/app.log.1")).expect("rotate");
     append(&log, numbered("new", 0..100));
-    wait_for_lines(directory.path(), 400, &pipe);
-    assert_eq!(pipe.interrupt(), 0);
+    wait_for_lines(directory.path(), 400).await;
+    assert_eq!(interrupt(&mut pipe).await, 0);
 
     let mut expected = numbered("before", 0..200);
     expected.extend(numbered("tail-of-old", 0..100));
@@ -195,46 +148,42 @@ fn rename_rotation_loses_nothing() {
     assert!(last_old < first_new, "the old file is read to its end before the new one");
 }
 
-#[test]
-fn copytruncate_restarts_the_file_at_zero() {
+#[tokio::test]
+async fn copytruncate_restarts_the_file_at_zero() {
     let directory = tempfile::tempdir().expect("temp dir");
     let log = directory.path().join("logs/app.log");
     append(&log, numbered("before-truncate", 0..300));
-    let pipe = Pipe::start(directory.path(), "only");
-    wait_for_lines(directory.path(), 300, &pipe);
+    let mut pipe = start(directory.path());
+    wait_for_lines(directory.path(), 300).await;
 
     std::fs::OpenOptions::new().write(true).open(&log).expect("open").set_len(0).expect("truncate");
     append(&log, numbered("after", 0..10));
-    wait_for_lines(directory.path(), 310, &pipe);
-    assert_eq!(pipe.interrupt(), 0);
+    wait_for_lines(directory.path(), 310).await;
+    assert_eq!(interrupt(&mut pipe).await, 0);
 
     let mut expected = numbered("before-truncate", 0..300);
     expected.extend(numbered("after", 0..10));
     assert_exactly_once(&delivered(directory.path()), &expected);
-    assert!(pipe_log_mentions(directory.path(), "truncated"), "the truncation is logged as a warning");
+    assert!(pipe.stderr().contains("truncated"), "the truncation is logged as a warning");
 }
 
-fn pipe_log_mentions(directory: &Path, text: &str) -> bool {
-    std::fs::read_to_string(directory.join("pipe-only.log")).unwrap_or_default().contains(text)
-}
-
-#[test]
-fn restart_resumes_from_the_checkpoint_without_loss_or_duplicates() {
+#[tokio::test]
+async fn restart_resumes_from_the_checkpoint_without_loss_or_duplicates() {
     const FIRST_RUN_LINES: usize = 2500;
     const SECOND_RUN_LINES: usize = 700;
     let directory = tempfile::tempdir().expect("temp dir");
     let log = directory.path().join("logs/app.log");
     append(&log, numbered("first", 0..FIRST_RUN_LINES));
-    let first = Pipe::start(directory.path(), "first");
-    wait_for_lines(directory.path(), FIRST_RUN_LINES, &first);
-    assert_eq!(first.interrupt(), 0, "the first run stops cleanly");
+    let mut first = start(directory.path());
+    wait_for_lines(directory.path(), FIRST_RUN_LINES).await;
+    assert_eq!(interrupt(&mut first).await, 0, "the first run stops cleanly");
     let checkpoints = std::fs::read_to_string(directory.path().join("data/tail/checkpoints.json")).expect("checkpoints written");
     assert!(checkpoints.contains(&format!("\"offset\": {}", std::fs::metadata(&log).expect("stat").len())), "{checkpoints}");
 
     append(&log, numbered("second", 0..SECOND_RUN_LINES));
-    let second = Pipe::start(directory.path(), "second");
-    wait_for_lines(directory.path(), FIRST_RUN_LINES + SECOND_RUN_LINES, &second);
-    assert_eq!(second.interrupt(), 0, "the second run stops cleanly");
+    let mut second = start(directory.path());
+    wait_for_lines(directory.path(), FIRST_RUN_LINES + SECOND_RUN_LINES).await;
+    assert_eq!(interrupt(&mut second).await, 0, "the second run stops cleanly");
 
     let mut expected = numbered("first", 0..FIRST_RUN_LINES);
     expected.extend(numbered("second", 0..SECOND_RUN_LINES));
