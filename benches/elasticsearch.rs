@@ -18,6 +18,10 @@ use pipe_demo_logs::DemoLogGenerator;
 use serde_json::json;
 use testkit::es::fixtures::demo_document;
 
+/// The allocator the `pipe` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HITS: usize = 1000;
 
 fn demo_sources() -> Vec<serde_json::Map<String, serde_json::Value>> {

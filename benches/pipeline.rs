@@ -26,6 +26,10 @@ use pipe_demo_logs::DemoLogGenerator;
 mod cpu_time;
 use cpu_time::{thread_cpu_nanos, ThreadCpuTime};
 
+/// The allocator the `pipe` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn demo_events(count: usize) -> (Vec<LogEvent>, u64) {
     let mut generator = DemoLogGenerator::new(7);
     let source: Arc<str> = Arc::from("demo");
@@ -45,11 +49,19 @@ fn build_context(id: &str) -> BuildContext {
 }
 
 fn json_expand_config() -> JsonExpandConfig {
-    JsonExpandConfig { fields: vec!["event".into()], topics: Some(vec!["actiontrail_audit_event".into()]), topic_field: "__topic__".into() }
+    JsonExpandConfig {
+        fields: vec!["event".into()],
+        topics: Some(vec!["actiontrail_audit_event".into()]),
+        topic_field: "__topic__".into(),
+    }
 }
 
 fn truncate_config() -> TruncateConfig {
-    TruncateConfig { fields: [("message".to_string(), 1024)].into(), unit: LengthUnit::Characters, suffix: "...".into() }
+    TruncateConfig {
+        fields: [("message".to_string(), 1024)].into(),
+        unit: LengthUnit::Characters,
+        suffix: "...".into(),
+    }
 }
 
 fn transforms(c: &mut Criterion<ThreadCpuTime>) {
@@ -101,7 +113,11 @@ fn topology(c: &mut Criterion<ThreadCpuTime>) {
                 let demo = DemoSourceConfig { rate: None, count: Some(EVENTS), seed: 1, batch_size: 500 };
                 let pipeline = BuiltPipeline {
                     global: GlobalOptions::default(),
-                    sources: vec![BuiltSource { id: "demo".into(), component_type: "demo", source: demo.build(&build_context("demo")).unwrap() }],
+                    sources: vec![BuiltSource {
+                        id: "demo".into(),
+                        component_type: "demo",
+                        source: demo.build(&build_context("demo")).unwrap(),
+                    }],
                     transforms: vec![
                         BuiltTransform {
                             id: "expand".into(),

@@ -15,7 +15,7 @@
 //! runs demo → rules → blackhole on a current-thread runtime, so the figure
 //! includes generating the demo logs and is per core.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use std::sync::Arc;
@@ -42,21 +42,21 @@ struct CountingAllocator;
 
 static HEAP_BYTES: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: forwards to the system allocator and only adds bookkeeping.
+// SAFETY: forwards to mimalloc (the binary's allocator) and only adds bookkeeping.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         HEAP_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         HEAP_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(pointer, layout) }
+        unsafe { mimalloc::MiMalloc.dealloc(pointer, layout) }
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         HEAP_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(pointer, layout, new_size) }
+        unsafe { mimalloc::MiMalloc.realloc(pointer, layout, new_size) }
     }
 }
 

@@ -16,6 +16,10 @@ use pipe::event::BatchNotifier;
 use pipe::sources::sls::proto::{attach_finalizers, batch_metadata, decode_pull_body, flatten_log_groups, Compression};
 use testkit::sls::{demo_log_groups, encode_log_group_entry, lz4_block_compress, DemoData};
 
+/// The allocator the `pipe` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LOG_GROUPS: usize = 1000;
 const LOGS_PER_GROUP: usize = 10;
 

@@ -21,6 +21,10 @@ use pipe::sinks::splunk_hec::SplunkHecSinkConfig;
 use pipe::sources::demo::demo_log_fields;
 use pipe_demo_logs::DemoLogGenerator;
 
+/// The allocator the `pipe` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: usize = 10_000;
 /// The sink's default `batch.max_bytes`.
 const MAX_REQUEST_BYTES: usize = 1_000_000;

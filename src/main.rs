@@ -13,6 +13,13 @@ use pipe::config::{graph, ConfigSource};
 use pipe::runtime::{self, RunOptions};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator: events are allocated by a source
+/// task and freed by a sink task on another thread, many small blocks at a
+/// time, which mimalloc's per-thread free lists handle without the lock
+/// traffic and heap trimming of glibc's malloc (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "pipe", version, about = "Stream-processing pipelines for log shipping and alerting")]
 struct Cli {
@@ -180,7 +187,10 @@ fn run(command: Command) -> anyhow::Result<u8> {
                 .install_recorder()
                 .context("cannot install the metrics recorder")?;
             let upkeep_handle = prometheus.clone();
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             let code = runtime.block_on(async move {
                 // Keeps summaries from growing without bound between scrapes.
                 tokio::spawn(async move {
@@ -231,7 +241,9 @@ fn run(command: Command) -> anyhow::Result<u8> {
             print!("{}", graph::to_dot(&config));
             Ok(0)
         }
-        Command::Es { command: EsCommand::Setup { endpoint, prefix, user, password } } => es_setup(endpoint, &prefix, user, password),
+        Command::Es { command: EsCommand::Setup { endpoint, prefix, user, password } } => {
+            es_setup(endpoint, &prefix, user, password)
+        }
         Command::Rule { command: RuleCommand::Test { rule_files, events, run_every, start, end, alerts, config } } => {
             rule_test(
                 &rule_files,
@@ -245,7 +257,8 @@ fn run(command: Command) -> anyhow::Result<u8> {
 }
 
 fn es_setup(endpoint: String, prefix: &str, user: Option<String>, password: Option<String>) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     let report = runtime.block_on(pipe::sinks::elasticsearch::setup::run(&endpoint, prefix, user, password))?;
     println!("{}", report.server);
     for index in &report.created {

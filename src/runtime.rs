@@ -55,7 +55,11 @@ struct ApiServer {
     task: JoinHandle<()>,
 }
 
-async fn start_api(config: &PipelineConfig, prometheus: Option<PrometheusHandle>, telemetry: &Telemetry) -> std::io::Result<Option<ApiServer>> {
+async fn start_api(
+    config: &PipelineConfig,
+    prometheus: Option<PrometheusHandle>,
+    telemetry: &Telemetry,
+) -> std::io::Result<Option<ApiServer>> {
     if !config.global.api.enabled {
         return Ok(None);
     }
@@ -140,7 +144,9 @@ pub async fn run(options: RunOptions, initial: (PipelineConfig, BuiltPipeline)) 
                     Ok(loaded) => loaded,
                     Err(errors) => {
                         reloads_rejected.increment(1);
-                        tracing::error!("the new configuration is invalid; the running pipeline is unchanged:\n{errors}");
+                        tracing::error!(
+                            "the new configuration is invalid; the running pipeline is unchanged:\n{errors}"
+                        );
                         continue;
                     }
                 };
@@ -149,7 +155,9 @@ pub async fn run(options: RunOptions, initial: (PipelineConfig, BuiltPipeline)) 
                     tracing::warn!(failed = ?report.failed, forced = ?report.forced, "the old pipeline did not stop cleanly");
                 }
                 telemetry.health.clear();
-                if api_server.as_ref().map(|server| server.address) != new_config.global.api.enabled.then_some(new_config.global.api.address) {
+                if api_server.as_ref().map(|server| server.address)
+                    != new_config.global.api.enabled.then_some(new_config.global.api.address)
+                {
                     if let Some(server) = api_server.take() {
                         server.task.abort();
                     }
@@ -191,7 +199,11 @@ struct Signals {
 impl Signals {
     fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind as Kind};
-        Ok(Signals { interrupt: signal(Kind::interrupt())?, terminate: signal(Kind::terminate())?, hangup: signal(Kind::hangup())? })
+        Ok(Signals {
+            interrupt: signal(Kind::interrupt())?,
+            terminate: signal(Kind::terminate())?,
+            hangup: signal(Kind::hangup())?,
+        })
     }
 
     async fn next(&mut self) -> SignalKind {

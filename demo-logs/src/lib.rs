@@ -82,7 +82,8 @@ const INFO_MESSAGES: &[&str] = &[
     "connection pool resized",
 ];
 
-const ACTION_NAMES: &[&str] = &["ConsoleSignin", "CreateInstance", "DeleteBucket", "PutObject", "AttachPolicy", "StopInstance"];
+const ACTION_NAMES: &[&str] =
+    &["ConsoleSignin", "CreateInstance", "DeleteBucket", "PutObject", "AttachPolicy", "StopInstance"];
 
 impl DemoLogGenerator {
     pub fn new(seed: u64) -> DemoLogGenerator {
@@ -112,7 +113,8 @@ impl DemoLogGenerator {
                 ("app".to_string(), self.app_log(host, "ERROR", message))
             }
             20..=27 => {
-                let message = format!("{} failed: java.io.IOException: Connection reset by peer", self.pick(INFO_MESSAGES));
+                let message =
+                    format!("{} failed: java.io.IOException: Connection reset by peer", self.pick(INFO_MESSAGES));
                 ("app".to_string(), self.app_log(host, "WARN", message))
             }
             28..=31 => {
@@ -177,7 +179,11 @@ impl DemoLogGenerator {
     }
 
     fn python_traceback(&mut self) -> String {
-        let error = self.pick(&["KeyError: 'user_id'", "ValueError: invalid literal for int()", "TimeoutError: read timed out"]);
+        let error = self.pick(&[
+            "KeyError: 'user_id'",
+            "ValueError: invalid literal for int()",
+            "TimeoutError: read timed out",
+        ]);
         format!(
             "Traceback (most recent call last):\n  File \"/srv/app/handlers/checkout.py\", line {}, in handle\n    order = build_order(payload)\n  File \"/srv/app/orders.py\", line {}, in build_order\n    return Order(**payload)\n{error}",
             self.rng.random_range(10..300),
@@ -242,7 +248,8 @@ mod tests {
     fn the_mix_has_every_shape() {
         let mut generator = DemoLogGenerator::new(1);
         let logs: Vec<DemoLog> = (0..2000).map(|_| generator.next_log(1_700_000_000)).collect();
-        let message = |log: &DemoLog| log.contents.iter().find(|(key, _)| key == "message").map(|(_, value)| value.clone());
+        let message =
+            |log: &DemoLog| log.contents.iter().find(|(key, _)| key == "message").map(|(_, value)| value.clone());
         assert!(logs.iter().any(|log| log.topic == ACTIONTRAIL_TOPIC));
         assert!(logs.iter().filter_map(message).any(|text| text.starts_with("Traceback")));
         assert!(logs.iter().filter_map(message).any(|text| text.contains("Exception")));

@@ -83,7 +83,9 @@ fn build_reporting(config: &PipelineConfig, earlier_errors: Vec<ConfigError>) ->
     let mut sources = Vec::new();
     for (id, outer) in &config.sources {
         match outer.config.build(&build_context(id)) {
-            Ok(source) => sources.push(BuiltSource { id: id.clone(), component_type: outer.config.type_name(), source }),
+            Ok(source) => {
+                sources.push(BuiltSource { id: id.clone(), component_type: outer.config.type_name(), source })
+            }
             Err(error) => errors.push(component_error(config, ComponentKind::Source, id, error.0)),
         }
     }
@@ -142,8 +144,12 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
     // A component whose settings failed still exists: wiring to it is not an
     // error, and its own inputs are still checked. Its named outputs are
     // unknown, so any output name is accepted.
-    let broken_transforms: BTreeSet<&str> =
-        config.broken.iter().filter(|(_, (kind, _))| *kind == ComponentKind::Transform).map(|(id, _)| id.as_str()).collect();
+    let broken_transforms: BTreeSet<&str> = config
+        .broken
+        .iter()
+        .filter(|(_, (kind, _))| *kind == ComponentKind::Transform)
+        .map(|(id, _)| id.as_str())
+        .collect();
     for (id, (kind, _)) in &config.broken {
         if *kind != ComponentKind::Sink {
             outputs.insert(id, vec![None]);
@@ -157,11 +163,18 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
         .iter()
         .map(|(id, outer)| (ComponentKind::Transform, id, &outer.inputs))
         .chain(config.sinks.iter().map(|(id, outer)| (ComponentKind::Sink, id, &outer.inputs)))
-        .chain(config.broken.iter().filter(|(_, (kind, _))| *kind != ComponentKind::Source).map(|(id, (kind, inputs))| (*kind, id, inputs)));
+        .chain(
+            config
+                .broken
+                .iter()
+                .filter(|(_, (kind, _))| *kind != ComponentKind::Source)
+                .map(|(id, (kind, inputs))| (*kind, id, inputs)),
+        );
     for (kind, id, raw_inputs) in consumers {
         let mut error = |message: String| errors.push(component_error(config, kind, id, message));
         if raw_inputs.is_empty() {
-            let hint = outputs.keys().next().map(|first| format!(", for example inputs = [\"{first}\"]")).unwrap_or_default();
+            let hint =
+                outputs.keys().next().map(|first| format!(", for example inputs = [\"{first}\"]")).unwrap_or_default();
             error(format!("has no inputs; add \"inputs\" naming the sources or transforms it reads from{hint}"));
             continue;
         }
@@ -178,13 +191,22 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
                     consumed.insert(reference.clone());
                     resolved.push(reference);
                 }
-                None if config.sinks.contains_key(component) || config.broken.get(component).is_some_and(|(kind, _)| *kind == ComponentKind::Sink) => {
-                    error(format!("input \"{raw}\" is a sink, and sinks have no outputs; read from a source or transform instead"));
+                None if config.sinks.contains_key(component)
+                    || config.broken.get(component).is_some_and(|(kind, _)| *kind == ComponentKind::Sink) =>
+                {
+                    error(format!(
+                        "input \"{raw}\" is a sink, and sinks have no outputs; read from a source or transform instead"
+                    ));
                 }
                 None => {
                     let suggestion = closest(component, outputs.keys().copied())
                         .map(|close| format!("; did you mean \"{close}\"?"))
-                        .unwrap_or_else(|| format!("; known sources and transforms: {}", outputs.keys().copied().collect::<Vec<_>>().join(", ")));
+                        .unwrap_or_else(|| {
+                            format!(
+                                "; known sources and transforms: {}",
+                                outputs.keys().copied().collect::<Vec<_>>().join(", ")
+                            )
+                        });
                     error(format!("input \"{raw}\" does not name a source or transform{suggestion}"));
                 }
                 Some(declared) if !declared.contains(&reference.output) => {
@@ -195,7 +217,10 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
                             None => format!("\"{component}\""),
                         })
                         .collect();
-                    error(format!("input \"{raw}\" is not an output of \"{component}\"; its outputs are {}", names.join(", ")));
+                    error(format!(
+                        "input \"{raw}\" is not an output of \"{component}\"; its outputs are {}",
+                        names.join(", ")
+                    ));
                 }
                 Some(_) => {
                     consumed.insert(reference.clone());
@@ -211,7 +236,10 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
         errors.push(ConfigError {
             files: config.origin_of(&first),
             component: format!("transform \"{first}\""),
-            message: format!("the transforms form a cycle: {}; break it by removing one of these inputs", cycle.join(" -> ")),
+            message: format!(
+                "the transforms form a cycle: {}; break it by removing one of these inputs",
+                cycle.join(" -> ")
+            ),
         });
     }
 
@@ -280,9 +308,13 @@ fn find_cycles(config: &PipelineConfig, inputs: &BTreeMap<String, Vec<OutputRef>
 /// a small edit (swapped or mistyped letters) or a shared prefix.
 fn closest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     known
-        .filter(|candidate| strsim::damerau_levenshtein(wanted, candidate) <= 2 || strsim::jaro_winkler(wanted, candidate) >= 0.8)
+        .filter(|candidate| {
+            strsim::damerau_levenshtein(wanted, candidate) <= 2 || strsim::jaro_winkler(wanted, candidate) >= 0.8
+        })
         .min_by(|a, b| {
-            let rank = |candidate: &str| (strsim::damerau_levenshtein(wanted, candidate), -strsim::jaro_winkler(wanted, candidate));
+            let rank = |candidate: &str| {
+                (strsim::damerau_levenshtein(wanted, candidate), -strsim::jaro_winkler(wanted, candidate))
+            };
             let (a, b) = (rank(a), rank(b));
             a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
         })
@@ -293,13 +325,25 @@ pub fn to_dot(config: &PipelineConfig) -> String {
     let mut dot = String::from("digraph pipe {\n  rankdir=LR;\n");
     let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
     for (id, outer) in &config.sources {
-        dot.push_str(&format!("  {} [shape=trapezium, label={}];\n", quote(id), quote(&format!("{id}\n({})", outer.config.type_name()))));
+        dot.push_str(&format!(
+            "  {} [shape=trapezium, label={}];\n",
+            quote(id),
+            quote(&format!("{id}\n({})", outer.config.type_name()))
+        ));
     }
     for (id, outer) in &config.transforms {
-        dot.push_str(&format!("  {} [shape=box, label={}];\n", quote(id), quote(&format!("{id}\n({})", outer.config.type_name()))));
+        dot.push_str(&format!(
+            "  {} [shape=box, label={}];\n",
+            quote(id),
+            quote(&format!("{id}\n({})", outer.config.type_name()))
+        ));
     }
     for (id, outer) in &config.sinks {
-        dot.push_str(&format!("  {} [shape=invtrapezium, label={}];\n", quote(id), quote(&format!("{id}\n({})", outer.config.type_name()))));
+        dot.push_str(&format!(
+            "  {} [shape=invtrapezium, label={}];\n",
+            quote(id),
+            quote(&format!("{id}\n({})", outer.config.type_name()))
+        ));
     }
     let edges = config
         .transforms
@@ -310,7 +354,9 @@ pub fn to_dot(config: &PipelineConfig) -> String {
         for input in inputs {
             let (component, output) = split_input(input);
             match output {
-                Some(output) => dot.push_str(&format!("  {} -> {} [label={}];\n", quote(component), quote(id), quote(output))),
+                Some(output) => {
+                    dot.push_str(&format!("  {} -> {} [label={}];\n", quote(component), quote(id), quote(output)))
+                }
                 None => dot.push_str(&format!("  {} -> {};\n", quote(component), quote(id))),
             }
         }

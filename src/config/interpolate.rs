@@ -112,7 +112,9 @@ pub fn interpolate(
                     }
                 }
             }
-            Context::Comment => (character.len_utf8(), if character == '\n' { Context::Bare } else { Context::Comment }),
+            Context::Comment => {
+                (character.len_utf8(), if character == '\n' { Context::Bare } else { Context::Comment })
+            }
             Context::BasicString => match character {
                 '\\' => (escape_length(rest), Context::BasicString),
                 '"' | '\n' => (1, Context::Bare),
@@ -197,7 +199,9 @@ fn resolve(reference: &Reference, lookup: &dyn Fn(&str) -> Option<String>) -> Re
     match (value, &reference.fallback) {
         (Some(value), _) => Ok(value),
         (None, Fallback::Default(default)) => Ok(default.clone()),
-        (None, Fallback::Required(message)) => Err(format!("environment variable {} is not set: {message}", reference.name)),
+        (None, Fallback::Required(message)) => {
+            Err(format!("environment variable {} is not set: {message}", reference.name))
+        }
         (None, Fallback::None) => Err(format!(
             "environment variable {name} is not set; set it, or give a default with ${{{name}:-value}}",
             name = reference.name
@@ -314,7 +318,10 @@ mod tests {
 
     #[test]
     fn dollar_escapes_comments_and_plain_dollars() {
-        assert_eq!(run("a = \"cost $$5 and $HOME\" # ${NOT_EXPANDED}", &[]).unwrap(), "a = \"cost $5 and $HOME\" # ${NOT_EXPANDED}");
+        assert_eq!(
+            run("a = \"cost $$5 and $HOME\" # ${NOT_EXPANDED}", &[]).unwrap(),
+            "a = \"cost $5 and $HOME\" # ${NOT_EXPANDED}"
+        );
     }
 
     #[test]

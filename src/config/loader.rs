@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use super::interpolate::interpolate;
 use super::{ConfigError, ConfigErrors, PipelineConfig};
 
-
 /// The demo pipeline, compiled in so `pipe run` works with no files at all.
 pub const EMBEDDED_DEMO: &str = include_str!("../../pipelines/demo.toml");
 
@@ -52,10 +51,8 @@ pub fn load_files(paths: &[PathBuf]) -> Result<(PipelineConfig, Vec<ConfigError>
     for path in paths {
         match std::fs::read_to_string(path) {
             Ok(text) => documents.push((path.display().to_string(), text)),
-            Err(error) => errors.push(ConfigError::file_level(
-                path.display().to_string(),
-                format!("cannot read the file: {error}"),
-            )),
+            Err(error) => errors
+                .push(ConfigError::file_level(path.display().to_string(), format!("cannot read the file: {error}"))),
         }
     }
     if !errors.is_empty() {
@@ -82,14 +79,19 @@ pub(crate) fn load_documents(
         let interpolated = match interpolate(name, text, lookup) {
             Ok(interpolated) => interpolated,
             Err(problems) => {
-                errors.extend(problems.into_iter().map(|problem| ConfigError::file_level(problem.file.clone(), format!("line {}: {}", problem.line, problem.message))));
+                errors.extend(problems.into_iter().map(|problem| {
+                    ConfigError::file_level(problem.file.clone(), format!("line {}: {}", problem.line, problem.message))
+                }));
                 continue;
             }
         };
         let table: toml::Table = match interpolated.parse() {
             Ok(table) => table,
             Err(error) => {
-                errors.push(ConfigError::file_level(name.clone(), format!("invalid TOML: {}", error.to_string().trim_end())));
+                errors.push(ConfigError::file_level(
+                    name.clone(),
+                    format!("invalid TOML: {}", error.to_string().trim_end()),
+                ));
                 continue;
             }
         };
@@ -129,7 +131,8 @@ mod tests {
 
     #[test]
     fn later_files_override_keys_deeply() {
-        let mut base: toml::Table = "[sinks.out]\ntype = \"file\"\npath = \"a\"\n[sinks.out.buffer]\nmax_events = 10\n".parse().unwrap();
+        let mut base: toml::Table =
+            "[sinks.out]\ntype = \"file\"\npath = \"a\"\n[sinks.out.buffer]\nmax_events = 10\n".parse().unwrap();
         let overlay: toml::Table = "[sinks.out]\npath = \"b\"\n".parse().unwrap();
         deep_merge(&mut base, overlay);
         let out = &base["sinks"]["out"];

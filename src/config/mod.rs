@@ -16,8 +16,8 @@
 
 pub mod graph;
 pub mod interpolate;
-pub mod secret;
 mod loader;
+pub mod secret;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -131,7 +131,11 @@ pub struct GlobalOptions {
 
 impl Default for GlobalOptions {
     fn default() -> Self {
-        GlobalOptions { data_dir: default_data_dir(), api: ApiOptions::default(), shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT }
+        GlobalOptions {
+            data_dir: default_data_dir(),
+            api: ApiOptions::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
     }
 }
 
@@ -216,7 +220,11 @@ impl PipelineConfig {
 
     /// Splits a merged table into components, collecting every problem.
     /// Components that fail are left out (and listed in `broken`).
-    fn from_table(mut table: toml::Table, origins: BTreeMap<String, Vec<String>>, files: Vec<PathBuf>) -> (PipelineConfig, Vec<ConfigError>) {
+    fn from_table(
+        mut table: toml::Table,
+        origins: BTreeMap<String, Vec<String>>,
+        files: Vec<PathBuf>,
+    ) -> (PipelineConfig, Vec<ConfigError>) {
         let all_files = files.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ");
         let mut errors = Vec::new();
         let origin = |id: &str| origins.get(id).map(|files| files.join(", ")).unwrap_or_else(|| all_files.clone());
@@ -243,7 +251,10 @@ impl PipelineConfig {
             Err(error) => {
                 errors.push(ConfigError::file_level(
                     all_files.clone(),
-                    format!("{}; top-level keys are data_dir, api, shutdown_timeout, sources, transforms and sinks", error.message()),
+                    format!(
+                        "{}; top-level keys are data_dir, api, shutdown_timeout, sources, transforms and sinks",
+                        error.message()
+                    ),
                 ));
                 GlobalOptions::default()
             }
@@ -272,9 +283,15 @@ impl PipelineConfig {
         for (id, value) in source_tables {
             check_unique(&id, ComponentKind::Source, &mut errors);
             let component = format!("source \"{id}\"");
-            let Some(mut component_table) = component_table(value, &origin(&id), &component, &mut errors) else { continue };
+            let Some(mut component_table) = component_table(value, &origin(&id), &component, &mut errors) else {
+                continue;
+            };
             if component_table.remove("inputs").is_some() {
-                errors.push(ConfigError { files: origin(&id), component: component.clone(), message: "sources take no `inputs`; remove the key".to_string() });
+                errors.push(ConfigError {
+                    files: origin(&id),
+                    component: component.clone(),
+                    message: "sources take no `inputs`; remove the key".to_string(),
+                });
             }
             match deserialize_component::<SourceConfig>(component_table, SourceConfig::TYPES) {
                 Ok(config) => {
@@ -291,7 +308,9 @@ impl PipelineConfig {
         for (id, value) in transform_tables {
             check_unique(&id, ComponentKind::Transform, &mut errors);
             let component = format!("transform \"{id}\"");
-            let Some(mut component_table) = component_table(value, &origin(&id), &component, &mut errors) else { continue };
+            let Some(mut component_table) = component_table(value, &origin(&id), &component, &mut errors) else {
+                continue;
+            };
             let inputs = take_inputs(&mut component_table, &origin(&id), &component, &mut errors);
             match deserialize_component::<TransformConfig>(component_table, TransformConfig::TYPES) {
                 Ok(config) => {
@@ -308,18 +327,28 @@ impl PipelineConfig {
         for (id, value) in sink_tables {
             check_unique(&id, ComponentKind::Sink, &mut errors);
             let component = format!("sink \"{id}\"");
-            let Some(mut component_table) = component_table(value, &origin(&id), &component, &mut errors) else { continue };
+            let Some(mut component_table) = component_table(value, &origin(&id), &component, &mut errors) else {
+                continue;
+            };
             let inputs = take_inputs(&mut component_table, &origin(&id), &component, &mut errors);
             let buffer = match component_table.remove("buffer") {
                 None => BufferOptions::default(),
                 Some(value) => match BufferOptions::deserialize(value) {
                     Ok(buffer) if buffer.max_events == 0 => {
-                        errors.push(ConfigError { files: origin(&id), component: component.clone(), message: "\"buffer.max_events\" is 0; set it above 0".to_string() });
+                        errors.push(ConfigError {
+                            files: origin(&id),
+                            component: component.clone(),
+                            message: "\"buffer.max_events\" is 0; set it above 0".to_string(),
+                        });
                         buffer
                     }
                     Ok(buffer) => buffer,
                     Err(error) => {
-                        errors.push(ConfigError { files: origin(&id), component: component.clone(), message: format!("\"buffer\": {}", error.message()) });
+                        errors.push(ConfigError {
+                            files: origin(&id),
+                            component: component.clone(),
+                            message: format!("\"buffer\": {}", error.message()),
+                        });
                         BufferOptions::default()
                     }
                 },
@@ -339,7 +368,12 @@ impl PipelineConfig {
     }
 }
 
-fn component_table(value: toml::Value, files: &str, component: &str, errors: &mut Vec<ConfigError>) -> Option<toml::Table> {
+fn component_table(
+    value: toml::Value,
+    files: &str,
+    component: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<toml::Table> {
     match value {
         toml::Value::Table(table) => Some(table),
         other => {
@@ -372,7 +406,10 @@ fn take_inputs(table: &mut toml::Table, files: &str, component: &str, errors: &m
 
 /// Deserialises a component table into its kind's tagged enum, turning serde's
 /// messages into ones that list what is known.
-fn deserialize_component<T: serde::de::DeserializeOwned>(table: toml::Table, known_types: &[&str]) -> Result<T, String> {
+fn deserialize_component<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    known_types: &[&str],
+) -> Result<T, String> {
     let type_name = match table.get("type") {
         None => return Err(format!("missing \"type\"; set it to one of: {}", known_types.join(", "))),
         Some(toml::Value::String(type_name)) => type_name.clone(),

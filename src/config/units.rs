@@ -20,7 +20,9 @@ use serde::{Deserialize, Deserializer};
 pub enum UnitError {
     #[error("invalid duration {input:?}: {reason}; write it like \"500ms\", \"20s\", \"5m\", \"2h\" or \"2d\"")]
     Duration { input: String, reason: &'static str },
-    #[error("invalid size {input:?}: {reason}; write a number of bytes or a string like \"512KiB\", \"1MB\" or \"10MiB\"")]
+    #[error(
+        "invalid size {input:?}: {reason}; write a number of bytes or a string like \"512KiB\", \"1MB\" or \"10MiB\""
+    )]
     Size { input: String, reason: &'static str },
 }
 

@@ -25,5 +25,3 @@ pub mod server;
 pub use client::{EsClient, EsError, EsResponse};
 pub use connection::{EsAuthConfig, EsAuthStrategy, EsConnectionConfig, EsTlsConfig};
 pub use server::{Distribution, ServerInfo};
-
-

@@ -8,7 +8,7 @@
 //! Invariants:
 //! - A `Str` always holds valid UTF-8; every constructor checks or guarantees it.
 //! - `Value::Float` may hold NaN or infinities; they serialise as JSON `null`.
-//! - Objects keep insertion order (`ObjectMap` is an `IndexMap`).
+//! - Objects keep insertion order (`ObjectMap`, see `object_map`).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -24,13 +24,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// event rarely allocates for its keys.
 pub type KeyString = compact_str::CompactString;
 
-/// An ordered map of fields. foldhash is a fast, seeded hasher; field names come
-/// from log data, so a seeded hash keeps crafted keys from degrading lookups.
-pub type ObjectMap = indexmap::IndexMap<KeyString, Value, foldhash::fast::RandomState>;
+pub use super::object_map::{ObjectMap, ObjectMapBuilder};
 
 /// Creates an empty `ObjectMap` with room for `capacity` fields.
 pub fn object_map_with_capacity(capacity: usize) -> ObjectMap {
-    ObjectMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default())
+    ObjectMap::with_capacity(capacity)
 }
 
 /// An immutable UTF-8 string backed by a shared byte buffer.
@@ -51,6 +49,11 @@ impl Str {
     /// Wraps `bytes`, replacing invalid UTF-8 sequences with U+FFFD. Copies only
     /// when the input is invalid.
     pub fn from_utf8_lossy(bytes: Bytes) -> Str {
+        // Log values are mostly short ASCII: checked inline, without the
+        // general validator's call.
+        if bytes.is_ascii() {
+            return Str(bytes);
+        }
         match std::str::from_utf8(&bytes) {
             Ok(_) => Str(bytes),
             Err(_) => Str::from(String::from_utf8_lossy(&bytes).into_owned()),
@@ -228,10 +231,7 @@ impl Value {
 }
 
 pub(crate) fn estimated_object_json_size(map: &ObjectMap) -> usize {
-    2 + map
-        .iter()
-        .map(|(key, value)| key.len() + 4 + value.estimated_json_size())
-        .sum::<usize>()
+    2 + map.iter().map(|(key, value)| key.len() + 4 + value.estimated_json_size()).sum::<usize>()
 }
 
 impl From<&str> for Value {
@@ -386,13 +386,8 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = object_map_with_capacity(access.size_hint().unwrap_or(0).min(1024));
-        while let Some(key) = access.next_key::<KeyString>()? {
-            let value = access.next_value()?;
-            map.insert(key, value);
-        }
-        Ok(Value::Object(map))
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Value, A::Error> {
+        super::object_map::ObjectMapVisitor.visit_map(access).map(Value::Object)
     }
 }
 

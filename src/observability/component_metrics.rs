@@ -42,8 +42,14 @@ impl ComponentMetrics {
             received_bytes: metrics::counter!("pipe_component_received_bytes_total", labels.as_slice()),
             sent_events: metrics::counter!("pipe_component_sent_events_total", labels.as_slice()),
             sent_bytes: metrics::counter!("pipe_component_sent_bytes_total", labels.as_slice()),
-            discarded_intentional: metrics::counter!("pipe_component_discarded_events_total", &with(("intentional", "true"))),
-            discarded_unintentional: metrics::counter!("pipe_component_discarded_events_total", &with(("intentional", "false"))),
+            discarded_intentional: metrics::counter!(
+                "pipe_component_discarded_events_total",
+                &with(("intentional", "true"))
+            ),
+            discarded_unintentional: metrics::counter!(
+                "pipe_component_discarded_events_total",
+                &with(("intentional", "false"))
+            ),
             labels,
         }
     }

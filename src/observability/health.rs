@@ -20,8 +20,12 @@ pub enum ComponentStatus {
     Running,
     /// Running, but with a problem worth surfacing (a failed optional health
     /// check, say). Does not make `/health` fail.
-    Degraded { reason: String },
-    Failed { reason: String },
+    Degraded {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
     Stopped,
 }
 

@@ -70,14 +70,23 @@ impl LatencyRegistry {
         if recorders.is_empty() {
             return out;
         }
-        out.push_str("# HELP pipe_event_latency_seconds Time from a source receiving an event to a sink delivering it.\n");
+        out.push_str(
+            "# HELP pipe_event_latency_seconds Time from a source receiving an event to a sink delivering it.\n",
+        );
         out.push_str("# TYPE pipe_event_latency_seconds summary\n");
         for ((id, component_type), recorder) in recorders.iter() {
             let recorded = recorder.0.lock().unwrap();
-            let labels = format!("component_id=\"{}\",component_kind=\"sink\",component_type=\"{component_type}\"", escape_label(id));
+            let labels = format!(
+                "component_id=\"{}\",component_kind=\"sink\",component_type=\"{component_type}\"",
+                escape_label(id)
+            );
             for quantile in QUANTILES {
                 let micros = recorded.histogram.value_at_quantile(quantile);
-                let _ = writeln!(out, "pipe_event_latency_seconds{{{labels},quantile=\"{quantile}\"}} {}", micros as f64 / 1e6);
+                let _ = writeln!(
+                    out,
+                    "pipe_event_latency_seconds{{{labels},quantile=\"{quantile}\"}} {}",
+                    micros as f64 / 1e6
+                );
             }
             let _ = writeln!(out, "pipe_event_latency_seconds_sum{{{labels}}} {}", recorded.sum_micros as f64 / 1e6);
             let _ = writeln!(out, "pipe_event_latency_seconds_count{{{labels}}} {}", recorded.histogram.len());

@@ -11,9 +11,9 @@
 //! progress) that the topology hands to every component context.
 
 pub mod api;
+mod component_metrics;
 pub mod health;
 pub mod latency;
-mod component_metrics;
 pub mod progress;
 
 use std::sync::Arc;

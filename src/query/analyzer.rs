@@ -66,9 +66,8 @@ fn classify(character: char) -> WordClass {
     match character as u32 {
         0x2018 | 0x2019 | 0x2024 | 0xFE52 | 0xFF07 | 0xFF0E => WordClass::MidNumLet,
         0x00B7 | 0x0387 | 0x055F | 0x05F4 | 0x2027 | 0xFE13 | 0xFE55 | 0xFF1A => WordClass::MidLetter,
-        0x037E | 0x0589 | 0x060C | 0x060D | 0x066C | 0x07F8 | 0x2044 | 0xFE10 | 0xFE14 | 0xFE50 | 0xFE54 | 0xFF0C | 0xFF1B => {
-            WordClass::MidNum
-        }
+        0x037E | 0x0589 | 0x060C | 0x060D | 0x066C | 0x07F8 | 0x2044 | 0xFE10 | 0xFE14 | 0xFE50 | 0xFE54 | 0xFF0C
+        | 0xFF1B => WordClass::MidNum,
         0x203F | 0x2040 | 0x2054 | 0xFE33 | 0xFE34 | 0xFE4D..=0xFE4F | 0xFF3F => WordClass::ExtendNumLet,
         0x0300..=0x036F
         | 0x0483..=0x0489
@@ -104,7 +103,10 @@ fn classify(character: char) -> WordClass {
 }
 
 fn starts_token(class: WordClass) -> bool {
-    matches!(class, WordClass::Letter | WordClass::Numeric | WordClass::Katakana | WordClass::ExtendNumLet | WordClass::Ideograph)
+    matches!(
+        class,
+        WordClass::Letter | WordClass::Numeric | WordClass::Katakana | WordClass::ExtendNumLet | WordClass::Ideograph
+    )
 }
 
 /// Whether `next` continues a token whose last significant character was `last`
@@ -435,8 +437,10 @@ impl LiteralFinder {
                 .iter()
                 .rposition(u8::is_ascii_whitespace)
                 .map_or(search_from, |offset| search_from + offset + 1);
-            let window_end =
-                bytes[hit_end..].iter().position(u8::is_ascii_whitespace).map_or(bytes.len(), |offset| hit_end + offset);
+            let window_end = bytes[hit_end..]
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .map_or(bytes.len(), |offset| hit_end + offset);
             // Both ends sit next to ASCII bytes or at the ends of the string,
             // so they are character boundaries.
             if any_token_reusing_buffer(&text[window_start..window_end], accept) {

@@ -8,7 +8,9 @@
 //! and `lte` bounds. Never: reads time-zone databases (only fixed offsets),
 //! or reads the clock (callers pass `now`).
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
+use chrono::{
+    DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
+};
 
 use super::EpochUnit;
 
@@ -264,7 +266,8 @@ fn start_of(local: Local, unit: Unit) -> Option<Local> {
         Unit::Year => NaiveDate::from_ymd_opt(date.year(), 1, 1)?.and_hms_opt(0, 0, 0)?,
         Unit::Month => NaiveDate::from_ymd_opt(date.year(), date.month(), 1)?.and_hms_opt(0, 0, 0)?,
         Unit::Week => {
-            let monday = date.checked_sub_signed(Duration::try_days(i64::from(date.weekday().num_days_from_monday()))?)?;
+            let monday =
+                date.checked_sub_signed(Duration::try_days(i64::from(date.weekday().num_days_from_monday()))?)?;
             monday.and_hms_opt(0, 0, 0)?
         }
         Unit::Day => date.and_hms_opt(0, 0, 0)?,
@@ -293,7 +296,10 @@ mod tests {
     #[test]
     fn iso_forms_and_precision() {
         assert_eq!(parse_iso("2024-05-01T10:20:30Z", 0), Some((millis("2024-05-01T10:20:30Z"), Unit::Second)));
-        assert_eq!(parse_iso("2024-05-01T10:20:30.5+08:00", 0), Some((millis("2024-05-01T02:20:30.500Z"), Unit::Millisecond)));
+        assert_eq!(
+            parse_iso("2024-05-01T10:20:30.5+08:00", 0),
+            Some((millis("2024-05-01T02:20:30.500Z"), Unit::Millisecond))
+        );
         assert_eq!(parse_iso("2024-05-01 10:20", 0), Some((millis("2024-05-01T10:20:00Z"), Unit::Minute)));
         assert_eq!(parse_iso("2024/05/01", 0), Some((millis("2024-05-01T00:00:00Z"), Unit::Day)));
         assert_eq!(parse_iso("2024", 0), Some((millis("2024-01-01T00:00:00Z"), Unit::Year)));

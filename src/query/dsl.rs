@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::lucene::{self, LuceneSettings};
 use super::{
-    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, RangeBound, RangeQuery,
-    ZeroTerms,
+    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, RangeBound,
+    RangeQuery, ZeroTerms,
 };
 
 const CLAUSE_TYPES: &str = "query_string, term, terms, match, match_phrase, wildcard, prefix, regexp, fuzzy, range, \
@@ -43,9 +43,9 @@ pub(crate) fn parse_filter_list(list: &[Value]) -> Result<QueryNode, QueryError>
 
 /// One clause: an object with exactly one key naming the clause type.
 pub(crate) fn parse_clause(value: &Value, path: &str) -> Result<QueryNode, QueryError> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| error(path, format!("expected a clause object such as {{\"term\": {{...}}}}, found {}", kind(value))))?;
+    let object = value.as_object().ok_or_else(|| {
+        error(path, format!("expected a clause object such as {{\"term\": {{...}}}}, found {}", kind(value)))
+    })?;
     let mut keys = object.keys().filter(|key| !IGNORED_KEYS.contains(&key.as_str()));
     let (Some(clause_type), None) = (keys.next(), keys.next()) else {
         let found: Vec<&String> = object.keys().collect();
@@ -166,7 +166,8 @@ fn expect_no_options(body: &Value, path: &str) -> Result<(), QueryError> {
 
 /// The `{field: spec}` body of a single-field clause.
 fn single_field<'a>(body: &'a Value, path: &str) -> Result<(&'a str, &'a Value), QueryError> {
-    let object = body.as_object().ok_or_else(|| error(path, format!("expected {{\"<field>\": ...}}, found {}", kind(body))))?;
+    let object =
+        body.as_object().ok_or_else(|| error(path, format!("expected {{\"<field>\": ...}}, found {}", kind(body))))?;
     let mut fields = object.iter().filter(|(key, _)| !IGNORED_KEYS.contains(&key.as_str()));
     match (fields.next(), fields.next()) {
         (Some((field, spec)), None) => Ok((field, spec)),
@@ -233,19 +234,25 @@ fn parse_query_string(body: &Value, path: &str) -> Result<QueryNode, QueryError>
     )?;
     let query = match object.get("query") {
         Some(Value::String(query)) => query,
-        Some(other) => return Err(error(&format!("{path}.query"), format!("expected a string, found {}", kind(other)))),
+        Some(other) => {
+            return Err(error(&format!("{path}.query"), format!("expected a string, found {}", kind(other))))
+        }
         None => return Err(error(path, "missing \"query\"")),
     };
     let mut settings = LuceneSettings::default();
     if let Some(default_field) = object.get("default_field") {
-        let name = default_field.as_str().ok_or_else(|| error(&format!("{path}.default_field"), "expected a field name"))?;
+        let name =
+            default_field.as_str().ok_or_else(|| error(&format!("{path}.default_field"), "expected a field name"))?;
         settings.default_field = field_target(name);
     }
     if let Some(fields) = object.get("fields") {
         let names = fields
             .as_array()
             .and_then(|items| {
-                items.iter().map(|item| item.as_str().map(|name| name.split('^').next().unwrap_or(name).to_string())).collect()
+                items
+                    .iter()
+                    .map(|item| item.as_str().map(|name| name.split('^').next().unwrap_or(name).to_string()))
+                    .collect()
             })
             .ok_or_else(|| error(&format!("{path}.fields"), "expected a list of field names"))?;
         settings.default_field = FieldTarget::AnyOf(names);
@@ -277,7 +284,8 @@ fn parse_term(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
 fn parse_terms(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     let (field, spec) = single_field(body, path)?;
     let path = format!("{path}.{field}");
-    let values = spec.as_array().ok_or_else(|| error(&path, format!("expected a list of values, found {}", kind(spec))))?;
+    let values =
+        spec.as_array().ok_or_else(|| error(&path, format!("expected a list of values, found {}", kind(spec))))?;
     let should = values
         .iter()
         .enumerate()
@@ -296,8 +304,12 @@ fn parse_terms(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
 }
 
 fn parse_minimum_should_match(value: &Value, path: &str) -> Result<MinimumShouldMatch, QueryError> {
-    let invalid =
-        || error(path, "expected an integer or a percentage such as \"75%\" (combinations like \"3<90%\" are not supported)");
+    let invalid = || {
+        error(
+            path,
+            "expected an integer or a percentage such as \"75%\" (combinations like \"3<90%\" are not supported)",
+        )
+    };
     match value {
         Value::Number(number) => number.as_i64().map(MinimumShouldMatch::Count).ok_or_else(invalid),
         Value::String(text) => {
@@ -336,7 +348,9 @@ fn parse_match(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
             if object.contains_key(unsupported) {
                 return Err(error(
                     &path,
-                    format!("\"{unsupported}\" is not supported; the standard analyzer is always used, without fuzziness"),
+                    format!(
+                        "\"{unsupported}\" is not supported; the standard analyzer is always used, without fuzziness"
+                    ),
                 ));
             }
         }
@@ -420,8 +434,10 @@ fn parse_wildcard(body: &Value, path: &str, prefix: bool) -> Result<QueryNode, Q
             let allowed: &[&str] =
                 if prefix { &["value", "case_insensitive"] } else { &["value", "wildcard", "case_insensitive"] };
             let object = options_object(spec, &path, allowed)?;
-            let value =
-                object.get("value").or_else(|| object.get("wildcard")).ok_or_else(|| error(&path, "missing \"value\""))?;
+            let value = object
+                .get("value")
+                .or_else(|| object.get("wildcard"))
+                .ok_or_else(|| error(&path, "missing \"value\""))?;
             (scalar_text(value, &path)?, boolean_option(object, "case_insensitive", &path)?)
         }
         other => (scalar_text(other, &path)?, false),
@@ -435,14 +451,18 @@ fn parse_regexp(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     let path = format!("{path}.{field}");
     let (pattern, case_insensitive) = match spec {
         Value::Object(_) => {
-            let object = options_object(spec, &path, &["value", "flags", "case_insensitive", "max_determinized_states"])?;
+            let object =
+                options_object(spec, &path, &["value", "flags", "case_insensitive", "max_determinized_states"])?;
             let value = object.get("value").ok_or_else(|| error(&path, "missing \"value\""))?;
             (scalar_text(value, &path)?, boolean_option(object, "case_insensitive", &path)?)
         }
         other => (scalar_text(other, &path)?, false),
     };
     if let Some(operator) = lucene::lucene_only_regexp_operator(&pattern) {
-        return Err(error(&path, format!("the Lucene-only operator '{operator}' is not supported; escape it with a backslash")));
+        return Err(error(
+            &path,
+            format!("the Lucene-only operator '{operator}' is not supported; escape it with a backslash"),
+        ));
     }
     if let Err(problem) = regex::Regex::new(&pattern) {
         return Err(error(&path, format!("invalid regular expression: {problem}")));
@@ -455,8 +475,11 @@ fn parse_fuzzy(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     let path = format!("{path}.{field}");
     let (value, fuzziness) = match spec {
         Value::Object(_) => {
-            let object =
-                options_object(spec, &path, &["value", "fuzziness", "transpositions", "prefix_length", "max_expansions"])?;
+            let object = options_object(
+                spec,
+                &path,
+                &["value", "fuzziness", "transpositions", "prefix_length", "max_expansions"],
+            )?;
             let value = object.get("value").ok_or_else(|| error(&path, "missing \"value\""))?;
             (scalar_text(value, &path)?, object.get("fuzziness").cloned())
         }
@@ -471,7 +494,9 @@ fn parse_fuzzy(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     let max_edits = match fuzziness {
         None => auto,
         Some(Value::String(text)) if text.eq_ignore_ascii_case("auto") => auto,
-        Some(Value::Number(number)) if number.as_u64().is_some_and(|edits| edits <= 2) => number.as_u64().unwrap_or(0) as u8,
+        Some(Value::Number(number)) if number.as_u64().is_some_and(|edits| edits <= 2) => {
+            number.as_u64().unwrap_or(0) as u8
+        }
         Some(Value::String(text)) if matches!(text.as_str(), "0" | "1" | "2") => text.parse().unwrap_or(0),
         Some(_) => return Err(error(&format!("{path}.fuzziness"), "expected 0, 1, 2 or \"AUTO\"")),
     };
@@ -504,7 +529,8 @@ const SUPPORTED_DATE_FORMATS: &[&str] = &[
 ];
 
 fn parse_time_zone(text: &str, path: &str) -> Result<i32, QueryError> {
-    let invalid = || error(path, format!("time zone {text:?} is not a fixed offset; write it as \"+08:00\" or \"UTC\""));
+    let invalid =
+        || error(path, format!("time zone {text:?} is not a fixed offset; write it as \"+08:00\" or \"UTC\""));
     if matches!(text, "Z" | "UTC" | "GMT" | "Etc/UTC" | "Etc/GMT") {
         return Ok(0);
     }
@@ -538,11 +564,15 @@ fn parse_range(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(BoundValue::Text(text.clone()))),
             Some(Value::Number(number)) => Ok(number.as_f64().map(BoundValue::Number)),
-            Some(other) => Err(error(&format!("{path}.{key}"), format!("expected a string or number, found {}", kind(other)))),
+            Some(other) => {
+                Err(error(&format!("{path}.{key}"), format!("expected a string or number, found {}", kind(other))))
+            }
         }
     };
-    let include_lower = object.get("include_lower").map_or(Ok(true), |_| boolean_option(object, "include_lower", &path))?;
-    let include_upper = object.get("include_upper").map_or(Ok(true), |_| boolean_option(object, "include_upper", &path))?;
+    let include_lower =
+        object.get("include_lower").map_or(Ok(true), |_| boolean_option(object, "include_lower", &path))?;
+    let include_upper =
+        object.get("include_upper").map_or(Ok(true), |_| boolean_option(object, "include_upper", &path))?;
     let lower = match (bound_value("gt")?, bound_value("gte")?, bound_value("from")?) {
         (Some(value), _, _) => Some(RangeBound { value, inclusive: false }),
         (None, Some(value), _) => Some(RangeBound { value, inclusive: true }),
@@ -583,7 +613,9 @@ fn parse_range(body: &Value, path: &str) -> Result<QueryNode, QueryError> {
     let time_zone_offset_seconds = match object.get("time_zone") {
         None => 0,
         Some(Value::String(zone)) => parse_time_zone(zone, &format!("{path}.time_zone"))?,
-        Some(other) => return Err(error(&format!("{path}.time_zone"), format!("expected a string, found {}", kind(other)))),
+        Some(other) => {
+            return Err(error(&format!("{path}.time_zone"), format!("expected a string, found {}", kind(other))))
+        }
     };
     Ok(QueryNode::Range(RangeQuery {
         field: field_target(field),
@@ -644,8 +676,11 @@ mod tests {
 
     #[test]
     fn term_forms() {
-        let expected =
-            QueryNode::Term { field: FieldTarget::Named("status".into()), value: "500".into(), case_insensitive: false };
+        let expected = QueryNode::Term {
+            field: FieldTarget::Named("status".into()),
+            value: "500".into(),
+            case_insensitive: false,
+        };
         assert_eq!(parse(json!({"term": {"status": 500}})), expected);
         assert_eq!(parse(json!({"term": {"status": {"value": "500", "boost": 2}}})), expected);
         assert!(matches!(
@@ -689,8 +724,10 @@ mod tests {
             parse_error(json!({"query_string": {"query": "(a OR b"}})),
             "filter.query_string.query: query_string: expected ')' at position 7, found end of input, in \"(a OR b\""
         );
-        assert!(parse_error(json!({"range": {"t": {"gte": "now", "time_zone": "Asia/Shanghai"}}})).contains("not a fixed offset"));
-        assert!(parse_error(json!({"range": {"t": {"gte": "01/02/2024", "format": "dd/MM/yyyy"}}})).contains("not supported"));
+        assert!(parse_error(json!({"range": {"t": {"gte": "now", "time_zone": "Asia/Shanghai"}}}))
+            .contains("not a fixed offset"));
+        assert!(parse_error(json!({"range": {"t": {"gte": "01/02/2024", "format": "dd/MM/yyyy"}}}))
+            .contains("not supported"));
         assert!(parse_error(json!({"match": {"m": {"query": "x", "fuzziness": 1}}})).contains("not supported"));
         assert!(parse_error(json!({"match_phrase": {"m": {"query": "x y", "slop": 2}}})).contains("slop 0"));
         assert!(parse_error(json!({"regexp": {"m": "a@b"}})).contains("Lucene-only"));

@@ -10,7 +10,9 @@
 //! occurrence of the clause before it as well as the one after it, which is
 //! why `a AND b OR c` is `+a +b c`.
 
-use super::{BoolQuery, BoundValue, EpochUnit, FieldTarget, Operator, QueryError, QueryNode, RangeBound, RangeQuery, ZeroTerms};
+use super::{
+    BoolQuery, BoundValue, EpochUnit, FieldTarget, Operator, QueryError, QueryNode, RangeBound, RangeQuery, ZeroTerms,
+};
 
 /// Settings that `query_string` may override.
 #[derive(Debug, Clone)]
@@ -80,7 +82,8 @@ struct Parser<'a> {
 /// Characters that end a term (besides whitespace). `+` and `-` may appear
 /// inside a term but not start one; `*` and `?` make it a wildcard term.
 fn ends_term(character: char) -> bool {
-    character.is_whitespace() || matches!(character, '!' | '(' | ')' | ':' | '^' | '[' | ']' | '"' | '{' | '}' | '~' | '/')
+    character.is_whitespace()
+        || matches!(character, '!' | '(' | ')' | ':' | '^' | '[' | ']' | '"' | '{' | '}' | '~' | '/')
 }
 
 fn starts_term(character: char) -> bool {
@@ -133,7 +136,8 @@ impl Parser<'_> {
 
     fn parse_conjunction(&mut self) -> Conjunction {
         self.skip_whitespace();
-        let operators = [("AND", Conjunction::And), ("&&", Conjunction::And), ("OR", Conjunction::Or), ("||", Conjunction::Or)];
+        let operators =
+            [("AND", Conjunction::And), ("&&", Conjunction::And), ("OR", Conjunction::Or), ("||", Conjunction::Or)];
         for (word, conjunction) in operators {
             if self.next_word_is(word) {
                 self.position += word.len();
@@ -196,7 +200,13 @@ impl Parser<'_> {
     }
 
     /// Lucene's `QueryParserBase.addClause`.
-    fn add_clause(&self, clauses: &mut Vec<(Occur, QueryNode)>, conjunction: Conjunction, modifier: Modifier, clause: QueryNode) {
+    fn add_clause(
+        &self,
+        clauses: &mut Vec<(Occur, QueryNode)>,
+        conjunction: Conjunction,
+        modifier: Modifier,
+        clause: QueryNode,
+    ) {
         if let Some(previous) = clauses.last_mut() {
             if previous.0 != Occur::MustNot {
                 if conjunction == Conjunction::And {
@@ -405,7 +415,11 @@ impl Parser<'_> {
         let mut pattern = String::new();
         loop {
             match self.peek() {
-                None => return Err(self.error(&format!("'/' closing the regular expression opened at position {start}"), None)),
+                None => {
+                    return Err(
+                        self.error(&format!("'/' closing the regular expression opened at position {start}"), None)
+                    )
+                }
                 Some('/') => {
                     self.position += 1;
                     break;
@@ -464,8 +478,9 @@ impl Parser<'_> {
         };
         self.position += 1;
         self.parse_boost()?;
-        let bound =
-            |value: Option<String>, inclusive: bool| value.map(|text| RangeBound { value: BoundValue::Text(text), inclusive });
+        let bound = |value: Option<String>, inclusive: bool| {
+            value.map(|text| RangeBound { value: BoundValue::Text(text), inclusive })
+        };
         Ok(QueryNode::Range(RangeQuery {
             field: field.clone(),
             lower: bound(lower, lower_inclusive),
@@ -503,7 +518,10 @@ impl Parser<'_> {
             }
             Some(character) if !character.is_whitespace() && character != ']' && character != '}' => {
                 let start = self.position;
-                while self.peek().is_some_and(|character| !character.is_whitespace() && character != ']' && character != '}') {
+                while self
+                    .peek()
+                    .is_some_and(|character| !character.is_whitespace() && character != ']' && character != '}')
+                {
                     self.position += 1;
                 }
                 let text: String = self.characters[start..self.position].iter().collect();
@@ -545,12 +563,12 @@ impl Parser<'_> {
             return Ok(QueryNode::Wildcard { field: field.clone(), pattern, case_insensitive: false, normalise: true });
         }
         let unescaped_prefix = |prefix: &str| {
-            prefix
-                .chars()
-                .enumerate()
-                .all(|(index, expected)| word.get(index).is_some_and(|piece| !piece.escaped && piece.character == expected))
+            prefix.chars().enumerate().all(|(index, expected)| {
+                word.get(index).is_some_and(|piece| !piece.escaped && piece.character == expected)
+            })
         };
-        for (operator, is_lower, inclusive) in [(">=", true, true), ("<=", false, true), (">", true, false), ("<", false, false)]
+        for (operator, is_lower, inclusive) in
+            [(">=", true, true), ("<=", false, true), (">", true, false), ("<", false, false)]
         {
             if unescaped_prefix(operator) {
                 let value: String = text[operator.len()..].to_string();
@@ -686,7 +704,10 @@ mod tests {
         assert_eq!(rendered("status:>=500"), "range(status, [\"500\" TO *])");
         assert_eq!(rendered("status:<500"), "range(status, [* TO \"500\"})");
         assert_eq!(rendered("age:(>=10 AND <20)"), "(+range(age, [\"10\" TO *]) +range(age, [* TO \"20\"}))");
-        assert_eq!(rendered("@timestamp:[\"2024-01-01\" TO now-5m]"), "range(@timestamp, [\"2024-01-01\" TO \"now-5m\"])");
+        assert_eq!(
+            rendered("@timestamp:[\"2024-01-01\" TO now-5m]"),
+            "range(@timestamp, [\"2024-01-01\" TO \"now-5m\"])"
+        );
     }
 
     #[test]
@@ -714,7 +735,10 @@ mod tests {
         assert_eq!(syntax_error("a OR"), (4, "a term".to_string()));
         assert_eq!(syntax_error("a AND )"), (6, "a term".to_string()));
         assert_eq!(syntax_error("a)"), (1, "an operator or a term".to_string()));
-        assert_eq!(syntax_error("message:\"unterminated"), (21, "'\"' closing the phrase opened at position 8".to_string()));
+        assert_eq!(
+            syntax_error("message:\"unterminated"),
+            (21, "'\"' closing the phrase opened at position 8".to_string())
+        );
         assert_eq!(syntax_error("status:[1 TO 5"), (14, "']' or '}' closing the range".to_string()));
         assert_eq!(syntax_error("status:>="), (9, "a value after '>='".to_string()));
         assert_eq!(syntax_error("a^"), (2, "a number after '^'".to_string()));

@@ -23,8 +23,8 @@ use regex::Regex;
 use super::analyzer::{self, GlobPiece, LiteralFinder};
 use super::dates::{self, DateExpression};
 use super::{
-    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, QueryOptions, RangeBound,
-    RangeQuery, ZeroTerms,
+    BoolQuery, BoundValue, EpochUnit, FieldTarget, MinimumShouldMatch, Operator, QueryError, QueryNode, QueryOptions,
+    RangeBound, RangeQuery, ZeroTerms,
 };
 use crate::event::{lookup_path, ObjectMap, Value};
 
@@ -76,7 +76,8 @@ struct FieldPath {
 
 impl FieldPath {
     fn lookup<'a>(&self, fields: &'a ObjectMap) -> Option<&'a Value> {
-        lookup_path(fields, &self.primary).or_else(|| self.fallback.as_deref().and_then(|fallback| lookup_path(fields, fallback)))
+        lookup_path(fields, &self.primary)
+            .or_else(|| self.fallback.as_deref().and_then(|fallback| lookup_path(fields, fallback)))
     }
 }
 
@@ -138,7 +139,9 @@ impl TokenPredicate {
             TokenPredicate::Equals(expected) => candidate == expected,
             TokenPredicate::EqualsIgnoringCase(expected) => analyzer::lowercase(candidate) == *expected,
             TokenPredicate::Glob(pattern) => analyzer::wildcard_matches(pattern, candidate),
-            TokenPredicate::GlobIgnoringCase(pattern) => analyzer::wildcard_matches(pattern, &analyzer::lowercase(candidate)),
+            TokenPredicate::GlobIgnoringCase(pattern) => {
+                analyzer::wildcard_matches(pattern, &analyzer::lowercase(candidate))
+            }
             TokenPredicate::Regex(regex) => regex.is_match(candidate),
             TokenPredicate::Fuzzy { value, max_edits } => within_edits(value, candidate, *max_edits),
         }
@@ -250,7 +253,8 @@ impl Compiler<'_> {
         must.extend(compile_all(&bool_query.filter)?);
         let should = compile_all(&bool_query.should)?;
         let must_not = compile_all(&bool_query.must_not)?;
-        let clause_count = bool_query.must.len() + bool_query.filter.len() + bool_query.should.len() + bool_query.must_not.len();
+        let clause_count =
+            bool_query.must.len() + bool_query.filter.len() + bool_query.should.len() + bool_query.must_not.len();
         if clause_count > 0 && must.is_empty() && should.is_empty() && must_not.is_empty() {
             return Ok(None);
         }
@@ -337,7 +341,9 @@ impl Compiler<'_> {
                         token_test(TokenPredicate::Equals(lowered.clone()), Some(&lowered))
                     }
                     (Mode::Keyword, false) => StringTest::Whole(TokenPredicate::Equals(value.clone())),
-                    (Mode::Keyword, true) => StringTest::Whole(TokenPredicate::EqualsIgnoringCase(analyzer::lowercase(value))),
+                    (Mode::Keyword, true) => {
+                        StringTest::Whole(TokenPredicate::EqualsIgnoringCase(analyzer::lowercase(value)))
+                    }
                 };
                 test(strings, number_equal_to(value), boolean_equal_to(value))
             }
@@ -368,7 +374,11 @@ impl Compiler<'_> {
                     let tokens = analyzer::collect_tokens(query);
                     match tokens.len() {
                         0 => return Ok(zero_token_body(*zero_terms, numbers, booleans)),
-                        1 => test(token_test(TokenPredicate::Equals(tokens[0].clone()), Some(&tokens[0])), numbers, booleans),
+                        1 => test(
+                            token_test(TokenPredicate::Equals(tokens[0].clone()), Some(&tokens[0])),
+                            numbers,
+                            booleans,
+                        ),
                         _ => {
                             let finders = tokens.iter().map(|token| LiteralFinder::new(token)).collect();
                             test(StringTest::Phrase { tokens, finders }, numbers, booleans)
@@ -382,7 +392,8 @@ impl Compiler<'_> {
                 let pieces = parse_wildcard(&pattern);
                 let strings = match (mode, *case_insensitive) {
                     (Mode::Text, _) => {
-                        let literal = analyzer::glob_literals(&pieces).into_iter().max_by_key(|literal| literal.chars().count());
+                        let literal =
+                            analyzer::glob_literals(&pieces).into_iter().max_by_key(|literal| literal.chars().count());
                         // Tokens are already lower-case, so a lowered pattern is case-insensitive.
                         token_test(TokenPredicate::Glob(pieces), literal.as_deref())
                     }
@@ -393,8 +404,9 @@ impl Compiler<'_> {
             }
             QueryNode::Regexp { pattern, case_insensitive, .. } => {
                 let flags = if *case_insensitive { "(?si)" } else { "(?s)" };
-                let regex = Regex::new(&format!("^{flags}(?:{pattern})$"))
-                    .map_err(|problem| compile_error(format!("regular expression {pattern:?} is invalid: {problem}")))?;
+                let regex = Regex::new(&format!("^{flags}(?:{pattern})$")).map_err(|problem| {
+                    compile_error(format!("regular expression {pattern:?} is invalid: {problem}"))
+                })?;
                 let strings = match mode {
                     Mode::Text => StringTest::Token { finder: None, predicate: TokenPredicate::Regex(regex) },
                     Mode::Keyword => StringTest::Whole(TokenPredicate::Regex(regex)),
@@ -463,7 +475,10 @@ fn target_for_name(name: &str) -> FieldTarget {
 
 /// A field-name pattern: only `*` is special.
 fn literal_glob(pattern: &str) -> Vec<GlobPiece> {
-    pattern.chars().map(|character| if character == '*' { GlobPiece::AnyRun } else { GlobPiece::Literal(character) }).collect()
+    pattern
+        .chars()
+        .map(|character| if character == '*' { GlobPiece::AnyRun } else { GlobPiece::Literal(character) })
+        .collect()
 }
 
 /// A Lucene wildcard pattern: `*`, `?`, and `\` escaping the next character.
@@ -504,7 +519,9 @@ fn token_test(predicate: TokenPredicate, literal: Option<&str>) -> StringTest {
     let finder = match literal {
         // Tokens are lower-case, so only a lower-case literal is one every
         // accepted token contains.
-        Some(literal) if !literal.is_empty() && analyzer::lowercase(literal) == literal => Some(LiteralFinder::new(literal)),
+        Some(literal) if !literal.is_empty() && analyzer::lowercase(literal) == literal => {
+            Some(LiteralFinder::new(literal))
+        }
         _ => None,
     };
     StringTest::Token { finder, predicate }
@@ -568,7 +585,9 @@ fn merge_same_field(clauses: Vec<DocumentNode>, all_required: bool) -> Vec<Docum
             continue;
         };
         let existing = merged.iter_mut().find_map(|candidate| match candidate {
-            DocumentNode::Field { path: existing_path, body: existing_body } if *existing_path == path => Some(existing_body),
+            DocumentNode::Field { path: existing_path, body: existing_body } if *existing_path == path => {
+                Some(existing_body)
+            }
             _ => None,
         });
         match existing {
@@ -583,8 +602,12 @@ fn merge_same_field(clauses: Vec<DocumentNode>, all_required: bool) -> Vec<Docum
                         should.push(body);
                         FieldNode::Bool { must, should, minimum_should: 1 }
                     }
-                    (previous, true) => FieldNode::Bool { must: vec![previous, body], should: Vec::new(), minimum_should: 0 },
-                    (previous, false) => FieldNode::Bool { must: Vec::new(), should: vec![previous, body], minimum_should: 1 },
+                    (previous, true) => {
+                        FieldNode::Bool { must: vec![previous, body], should: Vec::new(), minimum_should: 0 }
+                    }
+                    (previous, false) => {
+                        FieldNode::Bool { must: Vec::new(), should: vec![previous, body], minimum_should: 1 }
+                    }
                 };
             }
             None => merged.push(DocumentNode::Field { path, body }),
@@ -602,7 +625,9 @@ fn evaluate_document(node: &DocumentNode, fields: &ObjectMap, evaluation: &Evalu
                 && !must_not.iter().any(|clause| evaluate_document(clause, fields, evaluation))
                 && at_least(should, *minimum_should, |clause| evaluate_document(clause, fields, evaluation))
         }
-        DocumentNode::Field { path, body } => path.lookup(fields).is_some_and(|value| evaluate_field(body, value, evaluation)),
+        DocumentNode::Field { path, body } => {
+            path.lookup(fields).is_some_and(|value| evaluate_field(body, value, evaluation))
+        }
         DocumentNode::AnyField { selector, text_body, keyword_body } => {
             let mut path = String::new();
             any_leaf(fields, &mut path, &mut |path, value| {
@@ -619,7 +644,8 @@ fn evaluate_document(node: &DocumentNode, fields: &ObjectMap, evaluation: &Evalu
         DocumentNode::ExistsAny { selector } => {
             let mut path = String::new();
             any_leaf(fields, &mut path, &mut |path, value| {
-                selector.as_ref().is_none_or(|selector| analyzer::wildcard_matches(selector, path)) && value_exists(value)
+                selector.as_ref().is_none_or(|selector| analyzer::wildcard_matches(selector, path))
+                    && value_exists(value)
             })
         }
     }
@@ -727,14 +753,18 @@ fn number_passes(test: &NumberTest, number: f64, evaluation: &Evaluation<'_>) ->
 fn string_passes(test: &StringTest, text: &str, evaluation: &Evaluation<'_>) -> bool {
     match test {
         StringTest::Never => false,
-        StringTest::Token { finder: Some(finder), predicate } => finder.any_token(text, &mut |token| predicate.accepts(token)),
+        StringTest::Token { finder: Some(finder), predicate } => {
+            finder.any_token(text, &mut |token| predicate.accepts(token))
+        }
         StringTest::Token { finder: None, predicate } => {
             with_tokens(text, |tokens| tokens.iter().any(|token| predicate.accepts(token)))
         }
         StringTest::Phrase { tokens, finders } => {
             // Every phrase token must be a token of the text; cheap to rule out first.
             finders.iter().zip(tokens).all(|(finder, expected)| finder.any_token(text, &mut |token| token == expected))
-                && with_tokens(text, |text_tokens| text_tokens.windows(tokens.len()).any(|window| window == tokens.as_slice()))
+                && with_tokens(text, |text_tokens| {
+                    text_tokens.windows(tokens.len()).any(|window| window == tokens.as_slice())
+                })
         }
         StringTest::Whole(predicate) => predicate.accepts(text),
         StringTest::Range(range) => range.contains_string(text, evaluation),
@@ -846,7 +876,11 @@ fn within_edits(expected: &[char], candidate: &str, max_edits: u8) -> bool {
         for column in 1..width {
             let cost = usize::from(expected[row - 1] != candidate[column - 1]);
             let mut distance = (previous[column] + 1).min(current[column - 1] + 1).min(previous[column - 1] + cost);
-            if row > 1 && column > 1 && expected[row - 1] == candidate[column - 2] && expected[row - 2] == candidate[column - 1] {
+            if row > 1
+                && column > 1
+                && expected[row - 1] == candidate[column - 2]
+                && expected[row - 2] == candidate[column - 1]
+            {
                 distance = distance.min(previous_previous[column - 2] + 1);
             }
             current[column] = distance;
@@ -971,8 +1005,9 @@ mod tests {
         for _ in 0..5000 {
             let log = generator.next_log(1_700_000_000);
             let event = demo_event(&log);
-            let tokens_of =
-                |field: &str| event.get(field).and_then(Value::as_str).map(super::analyzer::collect_tokens).unwrap_or_default();
+            let tokens_of = |field: &str| {
+                event.get(field).and_then(Value::as_str).map(super::analyzer::collect_tokens).unwrap_or_default()
+            };
             let expected = tokens_of("message")
                 .iter()
                 .any(|token| token == "traceback" || super::analyzer::wildcard_matches(&exception, token))
@@ -990,7 +1025,10 @@ mod tests {
         let host = |text: &str| Query::parse_lucene(text, &options).unwrap();
         assert!(matches(&host("host:wallet-qa-01"), json!({"host": "wallet-qa-01"})));
         assert!(!matches(&host("host:wallet"), json!({"host": "wallet-qa-01"})), "keyword fields match whole values");
-        assert!(!matches(&host("host:WALLET-QA-01"), json!({"host": "wallet-qa-01"})), "keyword fields are case-sensitive");
+        assert!(
+            !matches(&host("host:WALLET-QA-01"), json!({"host": "wallet-qa-01"})),
+            "keyword fields are case-sensitive"
+        );
         assert!(matches(&host("host:wallet*"), json!({"host": "wallet-qa-01"})));
         assert!(matches(&lucene("host:wallet"), json!({"host": "wallet-qa-01"})), "text fields match tokens");
         assert!(matches(&lucene("host:WALLET"), json!({"host": "wallet-qa-01"})));
@@ -1006,7 +1044,10 @@ mod tests {
             &dsl(json!({"term": {"message": {"value": "TraceBack", "case_insensitive": true}}})),
             json!({"message": "Traceback"})
         ));
-        assert!(matches(&dsl(json!({"term": {"message.keyword": "Traceback (most"}})), json!({"message": "Traceback (most"})));
+        assert!(matches(
+            &dsl(json!({"term": {"message.keyword": "Traceback (most"}})),
+            json!({"message": "Traceback (most"})
+        ));
         assert!(matches(&dsl(json!({"match": {"host.keyword": "wallet-qa-01"}})), json!({"host": "wallet-qa-01"})));
         assert!(!matches(&dsl(json!({"match": {"host.keyword": "wallet"}})), json!({"host": "wallet-qa-01"})));
     }
@@ -1019,10 +1060,15 @@ mod tests {
             &dsl(json!({"match": {"message": {"query": "Connection refused", "operator": "and"}}})),
             fields.clone()
         ));
-        assert!(matches(&dsl(json!({"match": {"message": {"query": "connection reset", "operator": "AND"}}})), fields.clone()));
-        let two_of_three = dsl(json!({"match": {"message": {"query": "connection reset refused", "minimum_should_match": 2}}}));
+        assert!(matches(
+            &dsl(json!({"match": {"message": {"query": "connection reset", "operator": "AND"}}})),
+            fields.clone()
+        ));
+        let two_of_three =
+            dsl(json!({"match": {"message": {"query": "connection reset refused", "minimum_should_match": 2}}}));
         assert!(matches(&two_of_three, fields.clone()));
-        let all_three = dsl(json!({"match": {"message": {"query": "connection reset refused", "minimum_should_match": "100%"}}}));
+        let all_three =
+            dsl(json!({"match": {"message": {"query": "connection reset refused", "minimum_should_match": "100%"}}}));
         assert!(!matches(&all_three, fields));
         assert!(
             matches(
@@ -1031,8 +1077,14 @@ mod tests {
             ),
             "per document"
         );
-        assert!(!matches(&dsl(json!({"match": {"message": "---"}})), json!({"message": "---"})), "zero terms match none");
-        assert!(matches(&dsl(json!({"match": {"message": {"query": "---", "zero_terms_query": "all"}}})), json!({"other": 1})));
+        assert!(
+            !matches(&dsl(json!({"match": {"message": "---"}})), json!({"message": "---"})),
+            "zero terms match none"
+        );
+        assert!(matches(
+            &dsl(json!({"match": {"message": {"query": "---", "zero_terms_query": "all"}}})),
+            json!({"other": 1})
+        ));
     }
 
     #[test]
@@ -1042,7 +1094,10 @@ mod tests {
         assert!(!matches(&phrase, json!({"message": "reset connection"})));
         assert!(!matches(&phrase, json!({"message": "connection was reset"})));
         assert!(!matches(&phrase, json!({"message": ["connection", "reset"]})), "phrases stay inside one element");
-        assert!(matches(&dsl(json!({"match_phrase": {"message": "Reset by"}})), json!({"message": "connection reset by peer"})));
+        assert!(matches(
+            &dsl(json!({"match_phrase": {"message": "Reset by"}})),
+            json!({"message": "connection reset by peer"})
+        ));
         assert!(matches(&lucene("message:\"Traceback\""), json!({"message": "Traceback (most recent call last)"})));
     }
 
@@ -1094,8 +1149,14 @@ mod tests {
     #[test]
     fn string_ranges_compare_tokens_or_whole_values() {
         assert!(matches(&lucene("host:[a TO c]"), json!({"host": "Zed bravo"})), "the token bravo is in range");
-        assert!(!matches(&dsl(json!({"range": {"host.keyword": {"gte": "a", "lte": "c"}}})), json!({"host": "Zed bravo"})));
-        assert!(matches(&dsl(json!({"range": {"host.keyword": {"gte": "a", "lte": "c"}}})), json!({"host": "bravo Zed"})));
+        assert!(!matches(
+            &dsl(json!({"range": {"host.keyword": {"gte": "a", "lte": "c"}}})),
+            json!({"host": "Zed bravo"})
+        ));
+        assert!(matches(
+            &dsl(json!({"range": {"host.keyword": {"gte": "a", "lte": "c"}}})),
+            json!({"host": "bravo Zed"})
+        ));
     }
 
     #[test]
@@ -1157,8 +1218,14 @@ mod tests {
             &dsl(json!({"query": {"wildcard": {"source": "*Defend*"}}})),
             json!({"source": "/opt/DefendAgent/a.log"})
         ));
-        assert!(matches(&dsl(json!({"wildcard": {"source.keyword": "*Defend*"}})), json!({"source": "/opt/DefendAgent/a.log"})));
-        assert!(!matches(&dsl(json!({"wildcard": {"source.keyword": "*defend*"}})), json!({"source": "/opt/DefendAgent/a.log"})));
+        assert!(matches(
+            &dsl(json!({"wildcard": {"source.keyword": "*Defend*"}})),
+            json!({"source": "/opt/DefendAgent/a.log"})
+        ));
+        assert!(!matches(
+            &dsl(json!({"wildcard": {"source.keyword": "*defend*"}})),
+            json!({"source": "/opt/DefendAgent/a.log"})
+        ));
         assert!(matches(
             &dsl(json!({"prefix": {"logger": "com.example"}})),
             json!({"logger": "com.example.api.OrderController"})
@@ -1179,7 +1246,10 @@ mod tests {
     fn escaping_keeps_special_characters_literal() {
         assert!(matches(&lucene("path:\\/var\\/log"), json!({"path": "/var/log/syslog"})), "analysed: var OR log");
         assert!(matches(&lucene("path.keyword:\\/var\\/log"), json!({"path": "/var/log"})));
-        assert!(matches(&lucene("name:foo\\*"), json!({"name": "foo"})), "an escaped * is not a wildcard and analyses away");
+        assert!(
+            matches(&lucene("name:foo\\*"), json!({"name": "foo"})),
+            "an escaped * is not a wildcard and analyses away"
+        );
         assert!(!matches(&lucene("name.keyword:foo\\*"), json!({"name": "foobar"})));
         assert!(matches(&lucene("name.keyword:foo\\*"), json!({"name": "foo*"})));
         assert!(matches(&lucene("msg:a\\:b"), json!({"msg": "x a:b y"})));
@@ -1198,7 +1268,8 @@ mod tests {
         assert!(!matches(&unqualified, json!({"message": "fine"})));
         assert!(matches(&lucene("500"), json!({"status": 500})), "unqualified numbers compare with numeric fields");
         assert!(matches(&lucene("Wallet-*"), json!({"host": "Wallet-qa"})), "the .keyword sub-field takes part in *");
-        let keyword_only = Query::parse_lucene("Wallet-*", &QueryOptions { keyword_fields: vec!["other".into()] }).unwrap();
+        let keyword_only =
+            Query::parse_lucene("Wallet-*", &QueryOptions { keyword_fields: vec!["other".into()] }).unwrap();
         assert!(!matches(&keyword_only, json!({"other": "wallet-qa"})));
         assert!(matches(&lucene("host.\\*:api"), json!({"host": {"name": "api-1"}})));
         assert!(!matches(&lucene("host.\\*:api"), json!({"hostname": "api-1"})));
@@ -1209,7 +1280,10 @@ mod tests {
         );
         let and_tokens = dsl(json!({"query_string": {"query": "reset-peer", "default_operator": "AND"}}));
         assert!(matches(&and_tokens, json!({"message": "reset by peer"})));
-        assert!(!matches(&and_tokens, json!({"message": "reset", "other": "peer"})), "the tokens of one term share a field");
+        assert!(
+            !matches(&and_tokens, json!({"message": "reset", "other": "peer"})),
+            "the tokens of one term share a field"
+        );
         let listed = dsl(json!({"query_string": {"query": "wallet", "fields": ["host", "source"]}}));
         assert!(matches(&listed, json!({"source": "/data/logs/wallet/app.log"})));
         assert!(!matches(&listed, json!({"message": "wallet"})));
@@ -1238,7 +1312,10 @@ mod tests {
     fn lucene_clause_semantics() {
         let quirk = lucene("level:error AND host:api OR host:admin");
         assert!(matches(&quirk, json!({"level": "error", "host": "api"})));
-        assert!(!matches(&quirk, json!({"host": "admin"})), "AND made both neighbours required; the OR clause is optional");
+        assert!(
+            !matches(&quirk, json!({"host": "admin"})),
+            "AND made both neighbours required; the OR clause is optional"
+        );
         let negative = lucene("NOT level:debug");
         assert!(matches(&negative, json!({"level": "info"})));
         assert!(matches(&negative, json!({"message": "no level"})));
@@ -1259,7 +1336,10 @@ mod tests {
     fn nested_fields_and_arrays() {
         let query = lucene("user.name:alice AND items.sku:B-2");
         assert!(matches(&query, json!({"user": {"name": "Alice"}, "items": {"sku": ["A-1", "B-2"]}})));
-        assert!(matches(&lucene("user.name:alice"), json!({"user.name": "alice"})), "literal dotted keys resolve first");
+        assert!(
+            matches(&lucene("user.name:alice"), json!({"user.name": "alice"})),
+            "literal dotted keys resolve first"
+        );
         assert!(matches(&lucene("items.0.sku:a"), json!({"items": [{"sku": "A-1"}]})));
     }
 
@@ -1285,14 +1365,16 @@ mod tests {
         );
         assert!(matches(&two, json!({"a": "x", "c": "x"})));
         assert!(!matches(&two, json!({"a": "x"})));
-        let required_should =
-            dsl(json!({"bool": {"must": [{"term": {"a": "x"}}], "should": [{"term": {"b": "x"}}], "minimum_should_match": 1}}));
+        let required_should = dsl(
+            json!({"bool": {"must": [{"term": {"a": "x"}}], "should": [{"term": {"b": "x"}}], "minimum_should_match": 1}}),
+        );
         assert!(!matches(&required_should, json!({"a": "x"})));
         assert!(matches(&dsl(json!({"bool": {"must_not": {"term": {"a": "x"}}}})), json!({"a": "y"})));
         assert!(matches(&dsl(json!({"match_all": {}})), json!({})));
         assert!(!matches(&dsl(json!({"match_none": {}})), json!({})));
         assert!(matches(&dsl(json!({"constant_score": {"filter": {"term": {"a": "x"}}}})), json!({"a": "x"})));
-        let legacy = dsl(json!({"or": [{"term": {"a": "x"}}, {"and": [{"not": {"term": {"b": "y"}}}, {"term": {"c": "z"}}]}]}));
+        let legacy =
+            dsl(json!({"or": [{"term": {"a": "x"}}, {"and": [{"not": {"term": {"b": "y"}}}, {"term": {"c": "z"}}]}]}));
         assert!(matches(&legacy, json!({"c": "z"})));
         assert!(!matches(&legacy, json!({"b": "y", "c": "z"})));
         let filtered = dsl(json!({"filtered": {"query": {"match": {"a": "x"}}, "filter": {"term": {"b": "y"}}}}));
@@ -1302,7 +1384,8 @@ mod tests {
 
     #[test]
     fn filter_list_ands_its_clauses() {
-        let list = vec![json!({"term": {"level": "error"}}), json!({"query": {"query_string": {"query": "host:api*"}}})];
+        let list =
+            vec![json!({"term": {"level": "error"}}), json!({"query": {"query_string": {"query": "host:api*"}}})];
         let query = Query::from_filter_list(&list, &QueryOptions::default()).unwrap();
         assert!(matches(&query, json!({"level": "error", "host": "api-prod"})));
         assert!(!matches(&query, json!({"level": "error", "host": "wallet"})));
@@ -1324,7 +1407,10 @@ mod tests {
         assert!(matches(&seed, json!({"message": "发生 NullPointerException 异常"})));
         assert!(!matches(&seed, json!({"message": "一切正常"})));
         assert!(matches(&lucene("message:kelvin"), json!({"message": "\u{212A}ELVIN 温度"})));
-        assert!(matches(&lucene("message:告警"), json!({"message": "日志告警"})), "each Han character is a token: 告 OR 警");
+        assert!(
+            matches(&lucene("message:告警"), json!({"message": "日志告警"})),
+            "each Han character is a token: 告 OR 警"
+        );
     }
 
     #[test]

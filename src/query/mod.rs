@@ -438,8 +438,12 @@ impl fmt::Display for QueryNode {
             QueryNode::Bool(bool_query) => {
                 formatter.write_str("(")?;
                 let mut first = true;
-                let groups: [(&str, &Vec<QueryNode>); 4] =
-                    [("+", &bool_query.must), ("#", &bool_query.filter), ("", &bool_query.should), ("-", &bool_query.must_not)];
+                let groups: [(&str, &Vec<QueryNode>); 4] = [
+                    ("+", &bool_query.must),
+                    ("#", &bool_query.filter),
+                    ("", &bool_query.should),
+                    ("-", &bool_query.must_not),
+                ];
                 for (marker, clauses) in groups {
                     for clause in clauses {
                         if !first {
@@ -493,7 +497,9 @@ impl fmt::Display for QueryNode {
                 }
                 formatter.write_str(")")
             }
-            QueryNode::Fuzzy { field, value, max_edits, .. } => write!(formatter, "fuzzy({field}, {value:?}, {max_edits})"),
+            QueryNode::Fuzzy { field, value, max_edits, .. } => {
+                write!(formatter, "fuzzy({field}, {value:?}, {max_edits})")
+            }
             QueryNode::Range(range) => {
                 write!(formatter, "range({field}, ", field = range.field)?;
                 match &range.lower {

@@ -87,7 +87,7 @@ pub fn set_nested(map: &mut ObjectMap, path: &str, value: Value) {
             map.insert(KeyString::from(path), value);
         }
         Some((head, rest)) => {
-            let entry = map.entry(KeyString::from(head)).or_insert_with(|| Value::Object(ObjectMap::default()));
+            let entry = map.get_or_insert_with(head, || Value::Object(ObjectMap::default()));
             if !matches!(entry, Value::Object(_)) {
                 *entry = Value::Object(ObjectMap::default());
             }

@@ -50,10 +50,10 @@ use serde::Deserialize;
 
 use super::dead_letter::DeadLetterWriter;
 use super::redact::{describe_http_error, redact_url, Secret};
-use crate::retry::Backoff;
 use crate::config::units;
 use crate::event::{BatchStatus, LogEvent, Value};
 use crate::observability::ComponentMetrics;
+use crate::retry::Backoff;
 use crate::template::Template;
 use crate::topology::buffer::BufferReceiver;
 use crate::topology::{BuildContext, BuildError, ComponentError, ComponentFuture, Sink, SinkContext};

@@ -16,8 +16,8 @@ pub mod elasticsearch;
 pub mod file;
 pub mod http;
 pub mod redact;
-pub mod wecom;
 pub mod splunk_hec;
+pub mod wecom;
 
 use serde::Deserialize;
 
@@ -39,7 +39,8 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// Every `type` a sink may have, for error messages.
-    pub const TYPES: &'static [&'static str] = &["blackhole", "console", "elasticsearch", "file", "http", "splunk_hec", "wecom"];
+    pub const TYPES: &'static [&'static str] =
+        &["blackhole", "console", "elasticsearch", "file", "http", "splunk_hec", "wecom"];
 
     pub fn type_name(&self) -> &'static str {
         match self {

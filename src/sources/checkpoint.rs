@@ -111,7 +111,8 @@ impl<P: Clone> OrderedCheckpointTracker<P> {
 /// checkpoints with it.
 pub fn replace_file_durably(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let directory = path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let directory =
+        path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(directory)?;
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
@@ -141,7 +142,11 @@ pub struct PendingBatches<P> {
 
 impl<P: Clone> PendingBatches<P> {
     pub fn new(committed: Option<P>, acks_pending: Gauge) -> Self {
-        PendingBatches { tracker: OrderedCheckpointTracker::new(committed), in_flight: FuturesUnordered::new(), acks_pending }
+        PendingBatches {
+            tracker: OrderedCheckpointTracker::new(committed),
+            in_flight: FuturesUnordered::new(),
+            acks_pending,
+        }
     }
 
     /// Registers the next batch, ending at `end_position`.

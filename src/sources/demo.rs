@@ -30,7 +30,9 @@ use pipe_demo_logs::{DemoLog, DemoLogGenerator};
 use serde::Deserialize;
 
 use super::checkpoint::PendingBatches;
-use crate::event::{object_map_with_capacity, BatchStatus, EventFinalizer, EventMetadata, KeyString, LogEvent, ObjectMap, Str, Value};
+use crate::event::{
+    object_map_with_capacity, BatchStatus, EventFinalizer, EventMetadata, KeyString, LogEvent, ObjectMap, Str, Value,
+};
 use crate::topology::{BuildContext, BuildError, ComponentError, ComponentFuture, Source, SourceContext};
 
 const DEFAULT_BATCH_SIZE: usize = 500;
@@ -64,7 +66,9 @@ impl DemoSourceConfig {
     pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         if let Some(rate) = self.rate {
             if !(rate.is_finite() && rate > 0.0) {
-                return Err(BuildError::new(format!("\"rate\" is {rate}; set it above 0, or remove it to generate as fast as possible")));
+                return Err(BuildError::new(format!(
+                    "\"rate\" is {rate}; set it above 0, or remove it to generate as fast as possible"
+                )));
             }
         }
         if self.batch_size == 0 {
@@ -228,7 +232,10 @@ mod tests {
         };
         let fields = demo_log_fields(&log);
         let keys: Vec<&str> = fields.keys().map(|key| key.as_str()).collect();
-        assert_eq!(keys, ["__time__", "__topic__", "__source__", "__time_ns_part__", "__tag__:__receive_time__", "msg"]);
+        assert_eq!(
+            keys,
+            ["__time__", "__topic__", "__source__", "__time_ns_part__", "__tag__:__receive_time__", "msg"]
+        );
         assert_eq!(fields["__time__"], Value::Integer(1_700_000_000));
     }
 

@@ -218,7 +218,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_buffer_blocks_the_sender_until_the_receiver_takes_events() {
-        let (sender, mut receiver) = buffer(BufferOptions { max_events: 10, when_full: WhenFull::Block }, BufferMetrics::detached());
+        let (sender, mut receiver) =
+            buffer(BufferOptions { max_events: 10, when_full: WhenFull::Block }, BufferMetrics::detached());
         sender.send(batch(6)).await.unwrap();
         sender.send(batch(4)).await.unwrap();
         let blocked = tokio::spawn({
@@ -239,7 +240,8 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_batches_wait_for_an_empty_buffer_instead_of_deadlocking() {
-        let (sender, mut receiver) = buffer(BufferOptions { max_events: 4, when_full: WhenFull::Block }, BufferMetrics::detached());
+        let (sender, mut receiver) =
+            buffer(BufferOptions { max_events: 4, when_full: WhenFull::Block }, BufferMetrics::detached());
         sender.send(batch(100)).await.unwrap();
         assert_eq!(receiver.recv().await.unwrap().len(), 100);
         sender.send(batch(100)).await.unwrap();
@@ -247,10 +249,12 @@ mod tests {
 
     #[tokio::test]
     async fn drop_newest_settles_discarded_events_as_delivered() {
-        let (sender, _receiver) = buffer(BufferOptions { max_events: 1, when_full: WhenFull::DropNewest }, BufferMetrics::detached());
+        let (sender, _receiver) =
+            buffer(BufferOptions { max_events: 1, when_full: WhenFull::DropNewest }, BufferMetrics::detached());
         sender.send(batch(1)).await.unwrap();
         let (notifier, status) = BatchNotifier::new_with_receiver();
-        let event = LogEvent::from_fields("test", object_map_with_capacity(0)).with_finalizer(EventFinalizer::new(notifier));
+        let event =
+            LogEvent::from_fields("test", object_map_with_capacity(0)).with_finalizer(EventFinalizer::new(notifier));
         sender.send(vec![event]).await.unwrap();
         assert_eq!(status.await, BatchStatus::Delivered);
     }

@@ -32,7 +32,8 @@ struct Consumer {
 
 impl Fanout {
     pub fn new(consumers: Vec<(String, BufferSender)>, discarded_without_consumer: Counter) -> Fanout {
-        let consumers = consumers.into_iter().map(|(id, sender)| Consumer { id, sender, reported_stopped: false }).collect();
+        let consumers =
+            consumers.into_iter().map(|(id, sender)| Consumer { id, sender, reported_stopped: false }).collect();
         Fanout { consumers, discarded_without_consumer }
     }
 
@@ -54,7 +55,11 @@ impl Fanout {
         let last = self.consumers.len() - 1;
         let mut batch = Some(batch);
         for (index, consumer) in self.consumers.iter_mut().enumerate() {
-            let copy = if index == last { batch.take().expect("moved only once") } else { batch.as_ref().expect("still held").clone() };
+            let copy = if index == last {
+                batch.take().expect("moved only once")
+            } else {
+                batch.as_ref().expect("still held").clone()
+            };
             // A returned batch is dropped here unsettled: errored, never skipped.
             if consumer.sender.send(copy).await.is_err() && !consumer.reported_stopped {
                 consumer.reported_stopped = true;

@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::{buffer, BufferMetrics, BufferOptions, BufferReceiver, BufferSender};
-use super::component::{SinkContext, SourceContext, SourceOutput, Transform, TransformContext, TransformOutputBuffer, TransformOutputs};
+use super::component::{
+    SinkContext, SourceContext, SourceOutput, Transform, TransformContext, TransformOutputBuffer, TransformOutputs,
+};
 use super::fanout::Fanout;
 use crate::config::graph::{BuiltPipeline, OutputRef};
 use crate::config::ComponentKind;
@@ -63,7 +65,11 @@ impl RunningTopology {
         // Consumers of each output: (consumer id, its buffer sender).
         let mut consumers: BTreeMap<OutputRef, Vec<(String, BufferSender)>> = BTreeMap::new();
 
-        let mut connect = |id: &str, inputs: &[OutputRef], options: BufferOptions, kind: ComponentKind, component_type: &'static str| {
+        let mut connect = |id: &str,
+                           inputs: &[OutputRef],
+                           options: BufferOptions,
+                           kind: ComponentKind,
+                           component_type: &'static str| {
             let (sender, receiver) = buffer(options, BufferMetrics::register(id, kind.as_str(), component_type));
             for input in inputs {
                 consumers.entry(input.clone()).or_default().push((id.to_string(), sender.clone()));
@@ -74,7 +80,13 @@ impl RunningTopology {
             connect(&sink.id, &sink.inputs, sink.buffer, ComponentKind::Sink, sink.component_type);
         }
         for transform in &pipeline.transforms {
-            connect(&transform.id, &transform.inputs, BufferOptions::default(), ComponentKind::Transform, transform.component_type);
+            connect(
+                &transform.id,
+                &transform.inputs,
+                BufferOptions::default(),
+                ComponentKind::Transform,
+                transform.component_type,
+            );
         }
 
         let mut fanout_for = |metrics: &ComponentMetrics, component: &str, output: Option<String>| {
@@ -129,7 +141,12 @@ impl RunningTopology {
 
         for (transform, metrics, health, outputs) in transform_parts {
             let input = receivers.remove(&transform.id).expect("every transform has a buffer");
-            let cx = TransformContext { id: Arc::from(transform.id.as_str()), data_dir: data_dir.clone(), health: health.clone(), metrics };
+            let cx = TransformContext {
+                id: Arc::from(transform.id.as_str()),
+                data_dir: data_dir.clone(),
+                health: health.clone(),
+                metrics,
+            };
             let future = match transform.transform {
                 Transform::Function(function) => Box::pin(run_function_transform(function, input, outputs, cx)),
                 Transform::Task(task) => task.run(input, outputs, cx),

@@ -60,12 +60,15 @@ mod tests {
     #[tokio::test]
     async fn keeps_matches_and_settles_the_rest_as_delivered() {
         let config: FilterConfig = toml::from_str("condition = \"message:*Exception*\"").unwrap();
-        let Transform::Function(mut filter) = config.build(&BuildContext { id: "f".into(), data_dir: "data".into() }).unwrap() else {
+        let Transform::Function(mut filter) =
+            config.build(&BuildContext { id: "f".into(), data_dir: "data".into() }).unwrap()
+        else {
             panic!("a function transform")
         };
         let (notifier, status) = BatchNotifier::new_with_receiver();
         let event = |message: &str| {
-            let mut event = LogEvent::from_fields("test", Default::default()).with_finalizer(EventFinalizer::new(notifier.clone()));
+            let mut event =
+                LogEvent::from_fields("test", Default::default()).with_finalizer(EventFinalizer::new(notifier.clone()));
             event.insert("message", message);
             event
         };

@@ -42,11 +42,15 @@ impl JsonExpandConfig {
     /// The runtime value, exposed for benches and tests.
     pub fn build_expander(&self, cx: &BuildContext) -> Result<JsonExpand, BuildError> {
         if self.fields.is_empty() {
-            return Err(BuildError::new("\"fields\" is empty; list the string fields holding JSON, like fields = [\"event\"]"));
+            return Err(BuildError::new(
+                "\"fields\" is empty; list the string fields holding JSON, like fields = [\"event\"]",
+            ));
         }
         if let Some(topics) = &self.topics {
             if topics.is_empty() {
-                return Err(BuildError::new("\"topics\" is empty; list topics, or remove the key to expand every event"));
+                return Err(BuildError::new(
+                    "\"topics\" is empty; list topics, or remove the key to expand every event",
+                ));
             }
         }
         let parse_errors = metrics::counter!(
@@ -57,7 +61,12 @@ impl JsonExpandConfig {
             "error_type" => "parse_failed",
             "stage" => "processing"
         );
-        Ok(JsonExpand { fields: self.fields.clone(), topics: self.topics.clone(), topic_field: self.topic_field.clone(), parse_errors })
+        Ok(JsonExpand {
+            fields: self.fields.clone(),
+            topics: self.topics.clone(),
+            topic_field: self.topic_field.clone(),
+            parse_errors,
+        })
     }
 }
 
@@ -127,7 +136,8 @@ mod tests {
     #[test]
     fn expands_only_configured_topics() {
         let expander = expander(Some(vec!["actiontrail_audit_event"]));
-        let mut audit = event("actiontrail_audit_event", r#"{"eventName":"ConsoleSignin","userIdentity":{"type":"ram-user"}}"#);
+        let mut audit =
+            event("actiontrail_audit_event", r#"{"eventName":"ConsoleSignin","userIdentity":{"type":"ram-user"}}"#);
         expander.expand(&mut audit);
         assert_eq!(audit.get_path("event.userIdentity.type").unwrap().as_str(), Some("ram-user"));
         let mut other = event("app", r#"{"a":1}"#);

@@ -58,7 +58,9 @@ impl RouteConfig {
 
     pub fn build(&self, _cx: &BuildContext) -> Result<Transform, BuildError> {
         if self.routes.is_empty() {
-            return Err(BuildError::new("\"routes\" is empty; add routes like routes = [{ name = \"errors\", condition = \"level:ERROR\" }]"));
+            return Err(BuildError::new(
+                "\"routes\" is empty; add routes like routes = [{ name = \"errors\", condition = \"level:ERROR\" }]",
+            ));
         }
         let mut routes = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
@@ -69,7 +71,11 @@ impl RouteConfig {
             if self.routes[..index].iter().any(|earlier| earlier.name == route.name) {
                 return Err(BuildError::new(format!("{what}: the name is used twice; route names must be unique")));
             }
-            let condition = ConditionConfig { condition: route.condition.clone(), query: route.query.clone(), keyword_fields: self.keyword_fields.clone() };
+            let condition = ConditionConfig {
+                condition: route.condition.clone(),
+                query: route.query.clone(),
+                keyword_fields: self.keyword_fields.clone(),
+            };
             routes.push((route.name.clone(), condition.compile(&what)?));
         }
         Ok(Transform::Function(Box::new(Route { routes, mode: self.mode, matched: Vec::new() })))
@@ -115,7 +121,11 @@ mod tests {
 
     fn route(text: &str) -> (Box<dyn FunctionTransform>, RouteConfig) {
         let config: RouteConfig = toml::from_str(text).unwrap();
-        let Transform::Function(route) = config.build(&BuildContext { id: "r".into(), data_dir: "data".into() }).unwrap() else { panic!() };
+        let Transform::Function(route) =
+            config.build(&BuildContext { id: "r".into(), data_dir: "data".into() }).unwrap()
+        else {
+            panic!()
+        };
         (route, config)
     }
 
@@ -144,8 +154,14 @@ routes = [
         );
         assert_eq!(config.outputs().last().unwrap().as_deref(), Some("_unmatched"));
         let mut output = TransformOutputBuffer::default();
-        route.transform(vec![host("wallet-qa-01"), host("wallet-prod-02"), host("php-web-02"), host("search-prod-05")], &mut output);
-        assert_eq!(names(&output), [("qa_wallet".into(), 1), ("wallet".into(), 1), ("api".into(), 1), ("_unmatched".into(), 1)]);
+        route.transform(
+            vec![host("wallet-qa-01"), host("wallet-prod-02"), host("php-web-02"), host("search-prod-05")],
+            &mut output,
+        );
+        assert_eq!(
+            names(&output),
+            [("qa_wallet".into(), 1), ("wallet".into(), 1), ("api".into(), 1), ("_unmatched".into(), 1)]
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ impl TruncateConfig {
     /// The runtime value, exposed for benches and tests.
     pub fn build_truncator(&self, cx: &BuildContext) -> Result<Truncate, BuildError> {
         if self.fields.is_empty() {
-            return Err(BuildError::new("\"fields\" is empty; give field = max_length pairs, like fields = { message = 1024 }"));
+            return Err(BuildError::new(
+                "\"fields\" is empty; give field = max_length pairs, like fields = { message = 1024 }",
+            ));
         }
         if let Some((field, _)) = self.fields.iter().find(|(_, limit)| **limit == 0) {
             return Err(BuildError::new(format!("\"fields.{field}\" is 0; set a maximum length above 0")));

@@ -20,10 +20,8 @@ pub struct BlackholeStats {
 /// The router and the counters it updates.
 pub fn router() -> (Router, Arc<BlackholeStats>) {
     let stats = Arc::new(BlackholeStats::default());
-    let router = Router::new()
-        .route("/_testkit/stats", get(report))
-        .fallback(post(accept))
-        .with_state(Arc::clone(&stats));
+    let router =
+        Router::new().route("/_testkit/stats", get(report)).fallback(post(accept)).with_state(Arc::clone(&stats));
     (router, stats)
 }
 

@@ -250,7 +250,13 @@ impl EmulatorServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, requests: RequestLog, faults: FaultPlan, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    requests: RequestLog,
+    faults: FaultPlan,
+    stop: CancellationToken,
+) {
     loop {
         // Both arms are cancel-safe: `accept` loses nothing when not polled to
         // completion, and cancellation ends the loop.

@@ -10,8 +10,8 @@
 
 pub mod blackhole;
 mod connection_drop;
-pub mod hec;
 pub mod es;
+pub mod hec;
 pub mod http;
-pub mod wecom;
 pub mod sls;
+pub mod wecom;

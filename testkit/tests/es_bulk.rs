@@ -66,13 +66,19 @@ async fn items_report_status_result_ids_and_conflicts_like_elasticsearch_8() {
 #[tokio::test]
 async fn type_handling_follows_the_version() {
     let es7 = emulator(EsConfig::elasticsearch("7.17.0").unwrap()).await;
-    let answer = bulk(&format!("{}/logs/_bulk", es7.url()), "{\"index\":{\"_type\":\"_doc\"}}\n{\"a\":1}\n{\"index\":{}}\n{\"a\":2}\n").await;
+    let answer = bulk(
+        &format!("{}/logs/_bulk", es7.url()),
+        "{\"index\":{\"_type\":\"_doc\"}}\n{\"a\":1}\n{\"index\":{}}\n{\"a\":2}\n",
+    )
+    .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body["items"][0]["index"]["_type"], "_doc");
     assert_eq!(answer.body["items"][1]["index"]["_index"], "logs");
 
     let es8 = emulator(EsConfig::elasticsearch("8.15.0").unwrap()).await;
-    let rejected = bulk(&format!("{}/_bulk", es8.url()), "{\"index\":{\"_index\":\"logs\",\"_type\":\"_doc\"}}\n{\"a\":1}\n").await;
+    let rejected =
+        bulk(&format!("{}/_bulk", es8.url()), "{\"index\":{\"_index\":\"logs\",\"_type\":\"_doc\"}}\n{\"a\":1}\n")
+            .await;
     assert_eq!(rejected.status, 400);
     assert_eq!(rejected.body["error"]["type"], "illegal_argument_exception");
     assert_eq!(rejected.body["error"]["reason"], "Action/metadata line [1] contains an unknown parameter [_type]");
@@ -94,7 +100,8 @@ async fn type_handling_follows_the_version() {
     let untyped = bulk(&format!("{}/_bulk", es6.url()), "{\"index\":{\"_index\":\"logs\"}}\n{\"a\":1}\n").await;
     assert_eq!(untyped.status, 400);
     assert_eq!(untyped.body["error"]["type"], "action_request_validation_exception");
-    let typed = bulk(&format!("{}/_bulk", es6.url()), "{\"index\":{\"_index\":\"logs\",\"_type\":\"doc\"}}\n{\"a\":1}\n").await;
+    let typed =
+        bulk(&format!("{}/_bulk", es6.url()), "{\"index\":{\"_index\":\"logs\",\"_type\":\"doc\"}}\n{\"a\":1}\n").await;
     assert_eq!(typed.body["items"][0]["index"]["_type"], "doc");
     assert!(typed.headers.get("x-elastic-product").is_none(), "6.x never sent the product header");
 }
@@ -102,7 +109,12 @@ async fn type_handling_follows_the_version() {
 #[tokio::test]
 async fn a_string_into_a_mapped_long_is_a_per_item_mapping_error() {
     let es = emulator(EsConfig::elasticsearch("8.15.0").unwrap()).await;
-    let created = request("PUT", &format!("{}/metrics", es.url()), Some(&json!({"mappings": {"properties": {"count": {"type": "long"}}}}))).await;
+    let created = request(
+        "PUT",
+        &format!("{}/metrics", es.url()),
+        Some(&json!({"mappings": {"properties": {"count": {"type": "long"}}}})),
+    )
+    .await;
     assert_eq!(created.body, json!({"acknowledged": true, "shards_acknowledged": true, "index": "metrics"}));
     let answer = bulk(
         &format!("{}/metrics/_bulk", es.url()),
@@ -123,8 +135,14 @@ async fn a_string_into_a_mapped_long_is_a_per_item_mapping_error() {
     assert_eq!(mapping.body["metrics"]["mappings"]["properties"]["level"]["fields"]["keyword"]["ignore_above"], 256);
 
     let es7 = emulator(EsConfig::elasticsearch("7.17.0").unwrap()).await;
-    request("PUT", &format!("{}/metrics", es7.url()), Some(&json!({"mappings": {"properties": {"count": {"type": "long"}}}}))).await;
-    let older = bulk(&format!("{}/metrics/_bulk", es7.url()), "{\"index\":{\"_id\":\"bad\"}}\n{\"count\":\"lots\"}\n").await;
+    request(
+        "PUT",
+        &format!("{}/metrics", es7.url()),
+        Some(&json!({"mappings": {"properties": {"count": {"type": "long"}}}})),
+    )
+    .await;
+    let older =
+        bulk(&format!("{}/metrics/_bulk", es7.url()), "{\"index\":{\"_id\":\"bad\"}}\n{\"count\":\"lots\"}\n").await;
     assert_eq!(older.body["items"][0]["index"]["error"]["type"], "mapper_parsing_exception");
 }
 
@@ -140,7 +158,8 @@ async fn injected_item_faults_fail_only_their_items() {
         })
         .collect();
     let answer = bulk(&format!("{}/_bulk", es.url()), &body).await;
-    let statuses: Vec<u64> = answer.body["items"].as_array().unwrap().iter().map(|item| item["index"]["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> =
+        answer.body["items"].as_array().unwrap().iter().map(|item| item["index"]["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, vec![429, 429, 201, 400, 201]);
     assert_eq!(answer.body["items"][0]["index"]["error"]["type"], "es_rejected_execution_exception");
     assert_eq!(answer.body["items"][3]["index"]["error"]["type"], "document_parsing_exception");
@@ -150,12 +169,18 @@ async fn injected_item_faults_fail_only_their_items() {
     // The same faults through the HTTP control API.
     let scheduled = post(&format!("{}/_testkit/faults/items", es.url()), &json!({"count": 1, "fault": {"custom": {"status": 503, "error_type": "unavailable_shards_exception", "reason": "primary shard is not active"}}})).await;
     assert_eq!(scheduled.status, 200, "{}", scheduled.body);
-    let answer = bulk(&format!("{}/_bulk", es.url()), "{\"index\":{\"_index\":\"logs\",\"_id\":\"9\"}}\n{\"level\":\"INFO\"}\n").await;
+    let answer =
+        bulk(&format!("{}/_bulk", es.url()), "{\"index\":{\"_index\":\"logs\",\"_id\":\"9\"}}\n{\"level\":\"INFO\"}\n")
+            .await;
     assert_eq!(answer.body["items"][0]["index"]["status"], 503);
     assert_eq!(answer.body["items"][0]["index"]["error"]["type"], "unavailable_shards_exception");
     let cleared = request("DELETE", &format!("{}/_testkit/faults", es.url()), None).await;
     assert_eq!(cleared.status, 200);
-    let answer = bulk(&format!("{}/_bulk", es.url()), "{\"index\":{\"_index\":\"logs\",\"_id\":\"p\"}}\n{\"level\":\"POISON\"}\n").await;
+    let answer = bulk(
+        &format!("{}/_bulk", es.url()),
+        "{\"index\":{\"_index\":\"logs\",\"_id\":\"p\"}}\n{\"level\":\"POISON\"}\n",
+    )
+    .await;
     assert_eq!(answer.body["errors"], false);
     assert_eq!(es.handle().stats().injected_item_faults, 4);
 }
@@ -179,7 +204,11 @@ async fn gzip_bodies_refresh_wait_for_and_filter_path() {
     let count = get(&format!("{}/zipped/_count", es.url())).await;
     assert_eq!(count.body["count"], 1, "refresh=wait_for makes the write searchable before answering");
 
-    let forced = bulk(&format!("{}/_bulk?refresh=true", es.url()), "{\"index\":{\"_index\":\"zipped\",\"_id\":\"2\"}}\n{\"message\":\"x\"}\n").await;
+    let forced = bulk(
+        &format!("{}/_bulk?refresh=true", es.url()),
+        "{\"index\":{\"_index\":\"zipped\",\"_id\":\"2\"}}\n{\"message\":\"x\"}\n",
+    )
+    .await;
     assert_eq!(forced.body["items"][0]["index"]["forced_refresh"], true);
 }
 
@@ -196,17 +225,27 @@ async fn whole_request_errors_and_harness_faults() {
     assert_eq!(bad_action.body["error"]["type"], "illegal_argument_exception");
     let bad_name = bulk(&url, "{\"index\":{\"_index\":\"Logs\"}}\n{}\n").await;
     assert_eq!(bad_name.body["items"][0]["index"]["error"]["type"], "invalid_index_name_exception");
-    let wrong_type = send(es_support::client().post(&url).header("content-type", "text/plain").body("{\"index\":{}}\n{}\n")).await;
+    let wrong_type =
+        send(es_support::client().post(&url).header("content-type", "text/plain").body("{\"index\":{}}\n{}\n")).await;
     assert_eq!(wrong_type.status, 406);
     assert_eq!(wrong_type.body, json!({"error": "Content-Type header [text/plain] is not supported", "status": 406}));
 
-    let scheduled = post(&format!("{}/_testkit/faults/http", es.url()), &json!({"count": 1, "status": 429, "path_prefix": "/_bulk"})).await;
+    let scheduled = post(
+        &format!("{}/_testkit/faults/http", es.url()),
+        &json!({"count": 1, "status": 429, "path_prefix": "/_bulk"}),
+    )
+    .await;
     assert_eq!(scheduled.body["http_pending"], 1);
     let rejected = bulk(&url, "{\"index\":{\"_index\":\"logs\"}}\n{}\n").await;
     assert_eq!(rejected.status, 429);
     assert_eq!(rejected.body["error"]["type"], "es_rejected_execution_exception");
     es.http_faults().drop_next(1);
-    let dropped = es_support::client().post(&url).header("content-type", "application/x-ndjson").body("{\"index\":{\"_index\":\"logs\"}}\n{}\n").send().await;
+    let dropped = es_support::client()
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body("{\"index\":{\"_index\":\"logs\"}}\n{}\n")
+        .send()
+        .await;
     assert!(dropped.is_err(), "the connection closes without an answer");
     let fine = bulk(&url, "{\"index\":{\"_index\":\"logs\"}}\n{}\n").await;
     assert_eq!(fine.status, 200);

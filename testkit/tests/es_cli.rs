@@ -28,14 +28,31 @@ async fn start(arguments: &[&str]) -> (Child, String) {
         .expect("the emulator announces itself in time")
         .expect("stdout is readable")
         .expect("one line is printed");
-    let url = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let url =
+        line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     (child, url)
 }
 
 #[tokio::test]
 async fn the_es_subcommand_serves_an_authenticated_cluster_with_demo_documents() {
-    let (_child, url) = start(&["--addr", "127.0.0.1:0", "--version", "7.17.0", "--user", "elastic", "--password", "pw", "--demo-docs", "25", "--seed", "4", "--refresh-interval", "-1"]).await;
+    let (_child, url) = start(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--version",
+        "7.17.0",
+        "--user",
+        "elastic",
+        "--password",
+        "pw",
+        "--demo-docs",
+        "25",
+        "--seed",
+        "4",
+        "--refresh-interval",
+        "-1",
+    ])
+    .await;
     let denied = get(&url).await;
     assert_eq!(denied.status, 401);
     let root = send(client().get(&url).basic_auth("elastic", Some("pw"))).await;

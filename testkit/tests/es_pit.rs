@@ -14,7 +14,8 @@ use testkit::es::{EsConfig, EsEmulator, Fixture};
 
 async fn emulator(config: EsConfig) -> EsEmulator {
     let es = EsEmulator::start(config.with_refresh_interval(None)).await.expect("emulator starts");
-    let docs: Vec<Value> = (0..12).map(|n| json!({"offset_seconds": -100 + n / 3, "id": format!("d{n:02}"), "doc": {"n": n}})).collect();
+    let docs: Vec<Value> =
+        (0..12).map(|n| json!({"offset_seconds": -100 + n / 3, "id": format!("d{n:02}"), "doc": {"n": n}})).collect();
     let fixture: Fixture = serde_json::from_value(json!({"index": "logs-1", "docs": docs})).unwrap();
     es.handle().load(&fixture).unwrap();
     es
@@ -34,7 +35,11 @@ async fn elasticsearch_pit_is_a_snapshot_with_rotating_ids_and_a_tiebreaker() {
     assert_eq!(es.handle().stats().pits_open, 1);
 
     // Written and refreshed after the PIT opened: invisible through it.
-    let written = bulk(&format!("{}/_bulk?refresh=true", es.url()), "{\"index\":{\"_index\":\"logs-1\",\"_id\":\"late\"}}\n{\"n\":99}\n").await;
+    let written = bulk(
+        &format!("{}/_bulk?refresh=true", es.url()),
+        "{\"index\":{\"_index\":\"logs-1\",\"_id\":\"late\"}}\n{\"n\":99}\n",
+    )
+    .await;
     assert_eq!(written.body["errors"], false);
 
     let mut pit_id = first_id.clone();
@@ -115,30 +120,48 @@ async fn opensearch_pit_uses_its_own_paths_and_shapes() {
     assert!(opened.headers.get("x-elastic-product").is_none());
 
     bulk(&format!("{}/_bulk?refresh=true", es.url()), "{\"index\":{\"_index\":\"logs-1\"}}\n{\"n\":99}\n").await;
-    let answer = post(&format!("{}/_search", es.url()), &json!({"size": 100, "pit": {"id": pit_id, "keep_alive": "1m"}, "sort": [{"n": "asc"}]})).await;
+    let answer = post(
+        &format!("{}/_search", es.url()),
+        &json!({"size": 100, "pit": {"id": pit_id, "keep_alive": "1m"}, "sort": [{"n": "asc"}]}),
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body["pit_id"], pit_id.as_str());
     assert_eq!(answer.body["hits"]["hits"].as_array().unwrap().len(), 12);
-    assert_eq!(answer.body["hits"]["hits"][0]["sort"].as_array().unwrap().len(), 1, "no implicit tiebreaker emulated for OpenSearch");
+    assert_eq!(
+        answer.body["hits"]["hits"][0]["sort"].as_array().unwrap().len(),
+        1,
+        "no implicit tiebreaker emulated for OpenSearch"
+    );
 
     let listed = get(&format!("{}/_search/point_in_time/_all", es.url())).await;
     assert_eq!(listed.body["pits"][0]["pit_id"], pit_id.as_str());
-    let closed = request("DELETE", &format!("{}/_search/point_in_time", es.url()), Some(&json!({"pit_id": [pit_id]}))).await;
+    let closed =
+        request("DELETE", &format!("{}/_search/point_in_time", es.url()), Some(&json!({"pit_id": [pit_id]}))).await;
     assert_eq!(closed.status, 200);
     assert_eq!(closed.body, json!({"pits": [{"successful": true, "pit_id": pit_id}]}));
-    let closed_again = request("DELETE", &format!("{}/_search/point_in_time", es.url()), Some(&json!({"pit_id": [pit_id]}))).await;
+    let closed_again =
+        request("DELETE", &format!("{}/_search/point_in_time", es.url()), Some(&json!({"pit_id": [pit_id]}))).await;
     assert_eq!(closed_again.status, 404);
 }
 
 #[tokio::test]
 async fn old_releases_have_no_point_in_time() {
-    for config in [EsConfig::elasticsearch("6.8.23").unwrap(), EsConfig::elasticsearch("7.9.3").unwrap(), EsConfig::opensearch("2.3.0").unwrap()] {
+    for config in [
+        EsConfig::elasticsearch("6.8.23").unwrap(),
+        EsConfig::elasticsearch("7.9.3").unwrap(),
+        EsConfig::opensearch("2.3.0").unwrap(),
+    ] {
         let label = format!("{:?}", config.product);
         let es = emulator(config).await;
         let es_path = post(&format!("{}/logs-1/_pit?keep_alive=1m", es.url()), &json!({})).await;
         let os_path = post(&format!("{}/logs-1/_search/point_in_time?keep_alive=1m", es.url()), &json!({})).await;
         assert_eq!(es_path.status, 400, "{label}");
-        assert!(es_path.body["error"].as_str().unwrap().starts_with("no handler found for uri"), "{label}: {}", es_path.body);
+        assert!(
+            es_path.body["error"].as_str().unwrap().starts_with("no handler found for uri"),
+            "{label}: {}",
+            es_path.body
+        );
         assert_eq!(os_path.status, 400, "{label}");
         let pit_in_body = post(&format!("{}/_search", es.url()), &json!({"pit": {"id": "x"}})).await;
         assert_eq!(pit_in_body.status, 400, "{label}");

@@ -18,7 +18,10 @@ fn python() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_indexes_bulks_pages_and_uses_pit() {
-    let probe = tokio::process::Command::new(python()).args(["-c", "import elasticsearch; print(elasticsearch.__versionstr__)"]).output().await;
+    let probe = tokio::process::Command::new(python())
+        .args(["-c", "import elasticsearch; print(elasticsearch.__versionstr__)"])
+        .output()
+        .await;
     match &probe {
         Err(error) => panic!("cannot run {}: {error}; install Python 3 and then run: {INSTALL_HINT}", python()),
         Ok(output) if !output.status.success() => panic!(
@@ -29,14 +32,26 @@ async fn the_official_python_client_indexes_bulks_pages_and_uses_pit() {
         Ok(_) => {}
     }
 
-    let es = EsEmulator::start(EsConfig::elasticsearch("8.15.0").unwrap().with_basic_auth("elastic", "changeme")).await.unwrap();
+    let es = EsEmulator::start(EsConfig::elasticsearch("8.15.0").unwrap().with_basic_auth("elastic", "changeme"))
+        .await
+        .unwrap();
     let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "python", "es_client_check.py"].iter().collect();
-    let output = tokio::process::Command::new(python()).arg(&script).args([es.url().as_str(), "elastic", "changeme"]).output().await.expect("the check script runs");
+    let output = tokio::process::Command::new(python())
+        .arg(&script)
+        .args([es.url().as_str(), "elastic", "changeme"])
+        .output()
+        .await
+        .expect("the check script runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.code() != Some(3), "{stderr}\nrun: {INSTALL_HINT}");
-    assert!(output.status.success(), "es_client_check.py failed ({:?})\nstdout: {stdout}\nstderr: {stderr}", output.status);
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|error| panic!("no JSON report ({error}): {stdout}"));
+    assert!(
+        output.status.success(),
+        "es_client_check.py failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("no JSON report ({error}): {stdout}"));
 
     assert_eq!(report["server_version"], "8.15.0");
     assert!(report["client_version"].as_str().unwrap().starts_with("8."), "{report}");
@@ -65,6 +80,7 @@ async fn the_official_python_client_indexes_bulks_pages_and_uses_pit() {
     assert!(stats.bulk_requests >= 2);
     let requests = es.requests().snapshot();
     let bulk_request = requests.iter().find(|request| request.path == "/_bulk").expect("helpers.bulk posts to /_bulk");
-    let content_type = bulk_request.headers.get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let content_type =
+        bulk_request.headers.get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default();
     assert!(content_type.contains("x-ndjson"), "the client sent {content_type}");
 }

@@ -48,7 +48,8 @@ async fn documents_appear_only_after_a_refresh() {
 #[tokio::test]
 async fn the_refresh_interval_makes_writes_visible_on_its_own() {
     let interval = Duration::from_millis(500);
-    let es = EsEmulator::start(EsConfig::opensearch("2.11.0").unwrap().with_refresh_interval(Some(interval))).await.unwrap();
+    let es =
+        EsEmulator::start(EsConfig::opensearch("2.11.0").unwrap().with_refresh_interval(Some(interval))).await.unwrap();
     let url = es.url();
     let written_at = Instant::now();
     bulk(&format!("{url}/_bulk"), "{\"index\":{\"_index\":\"logs\"}}\n{\"m\":1}\n").await;
@@ -57,12 +58,28 @@ async fn the_refresh_interval_makes_writes_visible_on_its_own() {
     if written_at.elapsed() < interval {
         assert_eq!(early, 0, "visible only after the interval");
     }
-    assert!(wait_until(Duration::from_secs(5), || { let url = url.clone(); async move { count(&url).await == 1 } }).await);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let url = url.clone();
+            async move { count(&url).await == 1 }
+        })
+        .await
+    );
 
     // A per-index setting overrides the default: -1 never refreshes by itself.
     request("PUT", &format!("{url}/manual"), Some(&json!({"settings": {"index": {"refresh_interval": "-1"}}}))).await;
-    bulk(&format!("{url}/_bulk"), "{\"index\":{\"_index\":\"manual\"}}\n{\"m\":1}\n{\"index\":{\"_index\":\"logs\"}}\n{\"m\":2}\n").await;
-    assert!(wait_until(Duration::from_secs(5), || { let url = url.clone(); async move { count(&url).await == 2 } }).await);
+    bulk(
+        &format!("{url}/_bulk"),
+        "{\"index\":{\"_index\":\"manual\"}}\n{\"m\":1}\n{\"index\":{\"_index\":\"logs\"}}\n{\"m\":2}\n",
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let url = url.clone();
+            async move { count(&url).await == 2 }
+        })
+        .await
+    );
     assert_eq!(get(&format!("{url}/manual/_count")).await.body["count"], 0);
     let settings = get(&format!("{url}/manual/_settings")).await;
     assert_eq!(settings.body["manual"]["settings"]["index"]["refresh_interval"], "-1");

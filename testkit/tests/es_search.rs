@@ -52,11 +52,15 @@ async fn search_after_pages_through_every_document_exactly_once() {
     let es = emulator(EsConfig::elasticsearch("8.15.0").unwrap()).await;
     es.handle().load(&paging_fixture("events-a")).unwrap();
     es.handle().load(&paging_fixture("events-b")).unwrap();
-    let seen = page_through(&es.url(), "/events-*/_search", json!([{"@timestamp": "asc"}, {"event_id.keyword": "asc"}]), 7).await;
+    let seen =
+        page_through(&es.url(), "/events-*/_search", json!([{"@timestamp": "asc"}, {"event_id.keyword": "asc"}]), 7)
+            .await;
     assert_eq!(seen.len(), 190, "two indices of 95 documents");
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), 190, "no document twice");
-    let descending = page_through(&es.url(), "/events-a/_search", json!([{"@timestamp": {"order": "desc"}}, {"n": "desc"}]), 10).await;
+    let descending =
+        page_through(&es.url(), "/events-a/_search", json!([{"@timestamp": {"order": "desc"}}, {"n": "desc"}]), 10)
+            .await;
     let expected: Vec<String> = (0..95).rev().map(|position| format!("events-a/event-{position:03}")).collect();
     assert_eq!(descending, expected);
 }
@@ -75,7 +79,14 @@ async fn range_bounds_accept_iso_epoch_millis_and_epoch_seconds() {
     let edge = es.handle().documents("win").unwrap().into_iter().find(|document| document.id == "edge").unwrap();
     let edge_text = edge.source["@timestamp"].as_str().unwrap().to_string();
     let edge_millis = testkit::es::dates::parse_date(&edge_text, "strict_date_optional_time", false, 0).unwrap();
-    let ids = |answer: &Answer| -> Vec<String> { answer.body["hits"]["hits"].as_array().unwrap().iter().map(|hit| hit["_id"].as_str().unwrap().to_string()).collect() };
+    let ids = |answer: &Answer| -> Vec<String> {
+        answer.body["hits"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| hit["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
     let search = |range: Value| {
         let url = format!("{}/win/_search", es.url());
         async move { post(&url, &json!({"query": {"range": {"@timestamp": range}}, "sort": ["@timestamp"]})).await }
@@ -84,7 +95,11 @@ async fn range_bounds_accept_iso_epoch_millis_and_epoch_seconds() {
     assert_eq!(ids(&search(json!({"gte": edge_text})).await), vec!["edge", "new"]);
     assert_eq!(ids(&search(json!({"lt": edge_millis, "format": "epoch_millis"})).await), vec!["old"]);
     assert_eq!(ids(&search(json!({"lte": edge_millis, "format": "epoch_millis"})).await), vec!["old", "edge"]);
-    assert_eq!(ids(&search(json!({"gte": edge_millis / 1000 - 1, "lt": edge_millis / 1000 + 30, "format": "epoch_second"})).await), vec!["edge"]);
+    assert_eq!(
+        ids(&search(json!({"gte": edge_millis / 1000 - 1, "lt": edge_millis / 1000 + 30, "format": "epoch_second"}))
+            .await),
+        vec!["edge"]
+    );
     assert_eq!(ids(&search(json!({"gt": "now-90s", "lte": "now"})).await), vec!["edge", "new"]);
     let bad = search(json!({"gte": "not a date"})).await;
     assert_eq!(bad.status, 400);
@@ -103,7 +118,10 @@ async fn hits_total_shape_follows_version_and_parameters() {
     ] {
         let label = format!("{:?}", config.product);
         let es = emulator(config).await;
-        let fixture: Fixture = serde_json::from_value(json!({"index": "logs", "docs": [{"doc": {"a": 1}}, {"doc": {"a": 2}}, {"doc": {"a": 3}}]})).unwrap();
+        let fixture: Fixture = serde_json::from_value(
+            json!({"index": "logs", "docs": [{"doc": {"a": 1}}, {"doc": {"a": 2}}, {"doc": {"a": 3}}]}),
+        )
+        .unwrap();
         es.handle().load(&fixture).unwrap();
         let answer = get(&format!("{}/logs/_search", es.url())).await;
         assert_eq!(answer.body["hits"]["total"], expected_total, "{label}");
@@ -173,7 +191,11 @@ async fn shard_failures_and_malformed_responses_are_injectable() {
     let whole = post(&format!("{}/sharded/_search", es.url()), &json!({"size": 100})).await;
     assert_eq!(whole.body["hits"]["hits"].as_array().unwrap().len(), 40, "the fault applied to one search only");
 
-    let scheduled = post(&format!("{}/_testkit/faults/shards", es.url()), &json!({"searches": 1, "failed_shards": 2, "type": "search_context_missing_exception", "reason": "gone"})).await;
+    let scheduled = post(
+        &format!("{}/_testkit/faults/shards", es.url()),
+        &json!({"searches": 1, "failed_shards": 2, "type": "search_context_missing_exception", "reason": "gone"}),
+    )
+    .await;
     assert_eq!(scheduled.status, 200);
     let all_failed = post(&format!("{}/sharded/_search", es.url()), &json!({})).await;
     assert_eq!(all_failed.body["error"]["type"], "search_phase_execution_exception");
@@ -194,16 +216,18 @@ async fn shard_failures_and_malformed_responses_are_injectable() {
 #[tokio::test]
 async fn the_seed_elastalert_query_finds_tracebacks_exceptions_and_defend_lines() {
     let es = emulator(EsConfig::elasticsearch("7.17.0").unwrap()).await;
-    let report = es.handle().load_demo(&DemoFixture {
-        index: "logstash-%Y.%m.%d".into(),
-        count: 300,
-        seed: 11,
-        span_seconds: 600.0,
-        end_offset_seconds: -5.0,
-        timestamp_field: "@timestamp".into(),
-        refresh: true,
-    })
-    .unwrap();
+    let report = es
+        .handle()
+        .load_demo(&DemoFixture {
+            index: "logstash-%Y.%m.%d".into(),
+            count: 300,
+            seed: 11,
+            span_seconds: 600.0,
+            end_offset_seconds: -5.0,
+            timestamp_field: "@timestamp".into(),
+            refresh: true,
+        })
+        .unwrap();
     assert_eq!(report.loaded, 300);
     let body = json!({
         "query": {"bool": {"filter": {"bool": {"must": [
@@ -222,7 +246,9 @@ async fn the_seed_elastalert_query_finds_tracebacks_exceptions_and_defend_lines(
         let message = hit["_source"]["message"].as_str().unwrap();
         let source = hit["_source"]["source"].as_str().unwrap();
         assert!(
-            message.to_lowercase().contains("traceback") || message.to_lowercase().contains("exception") || source.to_lowercase().contains("defend"),
+            message.to_lowercase().contains("traceback")
+                || message.to_lowercase().contains("exception")
+                || source.to_lowercase().contains("defend"),
             "unexpected match: {message} / {source}"
         );
         assert!(hit["_source"]["fields"]["feature"].is_string() && hit["_source"]["host"]["name"].is_string());

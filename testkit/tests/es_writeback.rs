@@ -39,10 +39,22 @@ async fn elastalert_create_index_then_status_alert_and_silence_round_trips() {
     }
     let mappings = [
         ("", alert_mapping()),
-        ("_status", json!({"properties": {"rule_name": {"type": "keyword"}, "@timestamp": {"type": "date", "format": "date_optional_time"}}})),
-        ("_silence", json!({"properties": {"rule_name": {"type": "keyword"}, "until": {"type": "date", "format": "date_optional_time"}, "@timestamp": {"type": "date", "format": "date_optional_time"}}})),
-        ("_error", json!({"properties": {"data": {"type": "object", "enabled": false}, "@timestamp": {"type": "date", "format": "date_optional_time"}}})),
-        ("_past", json!({"properties": {"rule_name": {"type": "keyword"}, "match_body": {"type": "object", "enabled": false}, "@timestamp": {"type": "date", "format": "date_optional_time"}, "aggregate_id": {"type": "keyword"}}})),
+        (
+            "_status",
+            json!({"properties": {"rule_name": {"type": "keyword"}, "@timestamp": {"type": "date", "format": "date_optional_time"}}}),
+        ),
+        (
+            "_silence",
+            json!({"properties": {"rule_name": {"type": "keyword"}, "until": {"type": "date", "format": "date_optional_time"}, "@timestamp": {"type": "date", "format": "date_optional_time"}}}),
+        ),
+        (
+            "_error",
+            json!({"properties": {"data": {"type": "object", "enabled": false}, "@timestamp": {"type": "date", "format": "date_optional_time"}}}),
+        ),
+        (
+            "_past",
+            json!({"properties": {"rule_name": {"type": "keyword"}, "match_body": {"type": "object", "enabled": false}, "@timestamp": {"type": "date", "format": "date_optional_time"}, "aggregate_id": {"type": "keyword"}}}),
+        ),
     ];
     for (suffix, mapping) in &mappings {
         let put = request("PUT", &format!("{url}/elastalert_status{suffix}/_mapping"), Some(mapping)).await;
@@ -50,7 +62,9 @@ async fn elastalert_create_index_then_status_alert_and_silence_round_trips() {
     }
     assert_eq!(request("HEAD", &format!("{url}/elastalert_status"), None).await.status, 200);
 
-    for (end, started) in [("2026-01-01T00:01:00Z", "2026-01-01T00:00:00Z"), ("2026-01-01T00:02:00Z", "2026-01-01T00:01:00Z")] {
+    for (end, started) in
+        [("2026-01-01T00:01:00Z", "2026-01-01T00:00:00Z"), ("2026-01-01T00:02:00Z", "2026-01-01T00:01:00Z")]
+    {
         let status = json!({"rule_name": "wallet errors", "starttime": started, "endtime": end, "matches": 2, "hits": 10, "@timestamp": end, "time_taken": 0.05});
         let written = post(&format!("{url}/elastalert_status_status/_doc?refresh=wait_for"), &status).await;
         assert_eq!(written.status, 201, "{}", written.body);
@@ -67,7 +81,11 @@ async fn elastalert_create_index_then_status_alert_and_silence_round_trips() {
         "@timestamp": "2026-01-01T00:02:01Z", "alert_info": {"type": "wecom"}, "num_matches": "3",
         "match_body": {"message": "Traceback ...", "host": {"name": "wallet-qa-01"}, "count": "not a number", "@timestamp": "2026-01-01T00:01:30Z"}
     });
-    let written = bulk(&format!("{url}/_bulk?refresh=true"), &format!("{{\"index\":{{\"_index\":\"elastalert_status\"}}}}\n{alert}\n")).await;
+    let written = bulk(
+        &format!("{url}/_bulk?refresh=true"),
+        &format!("{{\"index\":{{\"_index\":\"elastalert_status\"}}}}\n{alert}\n"),
+    )
+    .await;
     assert_eq!(written.body["errors"], false, "{}", written.body);
     let mapping = get(&format!("{url}/elastalert_status/_mapping")).await;
     let properties = &mapping.body["elastalert_status"]["mappings"]["properties"];

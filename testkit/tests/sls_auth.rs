@@ -13,7 +13,12 @@ use testkit::sls::{Credential, SlsEmulator};
 const LOGSTORE: &str = "secured";
 
 async fn secured_emulator() -> SlsEmulator {
-    SlsEmulator::builder().credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET).logstore(PROJECT, LOGSTORE, 1).build().await.unwrap()
+    SlsEmulator::builder()
+        .credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+        .logstore(PROJECT, LOGSTORE, 1)
+        .build()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -30,17 +30,28 @@ async fn groups_are_created_listed_updated_and_deleted_with_the_real_answers() {
     assert_eq!(listed, serde_json::json!([{ "name": "g", "timeout": 40, "order": false }]));
 
     let update = client
-        .request(Method::PUT, &format!("/logstores/{LOGSTORE}/consumergroups/g"), &[], &[], br#"{"order": true, "timeout": 9}"#)
+        .request(
+            Method::PUT,
+            &format!("/logstores/{LOGSTORE}/consumergroups/g"),
+            &[],
+            &[],
+            br#"{"order": true, "timeout": 9}"#,
+        )
         .await;
     assert_eq!(update.status, 200);
     let listed = client.get(&format!("/logstores/{LOGSTORE}/consumergroups"), &[]).await.json();
     assert_eq!(listed[0]["timeout"], 9);
     assert_eq!(listed[0]["order"], true);
 
-    let bad_body = client.request(Method::POST, &format!("/logstores/{LOGSTORE}/consumergroups"), &[], &[], b"{\"timeout\": 1}").await;
+    let bad_body = client
+        .request(Method::POST, &format!("/logstores/{LOGSTORE}/consumergroups"), &[], &[], b"{\"timeout\": 1}")
+        .await;
     assert_eq!(bad_body.error_code(), "JsonInfoInvalid");
 
-    assert_eq!(client.request(Method::DELETE, &format!("/logstores/{LOGSTORE}/consumergroups/g"), &[], &[], b"").await.status, 200);
+    assert_eq!(
+        client.request(Method::DELETE, &format!("/logstores/{LOGSTORE}/consumergroups/g"), &[], &[], b"").await.status,
+        200
+    );
     let again = client.request(Method::DELETE, &format!("/logstores/{LOGSTORE}/consumergroups/g"), &[], &[], b"").await;
     assert_eq!(again.error_code(), "ConsumerGroupNotExist");
     let empty = client.get(&format!("/logstores/{LOGSTORE}/consumergroups"), &[]).await;
@@ -87,7 +98,11 @@ async fn checkpoints_without_force_must_come_from_the_holder() {
     let not_holder = client.checkpoint(LOGSTORE, "g", "b", 0, &cursor, "false").await;
     assert_eq!(not_holder.error_code(), "ConsumerNotMatch");
     assert_eq!(client.checkpoint(LOGSTORE, "g", "a", 0, &cursor, "false").await.status, 200);
-    assert_eq!(client.checkpoint(LOGSTORE, "g", "b", 0, &cursor, "True").await.status, 200, "forceSuccess always stores");
+    assert_eq!(
+        client.checkpoint(LOGSTORE, "g", "b", 0, &cursor, "True").await.status,
+        200,
+        "forceSuccess always stores"
+    );
     assert_eq!(emulator.control().checkpoint(PROJECT, LOGSTORE, "g", 0).unwrap(), Some(cursor));
     assert_eq!(emulator.control().checkpoint(PROJECT, LOGSTORE, "g", 1).unwrap(), None);
 }
@@ -167,14 +182,21 @@ async fn a_split_parent_is_read_only_and_over_once_checkpointed_at_its_end() {
     client.create_group(LOGSTORE, "g", 30).await;
     assert_eq!(client.heartbeat_shards(LOGSTORE, "g", "a", &[]).await, vec![0]);
 
-    let split = client.request(Method::POST, &format!("/logstores/{LOGSTORE}/shards/0"), &[("action", "split"), ("key", "40000000000000000000000000000000")], &[], b"").await;
+    let split = client
+        .request(
+            Method::POST,
+            &format!("/logstores/{LOGSTORE}/shards/0"),
+            &[("action", "split"), ("key", "40000000000000000000000000000000")],
+            &[],
+            b"",
+        )
+        .await;
     assert_eq!(split.status, 200, "{:?}", String::from_utf8_lossy(&split.body));
     let shards = control.shards(PROJECT, LOGSTORE).unwrap();
-    assert_eq!(shards.iter().map(|shard| (shard.shard_id, shard.status)).collect::<Vec<_>>(), [
-        (0, ShardStatus::Readonly),
-        (1, ShardStatus::Readwrite),
-        (2, ShardStatus::Readwrite)
-    ]);
+    assert_eq!(
+        shards.iter().map(|shard| (shard.shard_id, shard.status)).collect::<Vec<_>>(),
+        [(0, ShardStatus::Readonly), (1, ShardStatus::Readwrite), (2, ShardStatus::Readwrite)]
+    );
     assert_eq!(shards[1].exclusive_end_key, "40000000000000000000000000000000");
     assert!(control.append_log_groups(PROJECT, LOGSTORE, 0, std::slice::from_ref(&group)).is_err());
 
@@ -184,7 +206,10 @@ async fn a_split_parent_is_read_only_and_over_once_checkpointed_at_its_end() {
     // The end of a read-only shard: empty pull, cursor unchanged, end flag.
     let end = client.cursor(LOGSTORE, 0, "end").await;
     let at_end = client.pull(LOGSTORE, 0, &end, 1000, "lz4").await;
-    assert_eq!((at_end.header("x-log-count"), at_end.header("x-log-cursor"), at_end.header("x-log-end-of-cursor")), (Some("0"), Some(end.as_str()), Some("1")));
+    assert_eq!(
+        (at_end.header("x-log-count"), at_end.header("x-log-cursor"), at_end.header("x-log-end-of-cursor")),
+        (Some("0"), Some(end.as_str()), Some("1"))
+    );
 
     assert_eq!(client.checkpoint(LOGSTORE, "g", "a", 0, &end, "false").await.status, 200);
     assert_eq!(client.heartbeat_shards(LOGSTORE, "g", "a", &[0, 1, 2]).await, vec![1, 2], "an over shard is released");

@@ -38,13 +38,16 @@ async fn quota_busy_and_internal_errors_answer_like_sls_then_stop() {
         assert!(response.header("x-log-requestid").is_some());
         answers.push((response.status, if response.status == 200 { String::new() } else { response.error_code() }));
     }
-    assert_eq!(answers, [
-        (403, "ReadQuotaExceed".to_string()),
-        (403, "ShardReadQuotaExceed".to_string()),
-        (503, "ServerBusy".to_string()),
-        (500, "InternalServerError".to_string()),
-        (200, String::new()),
-    ]);
+    assert_eq!(
+        answers,
+        [
+            (403, "ReadQuotaExceed".to_string()),
+            (403, "ShardReadQuotaExceed".to_string()),
+            (503, "ServerBusy".to_string()),
+            (500, "InternalServerError".to_string()),
+            (200, String::new()),
+        ]
+    );
     let stats = control.stats();
     assert_eq!(stats.errors_with_code("ServerBusy"), 1);
     assert!(control.pending_faults().is_empty());
@@ -53,7 +56,9 @@ async fn quota_busy_and_internal_errors_answer_like_sls_then_stop() {
 #[tokio::test]
 async fn invalid_cursor_hits_only_the_named_shard() {
     let (emulator, client) = emulator().await;
-    emulator.control().inject_fault(SlsFault::new(FaultEffect::InvalidCursor).on_api(SlsApi::PullLogs).on_logstore(LOGSTORE).on_shard(1).times(1));
+    emulator.control().inject_fault(
+        SlsFault::new(FaultEffect::InvalidCursor).on_api(SlsApi::PullLogs).on_logstore(LOGSTORE).on_shard(1).times(1),
+    );
     let shard_0 = client.cursor(LOGSTORE, 0, "begin").await;
     let shard_1 = client.cursor(LOGSTORE, 1, "begin").await;
     assert_eq!(client.pull(LOGSTORE, 0, &shard_0, 10, "lz4").await.status, 200);
@@ -84,13 +89,18 @@ async fn corrupt_bodies_keep_valid_headers_but_do_not_decode() {
 
     let healthy = client.pull(LOGSTORE, 0, &begin, 1000, "lz4").await;
     let raw_size: usize = healthy.header("x-log-bodyrawsize").unwrap().parse().unwrap();
-    assert_eq!(decode_log_group_list(&lz4_block_decompress(&healthy.body, raw_size).unwrap()).unwrap().log_groups.len(), 4);
+    assert_eq!(
+        decode_log_group_list(&lz4_block_decompress(&healthy.body, raw_size).unwrap()).unwrap().log_groups.len(),
+        4
+    );
 }
 
 #[tokio::test]
 async fn latency_delays_only_the_scoped_api() {
     let (emulator, client) = emulator().await;
-    emulator.control().inject_fault(SlsFault::new(FaultEffect::Latency(Duration::from_millis(300))).on_api(SlsApi::Heartbeat).times(1));
+    emulator.control().inject_fault(
+        SlsFault::new(FaultEffect::Latency(Duration::from_millis(300))).on_api(SlsApi::Heartbeat).times(1),
+    );
     client.create_group(LOGSTORE, "g", 30).await;
     let started = Instant::now();
     client.heartbeat_shards(LOGSTORE, "g", "a", &[]).await;
@@ -104,7 +114,9 @@ async fn latency_delays_only_the_scoped_api() {
 async fn dropped_connections_get_no_answer_and_the_generic_fault_plan_still_applies() {
     let (emulator, client) = emulator().await;
     let begin = client.cursor(LOGSTORE, 1, "begin").await;
-    emulator.control().inject_fault(SlsFault::new(FaultEffect::DropConnection).on_api(SlsApi::PullLogs).on_shard(1).times(1));
+    emulator
+        .control()
+        .inject_fault(SlsFault::new(FaultEffect::DropConnection).on_api(SlsApi::PullLogs).on_shard(1).times(1));
     let request = format!("GET /logstores/{LOGSTORE}/shards/1?type=log&cursor={}&count=10 HTTP/1.1\r\nhost: {PROJECT}.x\r\nconnection: close\r\n\r\n", begin.replace('=', "%3D"));
     assert!(send_raw(emulator.address(), request.as_bytes()).await.is_none());
     assert!(send_raw(emulator.address(), request.as_bytes()).await.is_some());
@@ -134,13 +146,18 @@ async fn faults_can_be_driven_over_http_by_another_process() {
     client.create_group(LOGSTORE, "g", 30).await;
     assert_eq!(client.heartbeat(LOGSTORE, "g", "a", &[]).await.error_code(), "ServerBusy");
     assert_eq!(client.get(&format!("/logstores/{LOGSTORE}/shards"), &[]).await.error_code(), "WriteQuotaExceed");
-    assert_eq!(client.get(&format!("/logstores/{LOGSTORE}/shards"), &[]).await.error_code(), "WriteQuotaExceed", "no times: until cleared");
+    assert_eq!(
+        client.get(&format!("/logstores/{LOGSTORE}/shards"), &[]).await.error_code(),
+        "WriteQuotaExceed",
+        "no times: until cleared"
+    );
 
     let cleared = send_raw(emulator.address(), control_request("DELETE", "").as_bytes()).await.unwrap();
     assert_eq!(cleared.status, 200);
     assert_eq!(client.get(&format!("/logstores/{LOGSTORE}/shards"), &[]).await.status, 200);
 
-    let unknown = send_raw(emulator.address(), control_request("POST", r#"{"fault":"meteor"}"#).as_bytes()).await.unwrap();
+    let unknown =
+        send_raw(emulator.address(), control_request("POST", r#"{"fault":"meteor"}"#).as_bytes()).await.unwrap();
     assert_eq!(unknown.status, 400);
     assert!(unknown.json()["error"].as_str().unwrap().contains("server_busy"));
 }
@@ -156,7 +173,8 @@ async fn the_stats_endpoint_reports_pulls_heartbeats_checkpoints_and_consumers()
     client.checkpoint(LOGSTORE, "g", "a", 0, &end, "false").await;
 
     let request = "GET /_testkit/stats HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
-    let stats: testkit::sls::SlsStats = serde_json::from_slice(&send_raw(emulator.address(), request.as_bytes()).await.unwrap().body).unwrap();
+    let stats: testkit::sls::SlsStats =
+        serde_json::from_slice(&send_raw(emulator.address(), request.as_bytes()).await.unwrap().body).unwrap();
     assert_eq!(stats.pulls.pulls, 1);
     assert_eq!(stats.shard(PROJECT, LOGSTORE, 0).log_groups, 4);
     assert_eq!(stats.heartbeats, 1);

@@ -6,7 +6,9 @@ pub mod sls_common;
 use std::time::{Duration, UNIX_EPOCH};
 
 use sls_common::{send_raw, SlsTestClient, PROJECT};
-use testkit::sls::{decode_cursor, decode_log_group_list, encode_cursor, lz4_block_decompress, DemoData, Log, LogGroup, SlsEmulator};
+use testkit::sls::{
+    decode_cursor, decode_log_group_list, encode_cursor, lz4_block_decompress, DemoData, Log, LogGroup, SlsEmulator,
+};
 
 const LOGSTORE: &str = "app-logs";
 
@@ -44,7 +46,14 @@ async fn an_lz4_pull_has_the_real_headers_and_decodes_to_the_preloaded_groups() 
 
     let response = client.pull(LOGSTORE, 0, &begin, 1000, "lz4").await;
     assert_eq!(response.status, 200);
-    for name in ["x-log-cursor", "x-log-count", "x-log-bodyrawsize", "x-log-compresstype", "x-log-end-of-cursor", "x-log-requestid"] {
+    for name in [
+        "x-log-cursor",
+        "x-log-count",
+        "x-log-bodyrawsize",
+        "x-log-compresstype",
+        "x-log-end-of-cursor",
+        "x-log-requestid",
+    ] {
         assert!(response.header(name).is_some(), "missing lowercase header {name}: {:?}", response.headers);
     }
     assert!(response.headers.iter().all(|(name, _)| name == &name.to_ascii_lowercase()), "{:?}", response.headers);
@@ -54,12 +63,20 @@ async fn an_lz4_pull_has_the_real_headers_and_decodes_to_the_preloaded_groups() 
     assert_eq!(response.header("x-log-cursor"), Some(end.as_str()));
     assert_eq!(response.header("x-log-end-of-cursor"), Some("1"));
     let request_id = response.header("x-log-requestid").unwrap();
-    assert!(request_id.len() == 24 && request_id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()), "{request_id}");
+    assert!(
+        request_id.len() == 24 && request_id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()),
+        "{request_id}"
+    );
 
     let raw_size: usize = response.header("x-log-bodyrawsize").unwrap().parse().unwrap();
     let raw = lz4_block_decompress(&response.body, raw_size).unwrap();
     let list = decode_log_group_list(&raw).unwrap();
-    let (expected, _) = testkit::sls::demo_log_groups(&DemoData::new(11, 5, 3).with_log_time(1_700_000_000), LOGSTORE, 0, 1_700_000_000);
+    let (expected, _) = testkit::sls::demo_log_groups(
+        &DemoData::new(11, 5, 3).with_log_time(1_700_000_000),
+        LOGSTORE,
+        0,
+        1_700_000_000,
+    );
     assert_eq!(list.log_groups, expected);
 
     let stats = emulator.control().stats();
@@ -164,7 +181,15 @@ async fn get_cursor_by_time_and_cursor_time_use_server_receive_times() {
     let control = emulator.control();
     let group = LogGroup::new("t", "s", &[], vec![Log::new(1, &[])]);
     for seconds in [1_000, 2_000, 3_000] {
-        control.append_log_groups_received_at(PROJECT, LOGSTORE, 0, std::slice::from_ref(&group), UNIX_EPOCH + Duration::from_secs(seconds)).unwrap();
+        control
+            .append_log_groups_received_at(
+                PROJECT,
+                LOGSTORE,
+                0,
+                std::slice::from_ref(&group),
+                UNIX_EPOCH + Duration::from_secs(seconds),
+            )
+            .unwrap();
     }
     let client = SlsTestClient::new(emulator.address(), None);
     let begin = decode_cursor(&client.cursor(LOGSTORE, 0, "begin").await).unwrap();
@@ -172,7 +197,12 @@ async fn get_cursor_by_time_and_cursor_time_use_server_receive_times() {
     assert_eq!(at - begin, 1);
     let after_everything = decode_cursor(&client.cursor(LOGSTORE, 0, "9999").await).unwrap();
     assert_eq!(after_everything - begin, 3);
-    let response = client.get(&format!("/logstores/{LOGSTORE}/shards/0"), &[("type", "cursor_time"), ("cursor", &encode_cursor(begin + 2))]).await;
+    let response = client
+        .get(
+            &format!("/logstores/{LOGSTORE}/shards/0"),
+            &[("type", "cursor_time"), ("cursor", &encode_cursor(begin + 2))],
+        )
+        .await;
     assert_eq!(response.json()["cursor_time"], 3_000);
 }
 
@@ -197,5 +227,8 @@ async fn the_demo_preload_is_cached_compressed_and_served_identically() {
     let second = client.pull(LOGSTORE, 0, &begin, 1000, "lz4").await;
     assert_eq!(first.body, second.body);
     let raw_size: usize = first.header("x-log-bodyrawsize").unwrap().parse().unwrap();
-    assert_eq!(decode_log_group_list(&lz4_block_decompress(&first.body, raw_size).unwrap()).unwrap().log_groups.len(), 20);
+    assert_eq!(
+        decode_log_group_list(&lz4_block_decompress(&first.body, raw_size).unwrap()).unwrap().log_groups.len(),
+        20
+    );
 }

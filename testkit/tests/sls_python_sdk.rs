@@ -32,7 +32,15 @@ fn crate_dir() -> PathBuf {
 }
 
 /// One log as the script dumps it, in a form both sides can build.
-fn log_row(shard: u32, topic: &str, source: &str, tags: &[(String, String)], time: u32, time_ns: u32, contents: &[(String, String)]) -> serde_json::Value {
+fn log_row(
+    shard: u32,
+    topic: &str,
+    source: &str,
+    tags: &[(String, String)],
+    time: u32,
+    time_ns: u32,
+    contents: &[(String, String)],
+) -> serde_json::Value {
     serde_json::json!({
         "shard": shard,
         "topic": topic,
@@ -72,10 +80,20 @@ async fn the_official_python_consumer_group_reads_every_log_exactly_once() {
         let (groups, _) = demo_log_groups(&demo, LOGSTORE, shard, LOG_TIME);
         let rows = expected.entry(shard).or_default();
         for group in &groups {
-            let tags: Vec<(String, String)> = group.log_tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect();
+            let tags: Vec<(String, String)> =
+                group.log_tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect();
             for log in &group.logs {
-                let contents: Vec<(String, String)> = log.contents.iter().map(|content| (content.key.clone(), content.value.clone())).collect();
-                rows.push(log_row(shard, group.topic.as_deref().unwrap_or(""), group.source.as_deref().unwrap_or(""), &tags, log.time, log.time_ns.unwrap_or(0), &contents));
+                let contents: Vec<(String, String)> =
+                    log.contents.iter().map(|content| (content.key.clone(), content.value.clone())).collect();
+                rows.push(log_row(
+                    shard,
+                    group.topic.as_deref().unwrap_or(""),
+                    group.source.as_deref().unwrap_or(""),
+                    &tags,
+                    log.time,
+                    log.time_ns.unwrap_or(0),
+                    &contents,
+                ));
             }
         }
     }
@@ -104,7 +122,11 @@ async fn the_official_python_consumer_group_reads_every_log_exactly_once() {
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "the Python consumer failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "the Python consumer failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|error| panic!("no JSON summary ({error}):\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     println!("python summary: {summary}");

@@ -12,8 +12,12 @@ use super::support::{wait_for, Pipe, Scratch};
 
 const CORP: &str = "ww-test-corp";
 /// (route, agent id, secret)
-const AGENTS: [(&str, i64, &str); 4] =
-    [("WALLET", 1000011, "wallet-secret"), ("ENGINE", 1000012, "engine-secret"), ("API", 1000013, "api-secret"), ("DEFAULT", 1000014, "default-secret")];
+const AGENTS: [(&str, i64, &str); 4] = [
+    ("WALLET", 1000011, "wallet-secret"),
+    ("ENGINE", 1000012, "engine-secret"),
+    ("API", 1000013, "api-secret"),
+    ("DEFAULT", 1000014, "default-secret"),
+];
 
 const OVERLAY: &str = r#"
 [api]
@@ -40,9 +44,24 @@ async fn alerts_reach_the_agent_of_their_host_and_qa_wallet_alerts_reach_nobody(
             timestamp_field: "@timestamp".into(),
             refresh: true,
             docs: vec![
-                document(-40.0, "wallet-qa-01", "/data/logs/wallet/app.log", "java.lang.NullPointerException at Transfer"),
-                document(-35.0, "wallet-prod-02", "/data/logs/wallet/app.log", "Traceback (most recent call last): KeyError"),
-                document(-30.0, "engine-prod-04", "/data/logs/engine/app.log", "java.lang.IllegalStateException: pool exhausted"),
+                document(
+                    -40.0,
+                    "wallet-qa-01",
+                    "/data/logs/wallet/app.log",
+                    "java.lang.NullPointerException at Transfer",
+                ),
+                document(
+                    -35.0,
+                    "wallet-prod-02",
+                    "/data/logs/wallet/app.log",
+                    "Traceback (most recent call last): KeyError",
+                ),
+                document(
+                    -30.0,
+                    "engine-prod-04",
+                    "/data/logs/engine/app.log",
+                    "java.lang.IllegalStateException: pool exhausted",
+                ),
                 document(-25.0, "api-prod-03", "/data/logs/api/app.log", "java.io.IOException: Connection reset"),
                 document(-20.0, "php-web-02", "/data/logs/php/app.log", "PHP Exception in checkout"),
                 document(-15.0, "search-prod-05", "/opt/DefendAgent/logs/DefendAgent.log", "blocked suspicious login"),
@@ -85,7 +104,12 @@ async fn alerts_reach_the_agent_of_their_host_and_qa_wallet_alerts_reach_nobody(
     })
     .await;
     let text_for = |agent: i64| {
-        messages.iter().filter(|message| message.agent_id == Some(agent)).filter_map(|message| message.content.clone()).collect::<Vec<_>>().join("\n")
+        messages
+            .iter()
+            .filter(|message| message.agent_id == Some(agent))
+            .filter_map(|message| message.content.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     let wallet = text_for(AGENTS[0].1);
     let engine = text_for(AGENTS[1].1);

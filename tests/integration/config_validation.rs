@@ -3,7 +3,8 @@
 use super::support::{pipe_command, Scratch};
 
 fn validate(files: &[&std::path::Path], envs: &[(&str, &str)]) -> (i32, String) {
-    let output = pipe_command().arg("validate").args(files).envs(envs.iter().copied()).output().expect("run pipe validate");
+    let output =
+        pipe_command().arg("validate").args(files).envs(envs.iter().copied()).output().expect("run pipe validate");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code().unwrap_or(-1), text)
 }
@@ -107,7 +108,10 @@ fn unset_variables_name_the_file_and_line() {
 fn overlays_override_the_base_and_take_typed_values_from_the_environment() {
     let scratch = Scratch::new();
     let base = scratch.write("base.toml", VALID);
-    let overlay = scratch.write("prod.toml", "[sources.in]\ncount = ${COUNT}\n[sinks.out]\ntype = \"file\"\npath = \"${OUT_DIR}/x.ndjson\"\n");
+    let overlay = scratch.write(
+        "prod.toml",
+        "[sources.in]\ncount = ${COUNT}\n[sinks.out]\ntype = \"file\"\npath = \"${OUT_DIR}/x.ndjson\"\n",
+    );
     let (code, output) = validate(&[&base, &overlay], &[("COUNT", "5"), ("OUT_DIR", "/tmp/a \"quoted\" dir")]);
     assert_eq!(code, 0, "{output}");
     let (code, output) = validate(&[&base, &overlay], &[("COUNT", "five"), ("OUT_DIR", "/tmp")]);

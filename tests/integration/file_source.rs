@@ -144,7 +144,8 @@ async fn rename_rotation_loses_nothing() {
     let lines = delivered(directory.path());
     assert_exactly_once(&lines, &expected);
     let first_new = lines.iter().position(|(message, _)| message.starts_with("new")).expect("new lines arrived");
-    let last_old = lines.iter().rposition(|(message, _)| message.starts_with("tail-of-old")).expect("old lines arrived");
+    let last_old =
+        lines.iter().rposition(|(message, _)| message.starts_with("tail-of-old")).expect("old lines arrived");
     assert!(last_old < first_new, "the old file is read to its end before the new one");
 }
 
@@ -177,8 +178,12 @@ async fn restart_resumes_from_the_checkpoint_without_loss_or_duplicates() {
     let mut first = start(directory.path());
     wait_for_lines(directory.path(), FIRST_RUN_LINES).await;
     assert_eq!(interrupt(&mut first).await, 0, "the first run stops cleanly");
-    let checkpoints = std::fs::read_to_string(directory.path().join("data/tail/checkpoints.json")).expect("checkpoints written");
-    assert!(checkpoints.contains(&format!("\"offset\": {}", std::fs::metadata(&log).expect("stat").len())), "{checkpoints}");
+    let checkpoints =
+        std::fs::read_to_string(directory.path().join("data/tail/checkpoints.json")).expect("checkpoints written");
+    assert!(
+        checkpoints.contains(&format!("\"offset\": {}", std::fs::metadata(&log).expect("stat").len())),
+        "{checkpoints}"
+    );
 
     append(&log, numbered("second", 0..SECOND_RUN_LINES));
     let mut second = start(directory.path());

@@ -33,7 +33,8 @@ path = "{dir}/{out}"
 }
 
 fn seqs(path: &std::path::Path) -> Vec<u64> {
-    let mut seqs: Vec<u64> = read_ndjson(path).iter().map(|event| event["seq"].as_str().unwrap().parse().unwrap()).collect();
+    let mut seqs: Vec<u64> =
+        read_ndjson(path).iter().map(|event| event["seq"].as_str().unwrap().parse().unwrap()).collect();
     seqs.sort_unstable();
     seqs
 }
@@ -52,8 +53,14 @@ async fn sigint_drains_everything_generated_into_the_file_sink_and_exits_zero() 
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["components"]["out"]["status"], "running");
     let (_, metrics) = http_get(&format!("{api}/metrics")).await;
-    assert!(metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"demo\""]).unwrap() >= 500.0, "{metrics}");
-    assert!(metric_value(&metrics, "pipe_event_latency_seconds_count", &["component_id=\"out\""]).unwrap() >= 500.0, "{metrics}");
+    assert!(
+        metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"demo\""]).unwrap() >= 500.0,
+        "{metrics}"
+    );
+    assert!(
+        metric_value(&metrics, "pipe_event_latency_seconds_count", &["component_id=\"out\""]).unwrap() >= 500.0,
+        "{metrics}"
+    );
     assert!(metrics.contains("pipe_buffer_events{"), "{metrics}");
 
     pipe.signal("INT");
@@ -61,14 +68,20 @@ async fn sigint_drains_everything_generated_into_the_file_sink_and_exits_zero() 
     // Every generated event reached the file: the demo numbers events 1..N.
     let seqs = seqs(&out);
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gaps or duplicates in the delivered sequence");
-    let expanded = read_ndjson(&out).into_iter().find(|event| event["__topic__"] == "actiontrail_audit_event").expect("an audit event");
+    let expanded = read_ndjson(&out)
+        .into_iter()
+        .find(|event| event["__topic__"] == "actiontrail_audit_event")
+        .expect("an audit event");
     assert!(expanded["event"]["userIdentity"].is_object(), "{expanded}");
 }
 
 #[tokio::test]
 async fn a_finite_pipeline_exits_zero_when_everything_is_delivered() {
     let scratch = Scratch::new();
-    let config = scratch.write("pipe.toml", &demo_to_file(&scratch, "out.ndjson", "count = 1234").replace("rate = 2000", "rate = 100000"));
+    let config = scratch.write(
+        "pipe.toml",
+        &demo_to_file(&scratch, "out.ndjson", "count = 1234").replace("rate = 2000", "rate = 100000"),
+    );
     let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
     assert_eq!(seqs(&scratch.path("out.ndjson")), (1..=1234).collect::<Vec<_>>());
@@ -93,7 +106,11 @@ async fn reload_rejects_an_invalid_config_and_applies_a_valid_one() {
     wait_for("the old pipeline to keep running", || (read_ndjson(&first).len() > before).then_some(())).await;
     assert_eq!(http_get(&format!("{api}/health")).await.0, 200);
 
-    std::fs::write(&config, demo_to_file(&scratch, "second.ndjson", "").replace("{dir}", &scratch.dir.path().display().to_string())).unwrap();
+    std::fs::write(
+        &config,
+        demo_to_file(&scratch, "second.ndjson", "").replace("{dir}", &scratch.dir.path().display().to_string()),
+    )
+    .unwrap();
     let second = scratch.path("second.ndjson");
     wait_for("events in the second file", || (!read_ndjson(&second).is_empty()).then_some(())).await;
     let stopped_at = read_ndjson(&first).len();
@@ -108,7 +125,10 @@ async fn reload_rejects_an_invalid_config_and_applies_a_valid_one() {
 #[tokio::test]
 async fn invalid_config_prints_every_error_and_starts_nothing() {
     let scratch = Scratch::new();
-    let config = scratch.write("bad.toml", "[sinks.out]\ntype = \"console\"\ninputs = [\"nowhere\"]\n[sources.x]\ntype = \"demo\"\nrate = -1\n");
+    let config = scratch.write(
+        "bad.toml",
+        "[sinks.out]\ntype = \"console\"\ninputs = [\"nowhere\"]\n[sources.x]\ntype = \"demo\"\nrate = -1\n",
+    );
     let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
     assert_eq!(pipe.wait_exit().await, 1);
     let stderr = pipe.stderr();

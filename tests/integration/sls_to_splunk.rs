@@ -65,7 +65,12 @@ async fn setup(groups_per_shard: usize, hec_token: HecToken) -> Setup {
     for shard in 0..SHARDS {
         for group in demo_log_groups(&demo, LOGSTORE, shard, LOG_TIME).0 {
             for log in &group.logs {
-                let key = log.contents.iter().map(|content| format!("{}={}", content.key, content.value)).collect::<Vec<_>>().join("|");
+                let key = log
+                    .contents
+                    .iter()
+                    .map(|content| format!("{}={}", content.key, content.value))
+                    .collect::<Vec<_>>()
+                    .join("|");
                 *expected.entry(key).or_insert(0) += 1;
             }
         }
@@ -129,13 +134,16 @@ impl Setup {
 
     fn end_cursors(&self) -> Vec<Option<String>> {
         (0..SHARDS)
-            .map(|shard| Some(self.sls.control().cursor(PROJECT, LOGSTORE, shard, testkit::sls::CursorPosition::End).unwrap()))
+            .map(|shard| {
+                Some(self.sls.control().cursor(PROJECT, LOGSTORE, shard, testkit::sls::CursorPosition::End).unwrap())
+            })
             .collect()
     }
 
     async fn wait_all_delivered(&self) {
         let total = self.total();
-        wait_for(&format!("{total} events at HEC"), || (self.hec.control().events().len() >= total).then_some(())).await;
+        wait_for(&format!("{total} events at HEC"), || (self.hec.control().events().len() >= total).then_some(()))
+            .await;
     }
 
     async fn wait_checkpoints_at_end(&self) {
@@ -159,7 +167,10 @@ async fn every_log_arrives_once_with_its_envelope_and_the_checkpoint_reaches_the
         assert_eq!(event.sourcetype, "aliyun:sls");
         assert_eq!(event.source, "sls-consumer");
         let body = event.event.as_object().unwrap();
-        assert!(!body.contains_key("__time__") && !body.contains_key("__time_ns_part__"), "time moved to the envelope: {body:?}");
+        assert!(
+            !body.contains_key("__time__") && !body.contains_key("__time_ns_part__"),
+            "time moved to the envelope: {body:?}"
+        );
         assert!((event.time - f64::from(LOG_TIME)).abs() < 1.0, "time {} comes from __time__", event.time);
         if body["__topic__"] == "actiontrail_audit_event" {
             assert!(body["event"]["userIdentity"].is_object(), "ActionTrail JSON expanded: {body:?}");
@@ -179,11 +190,16 @@ async fn a_busy_splunk_holds_the_sls_checkpoint_back_and_nothing_is_lost() {
     let api = pipe.api_url().await;
     wait_for_async("the sink to retry a busy Splunk", || async {
         let metrics = http_get(&format!("{api}/metrics")).await.1;
-        metric_value(&metrics, "pipe_splunk_hec_retries_total", &["reason=\"server_busy\""]).filter(|retries| *retries >= 3.0)
+        metric_value(&metrics, "pipe_splunk_hec_retries_total", &["reason=\"server_busy\""])
+            .filter(|retries| *retries >= 3.0)
     })
     .await;
     assert!(setup.sls.control().stats().pulls.log_groups > 0, "the source has read data");
-    assert!(setup.checkpoints().iter().all(Option::is_none), "no checkpoint passes undelivered data: {:?}", setup.checkpoints());
+    assert!(
+        setup.checkpoints().iter().all(Option::is_none),
+        "no checkpoint passes undelivered data: {:?}",
+        setup.checkpoints()
+    );
 
     setup.hec.control().set_busy(false);
     setup.wait_all_delivered().await;

@@ -23,7 +23,10 @@ pub async fn wait_for<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -
 }
 
 /// Like `wait_for`, for async conditions.
-pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut condition: impl FnMut() -> F) -> T {
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut condition: impl FnMut() -> F,
+) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = condition().await {
@@ -126,7 +129,8 @@ impl Pipe {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill");
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
     }
 

@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use pipe::config::graph::{BuiltPipeline, BuiltSink, BuiltSource, OutputRef};
 use pipe::config::GlobalOptions;
-use pipe::event::{BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventMetadata, LogEvent, ObjectMap};
+use pipe::event::{
+    BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventMetadata, LogEvent, ObjectMap,
+};
 use pipe::observability::Telemetry;
 use pipe::sinks::blackhole::BlackholeSink;
 use pipe::sources::demo::DemoSourceConfig;
 use pipe::topology::buffer::{BufferOptions, BufferReceiver, WhenFull};
-use pipe::topology::{BuildContext, ComponentError, ComponentFuture, RunningTopology, Sink, SinkContext, Source, SourceContext};
+use pipe::topology::{
+    BuildContext, ComponentError, ComponentFuture, RunningTopology, Sink, SinkContext, Source, SourceContext,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::support::wait_for;
@@ -53,7 +57,11 @@ async fn a_sink_that_never_completes_stops_the_source_within_the_buffer_capacity
     let taken = Arc::new(AtomicUsize::new(0));
     let pipeline = BuiltPipeline {
         global: GlobalOptions::default(),
-        sources: vec![BuiltSource { id: "demo".into(), component_type: "demo", source: demo.build(&BuildContext { id: "demo".into(), data_dir: "data".into() }).unwrap() }],
+        sources: vec![BuiltSource {
+            id: "demo".into(),
+            component_type: "demo",
+            source: demo.build(&BuildContext { id: "demo".into(), data_dir: "data".into() }).unwrap(),
+        }],
         transforms: vec![],
         sinks: vec![BuiltSink {
             id: "stuck".into(),
@@ -71,10 +79,18 @@ async fn a_sink_that_never_completes_stops_the_source_within_the_buffer_capacity
     wait_for("the buffer to fill", || (telemetry.progress.totals().0 >= CAPACITY as u64).then_some(())).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let produced = telemetry.progress.totals().0;
-    assert!(produced <= limit, "the source produced {produced} events with {CAPACITY} buffered and {} taken", taken.load(Ordering::SeqCst));
+    assert!(
+        produced <= limit,
+        "the source produced {produced} events with {CAPACITY} buffered and {} taken",
+        taken.load(Ordering::SeqCst)
+    );
     assert_eq!(taken.load(Ordering::SeqCst), BATCH);
     let report = topology.stop(Duration::from_millis(200)).await;
-    assert_eq!(report.forced, vec!["demo".to_string(), "stuck".to_string()], "a stuck sink must be named at the deadline");
+    assert_eq!(
+        report.forced,
+        vec!["demo".to_string(), "stuck".to_string()],
+        "a stuck sink must be named at the deadline"
+    );
 }
 
 /// A source that emits the batches the test hands it, each with its own finalizer.
@@ -88,7 +104,10 @@ impl Source for HandFedSource {
             while let Some((events, reply)) = self.batches.recv().await {
                 let (notifier, status) = BatchNotifier::new_with_receiver();
                 let batch = (0..events)
-                    .map(|_| LogEvent::new(ObjectMap::default(), EventMetadata::new(Arc::clone(&cx.id), 10)).with_finalizer(EventFinalizer::new(Arc::clone(&notifier))))
+                    .map(|_| {
+                        LogEvent::new(ObjectMap::default(), EventMetadata::new(Arc::clone(&cx.id), 10))
+                            .with_finalizer(EventFinalizer::new(Arc::clone(&notifier)))
+                    })
                     .collect();
                 drop(notifier);
                 cx.output.send(batch).await;
@@ -115,16 +134,36 @@ impl Sink for GateSink {
     }
 }
 
-fn fan_out_pipeline() -> (RunningTopology, mpsc::Sender<(usize, oneshot::Sender<BatchStatusReceiver>)>, mpsc::UnboundedReceiver<Vec<LogEvent>>) {
+fn fan_out_pipeline() -> (
+    RunningTopology,
+    mpsc::Sender<(usize, oneshot::Sender<BatchStatusReceiver>)>,
+    mpsc::UnboundedReceiver<Vec<LogEvent>>,
+) {
     let (feed, batches) = mpsc::channel(1);
     let (gate, gated) = mpsc::unbounded_channel();
     let pipeline = BuiltPipeline {
         global: GlobalOptions::default(),
-        sources: vec![BuiltSource { id: "hand".into(), component_type: "test", source: Box::new(HandFedSource { batches }) }],
+        sources: vec![BuiltSource {
+            id: "hand".into(),
+            component_type: "test",
+            source: Box::new(HandFedSource { batches }),
+        }],
         transforms: vec![],
         sinks: vec![
-            BuiltSink { id: "fast".into(), component_type: "blackhole", inputs: input("hand"), buffer: BufferOptions::default(), sink: Box::new(BlackholeSink) },
-            BuiltSink { id: "gate".into(), component_type: "test", inputs: input("hand"), buffer: BufferOptions::default(), sink: Box::new(GateSink { batches: gate }) },
+            BuiltSink {
+                id: "fast".into(),
+                component_type: "blackhole",
+                inputs: input("hand"),
+                buffer: BufferOptions::default(),
+                sink: Box::new(BlackholeSink),
+            },
+            BuiltSink {
+                id: "gate".into(),
+                component_type: "test",
+                inputs: input("hand"),
+                buffer: BufferOptions::default(),
+                sink: Box::new(GateSink { batches: gate }),
+            },
         ],
         warnings: vec![],
     };
@@ -141,7 +180,10 @@ async fn fan_out_resolves_only_when_every_sink_settled_with_the_worst_status() {
     let held = gated.recv().await.unwrap();
     assert_eq!(held.len(), 3);
     // The blackhole settled its copies; the gate still holds the others.
-    assert!(tokio::time::timeout(Duration::from_millis(100), &mut status).await.is_err(), "resolved before every sink settled");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut status).await.is_err(),
+        "resolved before every sink settled"
+    );
     for event in held {
         event.settle(BatchStatus::Delivered);
     }

@@ -37,9 +37,9 @@ use super::encode::{
 };
 use super::writeback::{new_document_id, writeback_documents};
 use crate::elasticsearch::client::{gzip, RequestBody};
-use crate::retry::RetryDelays;
 use crate::elasticsearch::{EsClient, ServerInfo};
 use crate::event::{BatchStatus, EventFinalizers, LogEvent, Value};
+use crate::retry::RetryDelays;
 use crate::sinks::dead_letter::DeadLetterWriter;
 use crate::topology::buffer::BufferReceiver;
 use crate::topology::{ComponentError, ComponentFuture, Sink, SinkContext};

@@ -75,8 +75,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::redact::Secret;
-use crate::retry::Backoff;
 use crate::config::units;
+use crate::retry::Backoff;
 use crate::template::Template;
 use crate::topology::{BuildContext, BuildError, Sink};
 use message::{MessageFormat, MessageRenderer};

@@ -53,7 +53,8 @@ pub fn store(path: &Path, window_end: DateTime<Utc>) -> Result<(), CheckpointErr
         window_end: window_end.to_rfc3339_opts(SecondsFormat::Millis, true),
     })
     .expect("a checkpoint is plain strings and numbers");
-    crate::sources::checkpoint::replace_file_durably(path, &body).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
+    crate::sources::checkpoint::replace_file_durably(path, &body)
+        .map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
     Ok(())
 }
 

@@ -35,10 +35,10 @@ use super::query::{PitReference, QueryBuilder, RawHit, SearchPage, Tiebreaker, W
 use super::windows::{Resume, SeenHits, WindowPlanner};
 use crate::elasticsearch::client::{encode_path_segment, RequestBody};
 use crate::elasticsearch::server::PitApi;
-use crate::retry::RetryDelays;
 use crate::elasticsearch::{EsClient, EsError, ServerInfo};
 use crate::event::{BatchStatus, EventFinalizer};
 use crate::observability::{ComponentHealth, ComponentMetrics};
+use crate::retry::RetryDelays;
 use crate::sources::checkpoint::PendingBatches;
 use crate::topology::component::{LagGauge, SourceOutput};
 use crate::topology::{ComponentError, ComponentFuture, Source, SourceContext};

@@ -84,8 +84,8 @@ pub fn load(path: &Path) -> Result<HashMap<FileId, FileCheckpoint>, CheckpointEr
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(source) => return Err(CheckpointError::Read { path: path.to_path_buf(), source }),
     };
-    let parsed: CheckpointFile =
-        serde_json::from_str(&text).map_err(|error| CheckpointError::Malformed { path: path.to_path_buf(), reason: error.to_string() })?;
+    let parsed: CheckpointFile = serde_json::from_str(&text)
+        .map_err(|error| CheckpointError::Malformed { path: path.to_path_buf(), reason: error.to_string() })?;
     if parsed.version != FORMAT_VERSION {
         return Err(CheckpointError::Malformed {
             path: path.to_path_buf(),
@@ -100,7 +100,8 @@ pub fn load(path: &Path) -> Result<HashMap<FileId, FileCheckpoint>, CheckpointEr
 pub fn store(path: &Path, files: &[FileCheckpoint]) -> Result<(), CheckpointError> {
     let body = serde_json::to_vec_pretty(&CheckpointFile { version: FORMAT_VERSION, files: files.to_vec() })
         .expect("checkpoints are plain numbers and strings");
-    crate::sources::checkpoint::replace_file_durably(path, &body).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
+    crate::sources::checkpoint::replace_file_durably(path, &body)
+        .map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
     Ok(())
 }
 

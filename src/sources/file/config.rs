@@ -88,7 +88,9 @@ impl FileSourceConfig {
     /// Validates every key and produces the runtime settings.
     pub(super) fn settings(&self, cx: &BuildContext) -> Result<FileSourceSettings, BuildError> {
         if self.include.is_empty() {
-            return Err(BuildError::new("\"include\" is empty; list at least one glob pattern such as \"/var/log/app/*.log\""));
+            return Err(BuildError::new(
+                "\"include\" is empty; list at least one glob pattern such as \"/var/log/app/*.log\"",
+            ));
         }
         compile_patterns("include", &self.include)?;
         let exclude = compile_patterns("exclude", &self.exclude)?;
@@ -104,10 +106,13 @@ impl FileSourceConfig {
         if self.max_line_bytes == 0 {
             return Err(BuildError::new("\"max_line_bytes\" is 0; set it above 0, such as \"1MiB\""));
         }
-        let max_line_bytes = usize::try_from(self.max_line_bytes)
-            .map_err(|_| BuildError::new(format!("\"max_line_bytes\" is {}; set it below {}", self.max_line_bytes, usize::MAX)))?;
+        let max_line_bytes = usize::try_from(self.max_line_bytes).map_err(|_| {
+            BuildError::new(format!("\"max_line_bytes\" is {}; set it below {}", self.max_line_bytes, usize::MAX))
+        })?;
         if self.file_field.is_empty() {
-            return Err(BuildError::new("\"file_field\" is empty; name the field that should hold the path, such as \"file\""));
+            return Err(BuildError::new(
+                "\"file_field\" is empty; name the field that should hold the path, such as \"file\"",
+            ));
         }
         Ok(FileSourceSettings {
             include_patterns: self.include.clone(),
@@ -193,7 +198,8 @@ mod tests {
             ("include = [\"a\"]\nfile_field = \"\"", "\"file_field\""),
         ];
         for (text, key) in cases {
-            let error = parse(text).settings(&build_context()).err().unwrap_or_else(|| panic!("{text} must be rejected"));
+            let error =
+                parse(text).settings(&build_context()).err().unwrap_or_else(|| panic!("{text} must be rejected"));
             assert!(error.0.contains(key), "{text}: {error}");
         }
     }

@@ -54,7 +54,12 @@ impl LineAssembler {
                 on_line(Line { bytes: strip_carriage_return(kept, truncated), raw_length, end_offset, truncated });
             } else {
                 self.keep_unterminated(content);
-                on_line(Line { bytes: strip_carriage_return(&self.unterminated, truncated), raw_length, end_offset, truncated });
+                on_line(Line {
+                    bytes: strip_carriage_return(&self.unterminated, truncated),
+                    raw_length,
+                    end_offset,
+                    truncated,
+                });
                 self.clear();
             }
             position += newline + 1;
@@ -107,7 +112,12 @@ mod tests {
         let mut offset = 0;
         for chunk in chunks {
             assembler.feed(chunk, offset, |line| {
-                lines.push((String::from_utf8_lossy(line.bytes).into_owned(), line.raw_length, line.end_offset, line.truncated))
+                lines.push((
+                    String::from_utf8_lossy(line.bytes).into_owned(),
+                    line.raw_length,
+                    line.end_offset,
+                    line.truncated,
+                ))
             });
             offset += chunk.len() as u64;
         }
@@ -118,10 +128,7 @@ mod tests {
     fn lines_split_across_chunks_are_joined_and_offsets_are_exact() {
         let mut assembler = LineAssembler::new(100);
         let lines = feed_all(&mut assembler, &[b"one\ntw", b"o\r\nthr", b"ee", b"\nfour"]);
-        assert_eq!(
-            lines,
-            [("one".into(), 4, 4, false), ("two".into(), 5, 9, false), ("three".into(), 6, 15, false)]
-        );
+        assert_eq!(lines, [("one".into(), 4, 4, false), ("two".into(), 5, 9, false), ("three".into(), 6, 15, false)]);
         assert_eq!(assembler.unterminated_raw_length(), 4, "\"four\" waits for its newline");
     }
 
@@ -129,10 +136,7 @@ mod tests {
     fn long_lines_are_cut_but_their_raw_length_and_offset_stay_exact() {
         let mut assembler = LineAssembler::new(4);
         let lines = feed_all(&mut assembler, &[b"abcdefgh\nab", b"cdefgh", b"ij\nxy\n"]);
-        assert_eq!(
-            lines,
-            [("abcd".into(), 9, 9, true), ("abcd".into(), 11, 20, true), ("xy".into(), 3, 23, false)]
-        );
+        assert_eq!(lines, [("abcd".into(), 9, 9, true), ("abcd".into(), 11, 20, true), ("xy".into(), 3, 23, false)]);
     }
 
     #[test]
@@ -140,7 +144,12 @@ mod tests {
         let mut assembler = LineAssembler::new(100);
         let mut lines = feed_all(&mut assembler, &[b"a\nlast"]);
         assembler.finish_unterminated(6, |line| {
-            lines.push((String::from_utf8_lossy(line.bytes).into_owned(), line.raw_length, line.end_offset, line.truncated))
+            lines.push((
+                String::from_utf8_lossy(line.bytes).into_owned(),
+                line.raw_length,
+                line.end_offset,
+                line.truncated,
+            ))
         });
         assert_eq!(lines, [("a".into(), 2, 2, false), ("last".into(), 4, 6, false)]);
         assert_eq!(assembler.unterminated_raw_length(), 0);

@@ -17,8 +17,8 @@
 //!   from the committed offset on are emitted again (at-least-once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
 use std::fs::File;
+use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,7 +134,9 @@ impl FileSource {
 
 /// Runs blocking IO on tokio's blocking pool.
 async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ComponentError> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| ComponentError::new(format!("file IO task failed: {error}")))
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ComponentError::new(format!("file IO task failed: {error}")))
 }
 
 /// One file being tailed, identified by device and inode.
@@ -229,7 +231,13 @@ struct Tailer {
 }
 
 impl Tailer {
-    fn new(source: FileSource, source_id: Arc<str>, metrics: ComponentMetrics, acks_pending: Gauge, health: ComponentHealth) -> Tailer {
+    fn new(
+        source: FileSource,
+        source_id: Arc<str>,
+        metrics: ComponentMetrics,
+        acks_pending: Gauge,
+        health: ComponentHealth,
+    ) -> Tailer {
         Tailer {
             settings: source.settings,
             initial_retry_backoff: source.initial_retry_backoff,
@@ -281,7 +289,8 @@ impl Tailer {
                     tracing::info!(source = %self.source_id, from = %file.path, to = %path_text, "file renamed; still reading it");
                     file.path = Arc::from(&*path_text);
                     file.path_value = Str::from(&*path_text);
-                    file.unread_bytes = self.metrics.gauge("pipe_source_file_unread_bytes", &[("partition", &path_text)]);
+                    file.unread_bytes =
+                        self.metrics.gauge("pipe_source_file_unread_bytes", &[("partition", &path_text)]);
                 }
                 continue;
             }
@@ -837,7 +846,10 @@ mod tests {
         );
         let config: FileSourceConfig = toml::from_str(&text).expect("test config parses");
         let build = BuildContext { id: "tail".into(), data_dir: directory.join("data") };
-        FileSource { settings: config.settings(&build).expect("valid config"), initial_retry_backoff: Duration::from_millis(30) }
+        FileSource {
+            settings: config.settings(&build).expect("valid config"),
+            initial_retry_backoff: Duration::from_millis(30),
+        }
     }
 
     /// A context built the way `RunningTopology::start` builds one, whose
@@ -995,12 +1007,19 @@ mod tests {
         let log = directory.path().join("app.log");
         append(&log, "old\n");
         let mut harness = Harness::start(directory, "start_at = \"end\"");
-        wait_until("the starting offset is checkpointed", || harness.checkpoints().first().is_some_and(|entry| entry.offset == 4)).await;
+        wait_until("the starting offset is checkpointed", || {
+            harness.checkpoints().first().is_some_and(|entry| entry.offset == 4)
+        })
+        .await;
         append(&log, "new\n");
         append(&harness.path("later.log"), "from a file created later\n");
         let mut messages = harness.receive_and_settle(2, BatchStatus::Delivered).await;
         messages.sort();
-        assert_eq!(messages, ["from a file created later", "new"], "files appearing later are read from their beginning");
+        assert_eq!(
+            messages,
+            ["from a file created later", "new"],
+            "files appearing later are read from their beginning"
+        );
         harness.stop().await;
     }
 
@@ -1049,7 +1068,11 @@ mod tests {
         }
         tailer.collect_statuses();
         tailer.write_checkpoints(true).await.expect("checkpoints written");
-        assert_eq!(stored_checkpoints(directory.path())[0].offset, 4, "the final offset is stored before the file is dropped");
+        assert_eq!(
+            stored_checkpoints(directory.path())[0].offset,
+            4,
+            "the final offset is stored before the file is dropped"
+        );
         tailer.retire_finished_files();
         assert!(tailer.files.is_empty(), "retired once everything resolved");
         tailer.write_checkpoints(false).await.expect("checkpoints written");

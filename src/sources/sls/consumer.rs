@@ -38,11 +38,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::RetryDelays;
 use super::client::{ErrorClass, RequestError, SlsClient};
 use super::shard::{ShardExit, ShardWorker};
 use super::{SlsSettings, SlsSourceError};
 use crate::observability::ComponentMetrics;
+use crate::retry::RetryDelays;
 use crate::topology::component::{LagGauges, SourceOutput};
 
 /// First wait after a failed heartbeat or group call; doubled after each
@@ -422,4 +422,3 @@ async fn ensure_group(cx: &LogstoreContext) -> Result<bool, SlsSourceError> {
         }
     }
 }
-

@@ -34,8 +34,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::event::{
-    object_map_with_capacity, BatchNotifier, EventFinalizer, EventFinalizers, EventMetadata, KeyString, LogEvent, Str,
-    Value,
+    BatchNotifier, EventFinalizer, EventFinalizers, EventMetadata, KeyString, LogEvent, ObjectMapBuilder, Str, Value,
 };
 
 /// Refuse to allocate more than this for one decompressed body. The service
@@ -194,6 +193,7 @@ struct LogFields {
 }
 
 /// Reads one varint at `*position`.
+#[inline]
 fn read_varint(bytes: &[u8], position: &mut usize) -> Result<u64, BodyError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
@@ -209,6 +209,7 @@ fn read_varint(bytes: &[u8], position: &mut usize) -> Result<u64, BodyError> {
 }
 
 /// Reads a length-delimited field's range at `*position`.
+#[inline]
 fn read_length_delimited(bytes: &[u8], position: &mut usize) -> Result<std::ops::Range<usize>, BodyError> {
     let length = usize::try_from(read_varint(bytes, position)?)
         .map_err(|_| BodyError::Protobuf("a field length overflows".into()))?;
@@ -324,7 +325,7 @@ fn flatten_into(
         for log in &group.logs {
             parse_log(log, &mut fields)?;
             last_log_time = Some(fields.time);
-            let mut map = object_map_with_capacity(4 + tags.len() + fields.contents.len());
+            let mut map = ObjectMapBuilder::with_capacity(4 + tags.len() + fields.contents.len());
             map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(fields.time)));
             map.insert(KeyString::const_new("__topic__"), Value::String(topic.clone()));
             map.insert(KeyString::const_new("__source__"), Value::String(source.clone()));
@@ -342,7 +343,7 @@ fn flatten_into(
             summary.raw_bytes += byte_size;
             let mut event_metadata = metadata.clone();
             event_metadata.byte_size = byte_size;
-            events.push(LogEvent::new(map, event_metadata));
+            events.push(LogEvent::new(map.finish(), event_metadata));
         }
         if let Some(time) = last_log_time.map(|log_time| tagged_receive_time.unwrap_or(log_time)) {
             summary.last_receive_time = Some(time);
@@ -358,10 +359,14 @@ pub fn attach_finalizers(events: &mut [LogEvent], batch: &Arc<BatchNotifier>) {
     }
 }
 
-/// A field name from wire bytes. Checked with the standard validator first:
-/// names are almost always valid, and `CompactString::from_utf8_lossy` walks
-/// them character by character.
+/// A field name from wire bytes. Names are almost always short ASCII, which
+/// `is_ascii` confirms inline; others go through the standard validator,
+/// since `CompactString::from_utf8_lossy` walks them character by character.
 fn key_string(bytes: &[u8]) -> KeyString {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return KeyString::new(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => KeyString::new(text),
         Err(_) => KeyString::from(String::from_utf8_lossy(bytes)),

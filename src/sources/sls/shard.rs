@@ -39,10 +39,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{CursorFrom, ErrorClass, PullResponse, RequestError};
 use super::consumer::{LogstoreContext, LogstoreMetrics};
-use crate::retry::RetryDelays;
 use super::proto::{self, BodyError, FlattenSummary};
 use super::SlsSourceError;
 use crate::event::{BatchStatus, EventFinalizer, EventMetadata, LogEvent};
+use crate::retry::RetryDelays;
 use crate::sources::checkpoint::PendingBatches;
 use crate::topology::component::{LagGauge, SourceOutput};
 

@@ -106,8 +106,9 @@ fn es_config(args: &EsArgs) -> Result<testkit::es::EsConfig, Box<dyn std::error:
         testkit::es::Distribution::Elasticsearch => testkit::es::EsConfig::elasticsearch(&args.version)?,
         testkit::es::Distribution::OpenSearch => testkit::es::EsConfig::opensearch(&args.version)?,
     };
-    let interval = testkit::es::store::parse_time_value(&args.refresh_interval)
-        .ok_or_else(|| format!("--refresh-interval {:?} is not a duration; use 1s, 250ms or -1", args.refresh_interval))?;
+    let interval = testkit::es::store::parse_time_value(&args.refresh_interval).ok_or_else(|| {
+        format!("--refresh-interval {:?} is not a duration; use 1s, 250ms or -1", args.refresh_interval)
+    })?;
     config = config.with_refresh_interval(interval);
     if let (Some(user), Some(password)) = (&args.user, &args.password) {
         config = config.with_basic_auth(user, password);
@@ -149,7 +150,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             access_key_secret,
             pull_cache_mib,
         } => {
-            let mut builder = SlsEmulator::builder().address(addr).project(&project).pull_cache_bytes(pull_cache_mib * 1024 * 1024);
+            let mut builder =
+                SlsEmulator::builder().address(addr).project(&project).pull_cache_bytes(pull_cache_mib * 1024 * 1024);
             if let (Some(id), Some(secret)) = (&access_key_id, &access_key_secret) {
                 builder = builder.credentials(id, secret);
             }
@@ -160,7 +162,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             builder.build().await?.serve_forever().await;
         }
         Emulator::Es(args) => {
-            let config = es_config(&args).map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string()))?;
+            let config = es_config(&args)
+                .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string()))?;
             let emulator = testkit::es::EsEmulator::start_on(args.addr, config).await?;
             if args.demo_docs > 0 {
                 let demo = testkit::es::DemoFixture {
@@ -172,7 +175,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     timestamp_field: "@timestamp".to_string(),
                     refresh: true,
                 };
-                emulator.handle().load_demo(&demo).map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string()))?;
+                emulator
+                    .handle()
+                    .load_demo(&demo)
+                    .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string()))?;
             }
             emulator.serve_forever().await;
         }

@@ -89,7 +89,8 @@ fn malformed(line_number: usize, detail: String) -> ApiError {
 
 /// Splits and validates the NDJSON body.
 pub fn parse(body: &[u8], defaults: &BulkDefaults, types: MappingTypeRule) -> Result<Vec<BulkItem>, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("parse_exception", "the bulk body is not valid UTF-8"))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("parse_exception", "the bulk body is not valid UTF-8"))?;
     if text.trim().is_empty() {
         return Err(ApiError::validation(&["no requests added"]));
     }
@@ -110,7 +111,10 @@ pub fn parse(body: &[u8], defaults: &BulkDefaults, types: MappingTypeRule) -> Re
             continue;
         }
         let parsed: Value = serde_json::from_str(line).map_err(|error| {
-            ApiError::bad_request("x_content_parse_exception", format!("[{line_number}:{}] Unexpected character in action line: {error}", error.column()))
+            ApiError::bad_request(
+                "x_content_parse_exception",
+                format!("[{line_number}:{}] Unexpected character in action line: {error}", error.column()),
+            )
         })?;
         let Value::Object(object) = parsed else {
             return Err(malformed(line_number, format!("expected START_OBJECT but found [{}]", token_name(&parsed))));
@@ -124,7 +128,12 @@ pub fn parse(body: &[u8], defaults: &BulkDefaults, types: MappingTypeRule) -> Re
             "create" => Action::Create,
             "update" => Action::Update,
             "delete" => Action::Delete,
-            other => return Err(malformed(line_number, format!("expected field [create], [delete], [index] or [update] but found [{other}]"))),
+            other => {
+                return Err(malformed(
+                    line_number,
+                    format!("expected field [create], [delete], [index] or [update] but found [{other}]"),
+                ))
+            }
         };
         let Value::Object(metadata) = metadata else {
             return Err(malformed(line_number, format!("expected START_OBJECT but found [{}]", token_name(metadata))));
@@ -149,15 +158,29 @@ pub fn parse(body: &[u8], defaults: &BulkDefaults, types: MappingTypeRule) -> Re
                 "_id" => item.id = text(),
                 "_type" => {
                     if types == MappingTypeRule::Removed && !defaults.compatible_with_7 {
-                        return Err(ApiError::illegal_argument(format!("Action/metadata line [{line_number}] contains an unknown parameter [_type]")));
+                        return Err(ApiError::illegal_argument(format!(
+                            "Action/metadata line [{line_number}] contains an unknown parameter [_type]"
+                        )));
                     }
                     item.type_name = text();
                 }
                 "if_seq_no" => item.if_seq_no = value.as_u64(),
                 "if_primary_term" => item.if_primary_term = value.as_u64(),
-                "routing" | "pipeline" | "require_alias" | "dynamic_templates" | "version" | "version_type" | "retry_on_conflict" | "_source"
-                | "require_data_stream" | "list_executed_pipelines" => {}
-                other => return Err(ApiError::illegal_argument(format!("Action/metadata line [{line_number}] contains an unknown parameter [{other}]"))),
+                "routing"
+                | "pipeline"
+                | "require_alias"
+                | "dynamic_templates"
+                | "version"
+                | "version_type"
+                | "retry_on_conflict"
+                | "_source"
+                | "require_data_stream"
+                | "list_executed_pipelines" => {}
+                other => {
+                    return Err(ApiError::illegal_argument(format!(
+                        "Action/metadata line [{line_number}] contains an unknown parameter [{other}]"
+                    )))
+                }
             }
         }
         if item.index.is_empty() {
@@ -237,7 +260,12 @@ fn failure_item(failure: &WriteFailure, shape: ItemShape) -> Value {
 }
 
 /// The failure a fault injects for one item.
-fn injected_failure(kind: &ItemFaultKind, item: &BulkItem, source: Option<&Value>, cluster: &Cluster) -> (u16, ErrorCause) {
+fn injected_failure(
+    kind: &ItemFaultKind,
+    item: &BulkItem,
+    source: Option<&Value>,
+    cluster: &Cluster,
+) -> (u16, ErrorCause) {
     let id = item.id.clone().unwrap_or_default();
     let uuid = cluster.indices.get(&item.index).map(|index| index.uuid.clone()).unwrap_or_else(|| "_na_".into());
     let (status, cause) = match kind {
@@ -290,7 +318,10 @@ fn injected_failure(kind: &ItemFaultKind, item: &BulkItem, source: Option<&Value
         ItemFaultKind::Custom { status, error_type, reason } => (*status, ErrorCause::new(error_type.clone(), reason.clone())),
     };
     // Shard-level failures name their index; node-level rejections do not.
-    let cause = if matches!(cause.error_type.as_str(), "mapper_parsing_exception" | "document_parsing_exception" | "unavailable_shards_exception") {
+    let cause = if matches!(
+        cause.error_type.as_str(),
+        "mapper_parsing_exception" | "document_parsing_exception" | "unavailable_shards_exception"
+    ) {
         cause.on_index(&item.index, &uuid)
     } else {
         cause
@@ -324,13 +355,15 @@ pub fn execute(
     let mut rendered = Vec::with_capacity(items.len());
     let mut errors = false;
     for item in items {
-        let parsed_source: Option<Result<Value, serde_json::Error>> = item.source_line.as_deref().map(serde_json::from_str);
+        let parsed_source: Option<Result<Value, serde_json::Error>> =
+            item.source_line.as_deref().map(serde_json::from_str);
         let source_for_faults = match &parsed_source {
             Some(Ok(value)) => Some(value),
             _ => None,
         };
         let default_type = if cluster.product.mapping_types() == MappingTypeRule::Required { "doc" } else { "_doc" };
-        let outcome: Result<WriteOutcome, WriteFailure> = if let Some(kind) = faults.take_item_fault(source_for_faults) {
+        let outcome: Result<WriteOutcome, WriteFailure> = if let Some(kind) = faults.take_item_fault(source_for_faults)
+        {
             summary.injected += 1;
             let (status, cause) = injected_failure(&kind, &item, source_for_faults, cluster);
             Err(WriteFailure {
@@ -348,7 +381,8 @@ pub fn execute(
                 summary.touched_indices.insert(done.index.clone());
                 summary.results.push(done.result.to_string());
                 summary.statuses.push(done.status);
-                let replicas = cluster.indices.get(&done.index).map(|index| index.settings.number_of_replicas).unwrap_or(1);
+                let replicas =
+                    cluster.indices.get(&done.index).map(|index| index.settings.number_of_replicas).unwrap_or(1);
                 success_item(done, replicas, shape)
             }
             Err(failure) => {
@@ -369,13 +403,21 @@ pub fn execute(
     (response, summary)
 }
 
-fn run_item(item: &BulkItem, parsed_source: Option<Result<Value, serde_json::Error>>, cluster: &mut Cluster) -> Result<WriteOutcome, WriteFailure> {
+fn run_item(
+    item: &BulkItem,
+    parsed_source: Option<Result<Value, serde_json::Error>>,
+    cluster: &mut Cluster,
+) -> Result<WriteOutcome, WriteFailure> {
     let raw = item.source_line.clone().unwrap_or_default();
     let source = match parsed_source {
         None => None,
         Some(Ok(value)) => Some(value),
         Some(Err(error)) => {
-            let error_type = if cluster.product.document_parsing_exception() { "document_parsing_exception" } else { "mapper_parsing_exception" };
+            let error_type = if cluster.product.document_parsing_exception() {
+                "document_parsing_exception"
+            } else {
+                "mapper_parsing_exception"
+            };
             let cause = ErrorCause::new(error_type, format!("[1:{}] failed to parse: {error}", error.column()))
                 .caused_by(ErrorCause::new("x_content_parse_exception", format!("[1:{}] {error}", error.column())));
             return Err(WriteFailure {
@@ -403,7 +445,10 @@ fn run_item(item: &BulkItem, parsed_source: Option<Result<Value, serde_json::Err
                     type_name: "_doc".into(),
                     id: String::new(),
                     status: 400,
-                    cause: Box::new(ErrorCause::new("action_request_validation_exception", "Validation Failed: 1: id is missing;")),
+                    cause: Box::new(ErrorCause::new(
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: id is missing;",
+                    )),
                 });
             };
             if body.get("script").is_some() {
@@ -412,7 +457,10 @@ fn run_item(item: &BulkItem, parsed_source: Option<Result<Value, serde_json::Err
                     type_name: "_doc".into(),
                     id,
                     status: 400,
-                    cause: Box::new(ErrorCause::new("illegal_argument_exception", "scripted updates are not implemented by the testkit Elasticsearch emulator")),
+                    cause: Box::new(ErrorCause::new(
+                        "illegal_argument_exception",
+                        "scripted updates are not implemented by the testkit Elasticsearch emulator",
+                    )),
                 });
             }
             WriteOperation::Update {
@@ -481,7 +529,10 @@ mod tests {
         assert_eq!(items[1]["index"]["status"], 201);
         assert_eq!(items[2]["index"]["status"], 400);
         assert_eq!(items[2]["index"]["error"]["type"], "mapper_parsing_exception");
-        assert_eq!(items[2]["index"]["error"]["reason"], "failed to parse field [n] of type [long] in document with id 'x'. Preview of field's value: 'abc'");
+        assert_eq!(
+            items[2]["index"]["error"]["reason"],
+            "failed to parse field [n] of type [long] in document with id 'x'. Preview of field's value: 'abc'"
+        );
         let newer = run("8.15.0", "{\"index\":{\"_index\":\"m\"}}\n{\"n\":1}\n{\"index\":{\"_index\":\"m\",\"_id\":\"x\"}}\n{\"n\":\"abc\"}\n", &EsFaults::default());
         assert_eq!(newer["items"][1]["index"]["error"]["type"], "document_parsing_exception");
     }
@@ -490,16 +541,32 @@ mod tests {
     fn whole_request_errors() {
         let types = MappingTypeRule::Removed;
         let no_newline = parse(b"{\"index\":{\"_index\":\"a\"}}\n{}", &defaults(), types).unwrap_err();
-        assert_eq!(no_newline.to_json().unwrap()["error"]["reason"], "The bulk request must be terminated by a newline [\\n]");
-        assert_eq!(parse(b"", &defaults(), types).unwrap_err().error_type(), Some("action_request_validation_exception"));
+        assert_eq!(
+            no_newline.to_json().unwrap()["error"]["reason"],
+            "The bulk request must be terminated by a newline [\\n]"
+        );
+        assert_eq!(
+            parse(b"", &defaults(), types).unwrap_err().error_type(),
+            Some("action_request_validation_exception")
+        );
         let typed = parse(b"{\"index\":{\"_index\":\"a\",\"_type\":\"_doc\"}}\n{}\n", &defaults(), types).unwrap_err();
-        assert_eq!(typed.to_json().unwrap()["error"]["reason"], "Action/metadata line [1] contains an unknown parameter [_type]");
+        assert_eq!(
+            typed.to_json().unwrap()["error"]["reason"],
+            "Action/metadata line [1] contains an unknown parameter [_type]"
+        );
         let compat = BulkDefaults { compatible_with_7: true, ..defaults() };
         assert!(parse(b"{\"index\":{\"_index\":\"a\",\"_type\":\"_doc\"}}\n{}\n", &compat, types).is_ok());
-        let untyped_6 = parse(b"{\"index\":{\"_index\":\"a\"}}\n{}\n", &defaults(), MappingTypeRule::Required).unwrap_err();
+        let untyped_6 =
+            parse(b"{\"index\":{\"_index\":\"a\"}}\n{}\n", &defaults(), MappingTypeRule::Required).unwrap_err();
         assert_eq!(untyped_6.to_json().unwrap()["error"]["reason"], "Validation Failed: 1: type is missing;");
         let unknown = parse(b"{\"upsert\":{\"_index\":\"a\"}}\n{}\n", &defaults(), types).unwrap_err();
-        assert!(unknown.to_json().unwrap()["error"]["reason"].as_str().unwrap().contains("expected field [create], [delete], [index] or [update]"));
-        assert!(parse(b"{\"index\":{\"_index\":\"a\"}}\r\n{}\r\n", &defaults(), types).is_ok(), "CRLF line ends are accepted");
+        assert!(unknown.to_json().unwrap()["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected field [create], [delete], [index] or [update]"));
+        assert!(
+            parse(b"{\"index\":{\"_index\":\"a\"}}\r\n{}\r\n", &defaults(), types).is_ok(),
+            "CRLF line ends are accepted"
+        );
     }
 }

@@ -11,7 +11,9 @@
 //! largest value, so `lte: "2024-01-01"` covers the whole day. Named time
 //! zones are not supported (no tz database); offsets like `+08:00` are.
 
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, Months, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as ChronoDuration, Months, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use serde_json::Value;
 
 /// The format of a `date` field when the mapping gives none.
@@ -38,7 +40,8 @@ pub fn format_index_pattern(pattern: &str, millis: i64) -> Result<String, String
     if items.iter().any(|item| matches!(item, Item::Error)) {
         return Err(format!("index pattern {pattern:?} has an invalid %-field; use %Y, %m, %d, %H"));
     }
-    let time = Utc.timestamp_millis_opt(millis).single().ok_or_else(|| format!("timestamp {millis} is out of range"))?;
+    let time =
+        Utc.timestamp_millis_opt(millis).single().ok_or_else(|| format!("timestamp {millis} is out of range"))?;
     Ok(time.format_with_items(items.into_iter()).to_string())
 }
 
@@ -87,9 +90,17 @@ fn parse_with(text: &str, name: &str, offset_millis: i64) -> Option<ParsedSpan> 
     match name {
         "epoch_millis" => parse_epoch(text, 1).map(|millis| ParsedSpan { start: millis, last: millis }),
         "epoch_second" => parse_epoch(text, 1000).map(|millis| ParsedSpan { start: millis, last: millis + 999 }),
-        "strict_date_optional_time" | "date_optional_time" | "dateOptionalTime" | "strict_date_optional_time_nanos"
-        | "strictDateOptionalTime" | "date_time" | "strict_date_time" | "date_time_no_millis" | "strict_date_time_no_millis"
-        | "dateTime" | "iso8601" => parse_iso(text, name.starts_with("strict"), offset_millis),
+        "strict_date_optional_time"
+        | "date_optional_time"
+        | "dateOptionalTime"
+        | "strict_date_optional_time_nanos"
+        | "strictDateOptionalTime"
+        | "date_time"
+        | "strict_date_time"
+        | "date_time_no_millis"
+        | "strict_date_time_no_millis"
+        | "dateTime"
+        | "iso8601" => parse_iso(text, name.starts_with("strict"), offset_millis),
         "strict_date" | "date" | "year_month_day" | "strict_year_month_day" => {
             parse_pattern(text, "yyyy-MM-dd", offset_millis)
         }
@@ -131,7 +142,8 @@ impl Fields {
         let day = self.day.unwrap_or(1);
         let date = NaiveDate::from_ymd_opt(year, month, day)?;
         let nanos = self.fraction.map(|(nanos, _)| nanos).unwrap_or(0);
-        let time = date.and_hms_nano_opt(self.hour.unwrap_or(0), self.minute.unwrap_or(0), self.second.unwrap_or(0), nanos)?;
+        let time =
+            date.and_hms_nano_opt(self.hour.unwrap_or(0), self.minute.unwrap_or(0), self.second.unwrap_or(0), nanos)?;
         let offset_millis = self.offset_seconds.map(|seconds| seconds as i64 * 1000).unwrap_or(default_offset_millis);
         let start = time.and_utc().timestamp_millis() - offset_millis;
         let end_exclusive = if self.fraction.is_some() {
@@ -277,7 +289,9 @@ fn parse_pattern(text: &str, pattern: &str, offset_millis: i64) -> Option<Parsed
             run += 1;
         }
         match letter {
-            'y' | 'u' => fields.year = Some(take_digits(bytes, &mut position, if run == 2 { 2 } else { 4 }, run != 1)? as i32),
+            'y' | 'u' => {
+                fields.year = Some(take_digits(bytes, &mut position, if run == 2 { 2 } else { 4 }, run != 1)? as i32)
+            }
             'M' => fields.month = Some(take_digits(bytes, &mut position, 2, run == 2)?),
             'd' => fields.day = Some(take_digits(bytes, &mut position, 2, run == 2)?),
             'H' => fields.hour = Some(take_digits(bytes, &mut position, 2, run == 2)?),
@@ -327,7 +341,13 @@ pub fn parse_time_zone(text: &str) -> Result<i64, String> {
 
 /// Resolves a range bound with date math (`now-5m`, `now/d`,
 /// `2024-01-01||+1M/d`). `round_up` applies to `gt` and `lte` bounds.
-pub fn resolve_date_math(text: &str, format: &str, now: i64, round_up: bool, offset_millis: i64) -> Result<i64, String> {
+pub fn resolve_date_math(
+    text: &str,
+    format: &str,
+    now: i64,
+    round_up: bool,
+    offset_millis: i64,
+) -> Result<i64, String> {
     let (mut time, operations) = if let Some(rest) = text.strip_prefix("now") {
         (Utc.timestamp_millis_opt(now).single().ok_or("now is out of range")?, rest)
     } else if let Some((anchor, rest)) = text.split_once("||") {
@@ -338,7 +358,9 @@ pub fn resolve_date_math(text: &str, format: &str, now: i64, round_up: bool, off
     };
     let bytes = operations.as_bytes();
     let mut position = 0;
-    let invalid = || format!("operation in date math [{text}] is not understood; use +N<unit>, -N<unit> or /<unit> with units y M w d h H m s");
+    let invalid = || {
+        format!("operation in date math [{text}] is not understood; use +N<unit>, -N<unit> or /<unit> with units y M w d h H m s")
+    };
     while position < bytes.len() {
         let operator = bytes[position];
         position += 1;
@@ -348,7 +370,8 @@ pub fn resolve_date_math(text: &str, format: &str, now: i64, round_up: bool, off
                 while position < bytes.len() && bytes[position].is_ascii_digit() {
                     position += 1;
                 }
-                let amount: i64 = if start == position { 1 } else { operations[start..position].parse().map_err(|_| invalid())? };
+                let amount: i64 =
+                    if start == position { 1 } else { operations[start..position].parse().map_err(|_| invalid())? };
                 let amount = if operator == b'-' { -amount } else { amount };
                 let unit = *bytes.get(position).ok_or_else(invalid)?;
                 position += 1;
@@ -396,7 +419,9 @@ fn round_to(time: DateTime<Utc>, unit: u8, round_up: bool) -> Option<DateTime<Ut
         b'd' => Utc.with_ymd_and_hms(time.year(), time.month(), time.day(), 0, 0, 0).single()?,
         b'h' | b'H' => Utc.with_ymd_and_hms(time.year(), time.month(), time.day(), time.hour(), 0, 0).single()?,
         b'm' => Utc.with_ymd_and_hms(time.year(), time.month(), time.day(), time.hour(), time.minute(), 0).single()?,
-        b's' => Utc.with_ymd_and_hms(time.year(), time.month(), time.day(), time.hour(), time.minute(), time.second()).single()?,
+        b's' => Utc
+            .with_ymd_and_hms(time.year(), time.month(), time.day(), time.hour(), time.minute(), time.second())
+            .single()?,
         _ => return None,
     };
     if !round_up {

@@ -63,7 +63,11 @@ impl ErrorCause {
 
 #[derive(Debug, Clone, PartialEq)]
 enum ErrorBody {
-    Structured { cause: ErrorCause, root_causes: Vec<ErrorCause>, extra: Map<String, Value> },
+    Structured {
+        cause: ErrorCause,
+        root_causes: Vec<ErrorCause>,
+        extra: Map<String, Value>,
+    },
     /// `{"error":"text","status":N}`, used by routing-layer failures.
     PlainText(String),
     /// Status only: HEAD requests, and OpenSearch's security plugin which
@@ -84,7 +88,11 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(status: u16, cause: ErrorCause) -> ApiError {
         let root_causes = vec![cause.shallow()];
-        ApiError { status, body: Box::new(ErrorBody::Structured { cause, root_causes, extra: Map::new() }), headers: Vec::new() }
+        ApiError {
+            status,
+            body: Box::new(ErrorBody::Structured { cause, root_causes, extra: Map::new() }),
+            headers: Vec::new(),
+        }
     }
 
     pub fn plain(status: u16, message: impl Into<String>) -> ApiError {
@@ -194,7 +202,8 @@ impl ApiError {
 
     /// A search-level failure caused by one shard-level problem.
     pub fn search_phase(status: u16, shard_cause: ErrorCause, failed_shards: Vec<Value>) -> ApiError {
-        let outer = ErrorCause::new("search_phase_execution_exception", "all shards failed").caused_by(shard_cause.clone());
+        let outer =
+            ErrorCause::new("search_phase_execution_exception", "all shards failed").caused_by(shard_cause.clone());
         ApiError::new(status, outer)
             .with_root_causes(vec![shard_cause])
             .with_outer("phase", Value::String("query".into()))
@@ -211,7 +220,9 @@ pub enum EsEmulatorError {
     InvalidVersion { text: String },
     #[error("es emulator: distribution {text:?} is unknown; use \"elasticsearch\" or \"opensearch\"")]
     UnknownDistribution { text: String },
-    #[error("es emulator: {distribution} {version} is not emulated; use Elasticsearch 6.8/7.x/8.x or OpenSearch 1.x/2.x")]
+    #[error(
+        "es emulator: {distribution} {version} is not emulated; use Elasticsearch 6.8/7.x/8.x or OpenSearch 1.x/2.x"
+    )]
     UnsupportedVersion { distribution: String, version: String },
     #[error("es emulator fixture: {problem}")]
     InvalidFixture { problem: String },
@@ -223,7 +234,11 @@ pub enum EsEmulatorError {
 
 impl From<ApiError> for EsEmulatorError {
     fn from(error: ApiError) -> EsEmulatorError {
-        let text = error.to_json().map(|body| body.to_string()).or_else(|| error.raw_body().map(str::to_string)).unwrap_or_default();
+        let text = error
+            .to_json()
+            .map(|body| body.to_string())
+            .or_else(|| error.raw_body().map(str::to_string))
+            .unwrap_or_default();
         EsEmulatorError::Api(format!("status {}: {text}", error.status))
     }
 }

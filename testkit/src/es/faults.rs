@@ -138,7 +138,9 @@ impl EsFaults {
     /// truncated, invalid JSON body.
     pub fn malformed_responses(&self, path_contains: Option<&str>, count: u64) {
         if count > 0 {
-            self.state().malformed.push(MalformedRule { path_contains: path_contains.map(str::to_string), remaining: count });
+            self.state()
+                .malformed
+                .push(MalformedRule { path_contains: path_contains.map(str::to_string), remaining: count });
         }
     }
 
@@ -168,7 +170,11 @@ impl EsFaults {
             .iter()
             .map(|rule| json!({"searches": rule.remaining_searches, "failed_shards": rule.failed_shards, "type": rule.cause.error_type}))
             .collect();
-        let malformed: Vec<Value> = state.malformed.iter().map(|rule| json!({"path_contains": rule.path_contains, "remaining": rule.remaining})).collect();
+        let malformed: Vec<Value> = state
+            .malformed
+            .iter()
+            .map(|rule| json!({"path_contains": rule.path_contains, "remaining": rule.remaining}))
+            .collect();
         json!({"items": items, "shards": shards, "malformed_responses": malformed})
     }
 
@@ -202,7 +208,10 @@ impl EsFaults {
     /// Consumes one malformed-response fault for `path`, if scheduled.
     pub fn take_malformed(&self, path: &str) -> bool {
         let mut state = self.state();
-        let Some(position) = state.malformed.iter().position(|rule| rule.path_contains.as_deref().is_none_or(|fragment| path.contains(fragment)))
+        let Some(position) = state
+            .malformed
+            .iter()
+            .position(|rule| rule.path_contains.as_deref().is_none_or(|fragment| path.contains(fragment)))
         else {
             return false;
         };

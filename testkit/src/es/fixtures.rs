@@ -102,7 +102,8 @@ pub fn demo_document(log: &DemoLog) -> Map<String, Value> {
     let tag = |key: &str| log.tags.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone());
     let host = content("host").or_else(|| tag("__hostname__")).unwrap_or_default();
     let mut document = Map::new();
-    document.insert("message".into(), Value::String(content("message").or_else(|| content("event")).unwrap_or_default()));
+    document
+        .insert("message".into(), Value::String(content("message").or_else(|| content("event")).unwrap_or_default()));
     document.insert("host".into(), json!({"name": host}));
     document.insert("fields".into(), json!({"feature": host}));
     document.insert("source".into(), Value::String(content("source").or_else(|| tag("__path__")).unwrap_or_default()));
@@ -140,7 +141,9 @@ pub fn demo_fixture(demo: &DemoFixture) -> Fixture {
 /// Writes a fixture into the cluster. The caller holds the cluster lock.
 pub fn load(cluster: &mut Cluster, fixture: &Fixture) -> Result<LoadReport, EsEmulatorError> {
     if fixture.index.is_empty() {
-        return Err(EsEmulatorError::InvalidFixture { problem: "\"index\" is empty; give a name or a pattern like logstash-%Y.%m.%d".into() });
+        return Err(EsEmulatorError::InvalidFixture {
+            problem: "\"index\" is empty; give a name or a pattern like logstash-%Y.%m.%d".into(),
+        });
     }
     let now = dates::now_millis();
     let mut indices = BTreeSet::new();
@@ -148,7 +151,8 @@ pub fn load(cluster: &mut Cluster, fixture: &Fixture) -> Result<LoadReport, EsEm
     for (position, document) in fixture.docs.iter().enumerate() {
         let millis = now + (document.offset_seconds * 1000.0) as i64;
         let index = if fixture.index.contains('%') {
-            dates::format_index_pattern(&fixture.index, millis).map_err(|problem| EsEmulatorError::InvalidFixture { problem })?
+            dates::format_index_pattern(&fixture.index, millis)
+                .map_err(|problem| EsEmulatorError::InvalidFixture { problem })?
         } else {
             fixture.index.clone()
         };
@@ -158,12 +162,19 @@ pub fn load(cluster: &mut Cluster, fixture: &Fixture) -> Result<LoadReport, EsEm
         }
         let source = Value::Object(source);
         let raw = source.to_string();
-        let operation = WriteOperation::Index { id: document.id.clone(), source, create_only: false, if_seq_no: None, if_primary_term: None };
-        let outcome = cluster.write(&index, None, operation, &raw).map_err(|failure| EsEmulatorError::FixtureRejected {
-            position,
-            index: index.clone(),
-            reason: format!("{}: {}", failure.cause.error_type, failure.cause.reason),
-        })?;
+        let operation = WriteOperation::Index {
+            id: document.id.clone(),
+            source,
+            create_only: false,
+            if_seq_no: None,
+            if_primary_term: None,
+        };
+        let outcome =
+            cluster.write(&index, None, operation, &raw).map_err(|failure| EsEmulatorError::FixtureRejected {
+                position,
+                index: index.clone(),
+                reason: format!("{}: {}", failure.cause.error_type, failure.cause.reason),
+            })?;
         ids.push(outcome.id);
         indices.insert(index);
     }
@@ -214,8 +225,14 @@ mod tests {
         let snapshots = cluster.searchable_snapshots("logstash-*", TargetOptions::default()).unwrap();
         let visible: usize = snapshots.iter().map(|snapshot| snapshot.documents.len()).sum();
         assert_eq!(visible, 2, "fixtures are refreshed by default");
-        let first = &snapshots.iter().flat_map(|snapshot| snapshot.documents.iter()).find(|document| document.id == "a").unwrap().source;
-        let stamped = dates::parse_date(first["@timestamp"].as_str().unwrap(), dates::DEFAULT_DATE_FORMAT, false, 0).unwrap();
+        let first = &snapshots
+            .iter()
+            .flat_map(|snapshot| snapshot.documents.iter())
+            .find(|document| document.id == "a")
+            .unwrap()
+            .source;
+        let stamped =
+            dates::parse_date(first["@timestamp"].as_str().unwrap(), dates::DEFAULT_DATE_FORMAT, false, 0).unwrap();
         assert!((dates::now_millis() - stamped - 30_000).abs() < 5_000);
     }
 
@@ -232,7 +249,11 @@ mod tests {
         }
         let again = demo_fixture(&demo);
         for (first, second) in fixture.docs.iter().zip(&again.docs) {
-            assert_eq!((&first.doc["host"], &first.doc["source"]), (&second.doc["host"], &second.doc["source"]), "same seed, same documents");
+            assert_eq!(
+                (&first.doc["host"], &first.doc["source"]),
+                (&second.doc["host"], &second.doc["source"]),
+                "same seed, same documents"
+            );
         }
         assert!(serde_json::from_value::<DemoFixture>(json!({"count": 1, "bogus": 1})).is_err());
     }

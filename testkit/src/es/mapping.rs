@@ -63,7 +63,10 @@ impl DynamicMode {
 pub enum FieldKind {
     Text,
     Keyword,
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     Float,
     Boolean,
     Date,
@@ -84,9 +87,10 @@ impl FieldKind {
             "double" | "float" | "half_float" | "scaled_float" => FieldKind::Float,
             "boolean" => FieldKind::Boolean,
             "date" | "date_nanos" => FieldKind::Date,
-            "geo_point" | "geo_shape" | "binary" | "flattened" | "object_opaque" | "histogram" | "dense_vector" | "alias"
-            | "completion" | "search_as_you_type" | "token_count" | "percolator" | "join" | "rank_feature" | "rank_features"
-            | "integer_range" | "long_range" | "float_range" | "double_range" | "date_range" | "ip_range" => FieldKind::Opaque,
+            "geo_point" | "geo_shape" | "binary" | "flattened" | "object_opaque" | "histogram" | "dense_vector"
+            | "alias" | "completion" | "search_as_you_type" | "token_count" | "percolator" | "join"
+            | "rank_feature" | "rank_features" | "integer_range" | "long_range" | "float_range" | "double_range"
+            | "date_range" | "ip_range" => FieldKind::Opaque,
             _ => return None,
         })
     }
@@ -147,7 +151,8 @@ impl LeafMapping {
             object.insert("index".into(), Value::Bool(false));
         }
         if !self.subfields.is_empty() {
-            let fields: Map<String, Value> = self.subfields.iter().map(|(name, sub)| (name.clone(), sub.to_json())).collect();
+            let fields: Map<String, Value> =
+                self.subfields.iter().map(|(name, sub)| (name.clone(), sub.to_json())).collect();
             object.insert("fields".into(), Value::Object(fields));
         }
         Value::Object(object)
@@ -228,17 +233,29 @@ impl RootMapping {
                 "properties" => merge_properties(&mut self.root, "", value)?,
                 "dynamic" => self.root.dynamic = Some(DynamicMode::parse(value).map_err(mapping_error)?),
                 "date_detection" => self.date_detection = value.as_bool().unwrap_or(value.as_str() == Some("true")),
-                "numeric_detection" => self.numeric_detection = value.as_bool().unwrap_or(value.as_str() == Some("true")),
+                "numeric_detection" => {
+                    self.numeric_detection = value.as_bool().unwrap_or(value.as_str() == Some("true"))
+                }
                 "dynamic_templates" => self.dynamic_templates = parse_dynamic_templates(value)?,
-                "_source" | "_meta" | "_routing" | "_field_names" | "_all" | "dynamic_date_formats" | "_data_stream_timestamp"
-                | "runtime" | "enabled" => {
+                "_source"
+                | "_meta"
+                | "_routing"
+                | "_field_names"
+                | "_all"
+                | "dynamic_date_formats"
+                | "_data_stream_timestamp"
+                | "runtime"
+                | "enabled" => {
                     self.other_parameters.insert(key.clone(), value.clone());
                 }
                 _ => unsupported.push(format!("{key} : {value}")),
             }
         }
         if !unsupported.is_empty() {
-            return Err(mapping_error(format!("Root mapping definition has unsupported parameters:  [{}]", unsupported.join(", "))));
+            return Err(mapping_error(format!(
+                "Root mapping definition has unsupported parameters:  [{}]",
+                unsupported.join(", ")
+            )));
         }
         Ok(())
     }
@@ -249,7 +266,10 @@ impl RootMapping {
             object.insert("dynamic".into(), dynamic.to_json());
         }
         if !self.dynamic_templates.is_empty() {
-            object.insert("dynamic_templates".into(), Value::Array(self.dynamic_templates.iter().map(|t| t.raw.clone()).collect()));
+            object.insert(
+                "dynamic_templates".into(),
+                Value::Array(self.dynamic_templates.iter().map(|t| t.raw.clone()).collect()),
+            );
         }
         if !self.date_detection {
             object.insert("date_detection".into(), Value::Bool(false));
@@ -310,7 +330,11 @@ impl RootMapping {
 
     /// Validates `source` against the mapping, extending the mapping with
     /// dynamic fields, and returns the indexed values.
-    pub fn index_document(&mut self, source: &Map<String, Value>, context: &DocumentContext<'_>) -> Result<IndexedFields, ErrorCause> {
+    pub fn index_document(
+        &mut self,
+        source: &Map<String, Value>,
+        context: &DocumentContext<'_>,
+    ) -> Result<IndexedFields, ErrorCause> {
         let mut parser = DocumentParser {
             context,
             date_detection: self.date_detection,
@@ -377,7 +401,9 @@ fn properties_to_json(properties: &BTreeMap<String, FieldMapping>) -> Value {
 
 fn merge_properties(object: &mut ObjectMapping, prefix: &str, properties: &Value) -> Result<(), ApiError> {
     let Value::Object(properties) = properties else {
-        return Err(mapping_error(format!("Expected map for property [properties] on field [{prefix}] but got a {properties}")));
+        return Err(mapping_error(format!(
+            "Expected map for property [properties] on field [{prefix}] but got a {properties}"
+        )));
     };
     for (name, definition) in properties {
         // Dotted names in a mapping are shorthand for nested objects.
@@ -447,12 +473,15 @@ fn merge_properties(object: &mut ObjectMapping, prefix: &str, properties: &Value
 
 fn parse_field_definition(path: &str, definition: &Value) -> Result<FieldMapping, ApiError> {
     let Value::Object(definition) = definition else {
-        return Err(mapping_error(format!("Expected map for property [fields] on field [{path}] but got a class java.lang.String")));
+        return Err(mapping_error(format!(
+            "Expected map for property [fields] on field [{path}] but got a class java.lang.String"
+        )));
     };
     let type_name = definition.get("type").and_then(Value::as_str);
     match type_name {
         None | Some("object") | Some("nested") => {
-            let mut object = ObjectMapping { enabled: true, nested: type_name == Some("nested"), ..ObjectMapping::default() };
+            let mut object =
+                ObjectMapping { enabled: true, nested: type_name == Some("nested"), ..ObjectMapping::default() };
             if let Some(dynamic) = definition.get("dynamic") {
                 object.dynamic = Some(DynamicMode::parse(dynamic).map_err(mapping_error)?);
             }
@@ -465,8 +494,9 @@ fn parse_field_definition(path: &str, definition: &Value) -> Result<FieldMapping
             Ok(FieldMapping::Object(object))
         }
         Some(type_name) => {
-            let kind = FieldKind::from_type(type_name)
-                .ok_or_else(|| mapping_error(format!("No handler for type [{type_name}] declared on field [{path}]")))?;
+            let kind = FieldKind::from_type(type_name).ok_or_else(|| {
+                mapping_error(format!("No handler for type [{type_name}] declared on field [{path}]"))
+            })?;
             let mut leaf = LeafMapping { kind, ..LeafMapping::of_type(type_name) };
             for (key, value) in definition {
                 match key.as_str() {
@@ -484,7 +514,9 @@ fn parse_field_definition(path: &str, definition: &Value) -> Result<FieldMapping
                                     leaf.subfields.insert(sub_name.clone(), sub);
                                 }
                                 FieldMapping::Object(_) => {
-                                    return Err(mapping_error(format!("Type [object] cannot be used in multi field [{path}.{sub_name}]")))
+                                    return Err(mapping_error(format!(
+                                        "Type [object] cannot be used in multi field [{path}.{sub_name}]"
+                                    )))
                                 }
                             }
                         }
@@ -605,11 +637,25 @@ impl DocumentContext<'_> {
         format!("[1:{column}] ")
     }
 
-    fn field_error(&self, path: &str, leaf_name: &str, type_name: &str, value: &Value, cause: ErrorCause) -> ErrorCause {
-        let document = if self.names_document { format!(" in document with id '{}'", self.document_id) } else { String::new() };
-        let preview = if self.names_document { format!(". Preview of field's value: '{}'", preview(value)) } else { String::new() };
-        let reason =
-            format!("{}failed to parse field [{path}] of type [{type_name}]{document}{preview}", self.position_prefix(leaf_name));
+    fn field_error(
+        &self,
+        path: &str,
+        leaf_name: &str,
+        type_name: &str,
+        value: &Value,
+        cause: ErrorCause,
+    ) -> ErrorCause {
+        let document =
+            if self.names_document { format!(" in document with id '{}'", self.document_id) } else { String::new() };
+        let preview = if self.names_document {
+            format!(". Preview of field's value: '{}'", preview(value))
+        } else {
+            String::new()
+        };
+        let reason = format!(
+            "{}failed to parse field [{path}] of type [{type_name}]{document}{preview}",
+            self.position_prefix(leaf_name)
+        );
         ErrorCause::new(self.error_type(), reason).caused_by(cause)
     }
 
@@ -650,7 +696,10 @@ impl DocumentParser<'_> {
         let dynamic = object_mapping.dynamic.unwrap_or(inherited);
         for (key, value) in object {
             if key.is_empty() || key.split('.').any(str::is_empty) {
-                return Err(self.context.plain_error(key, format!("field name cannot be an empty string or contain empty path parts: [{key}]")));
+                return Err(self.context.plain_error(
+                    key,
+                    format!("field name cannot be an empty string or contain empty path parts: [{key}]"),
+                ));
             }
             let parts: Vec<&str> = key.split('.').collect();
             self.parse_path(object_mapping, prefix, &parts, value, dynamic)?;
@@ -676,9 +725,10 @@ impl DocumentParser<'_> {
                 DynamicMode::False => return Ok(()),
                 DynamicMode::Strict => return Err(self.strict_error(prefix, name)),
                 DynamicMode::True => {
-                    object_mapping
-                        .properties
-                        .insert(name.to_string(), FieldMapping::Object(ObjectMapping { enabled: true, ..ObjectMapping::default() }));
+                    object_mapping.properties.insert(
+                        name.to_string(),
+                        FieldMapping::Object(ObjectMapping { enabled: true, ..ObjectMapping::default() }),
+                    );
                 }
             }
         }
@@ -706,7 +756,9 @@ impl DocumentParser<'_> {
         let position = self.context.position_prefix(name);
         ErrorCause::new(
             "strict_dynamic_mapping_exception",
-            format!("{position}mapping set to strict, dynamic introduction of [{name}] within [{parent}] is not allowed"),
+            format!(
+                "{position}mapping set to strict, dynamic introduction of [{name}] within [{parent}] is not allowed"
+            ),
         )
     }
 
@@ -788,7 +840,8 @@ impl DocumentParser<'_> {
                 // as "8080" or "2024" stay strings.
                 if self.date_detection
                     && text.len() >= 10
-                    && dates::parse_date(text, "strict_date_optional_time||yyyy/MM/dd HH:mm:ss||yyyy/MM/dd", false, 0).is_ok()
+                    && dates::parse_date(text, "strict_date_optional_time||yyyy/MM/dd HH:mm:ss||yyyy/MM/dd", false, 0)
+                        .is_ok()
                 {
                     "date"
                 } else if self.numeric_detection && text.trim().parse::<i64>().is_ok() {
@@ -832,8 +885,14 @@ impl DocumentParser<'_> {
                 mapping.insert("type".into(), Value::String(default_type.to_string()));
             }
             return parse_field_definition(path, &Value::Object(mapping)).map_err(|error| {
-                let reason = error.to_json().and_then(|body| body["error"]["reason"].as_str().map(str::to_string)).unwrap_or_default();
-                ErrorCause::new("mapper_parsing_exception", format!("dynamic template [{}] is invalid: {reason}", template.name))
+                let reason = error
+                    .to_json()
+                    .and_then(|body| body["error"]["reason"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                ErrorCause::new(
+                    "mapper_parsing_exception",
+                    format!("dynamic template [{}] is invalid: {reason}", template.name),
+                )
             });
         }
         Ok(match detected {
@@ -845,7 +904,8 @@ impl DocumentParser<'_> {
     }
 
     fn index_leaf(&mut self, path: &str, name: &str, leaf: &LeafMapping, value: &Value) -> Result<(), ErrorCause> {
-        let indexed = convert_scalar(leaf, value).map_err(|cause| self.context.field_error(path, name, &leaf.type_name, value, cause))?;
+        let indexed = convert_scalar(leaf, value)
+            .map_err(|cause| self.context.field_error(path, name, &leaf.type_name, value, cause))?;
         if leaf.index {
             if let Some(indexed) = indexed {
                 self.indexed.entry(path.to_string()).or_default().push(indexed);
@@ -853,7 +913,8 @@ impl DocumentParser<'_> {
         }
         for (sub_name, sub) in &leaf.subfields {
             let sub_path = format!("{path}.{sub_name}");
-            let indexed = convert_scalar(sub, value).map_err(|cause| self.context.field_error(&sub_path, name, &sub.type_name, value, cause))?;
+            let indexed = convert_scalar(sub, value)
+                .map_err(|cause| self.context.field_error(&sub_path, name, &sub.type_name, value, cause))?;
             if let (true, Some(indexed)) = (sub.index, indexed) {
                 self.indexed.entry(sub_path).or_default().push(indexed);
             }
@@ -888,17 +949,26 @@ fn convert_scalar(leaf: &LeafMapping, value: &Value) -> Result<Option<IndexedVal
         FieldKind::Text => Ok(Some(IndexedValue::Text(analyze(&scalar_text(value))))),
         FieldKind::Integer { min, max } => {
             let number = match value {
-                Value::Number(number) => number.as_i64().map(|integer| integer as f64).or_else(|| number.as_f64()).ok_or_else(not_numeric)?,
-                Value::String(text) => text.trim().parse::<f64>().ok().filter(|parsed| parsed.is_finite()).ok_or_else(|| {
-                    ErrorCause::new("illegal_argument_exception", format!("For input string: \"{text}\""))
-                })?,
+                Value::Number(number) => {
+                    number.as_i64().map(|integer| integer as f64).or_else(|| number.as_f64()).ok_or_else(not_numeric)?
+                }
+                Value::String(text) => {
+                    text.trim().parse::<f64>().ok().filter(|parsed| parsed.is_finite()).ok_or_else(|| {
+                        ErrorCause::new("illegal_argument_exception", format!("For input string: \"{text}\""))
+                    })?
+                }
                 _ => return Err(not_numeric()),
             };
             let truncated = number.trunc();
             if truncated < min as f64 || truncated > max as f64 {
                 return Err(ErrorCause::new(
                     "illegal_argument_exception",
-                    format!("Value [{}] is out of range for {} {}", scalar_text(value), article(&leaf.type_name), leaf.type_name),
+                    format!(
+                        "Value [{}] is out of range for {} {}",
+                        scalar_text(value),
+                        article(&leaf.type_name),
+                        leaf.type_name
+                    ),
                 ));
             }
             let exact = match value {
@@ -910,9 +980,10 @@ fn convert_scalar(leaf: &LeafMapping, value: &Value) -> Result<Option<IndexedVal
         FieldKind::Float => {
             let number = match value {
                 Value::Number(number) => number.as_f64().ok_or_else(not_numeric)?,
-                Value::String(text) => text.trim().parse::<f64>().map_err(|_| {
-                    ErrorCause::new("number_format_exception", format!("For input string: \"{text}\""))
-                })?,
+                Value::String(text) => text
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| ErrorCause::new("number_format_exception", format!("For input string: \"{text}\"")))?,
                 _ => return Err(not_numeric()),
             };
             Ok(Some(IndexedValue::Float(number)))
@@ -930,8 +1001,10 @@ fn convert_scalar(leaf: &LeafMapping, value: &Value) -> Result<Option<IndexedVal
             let format = leaf.date_format();
             let millis = match value {
                 Value::String(_) | Value::Number(_) => dates::parse_date_value(value, format).map_err(|reason| {
-                    ErrorCause::new("illegal_argument_exception", reason)
-                        .caused_by(ErrorCause::new("date_time_parse_exception", "Failed to parse with all enclosed parsers"))
+                    ErrorCause::new("illegal_argument_exception", reason).caused_by(ErrorCause::new(
+                        "date_time_parse_exception",
+                        "Failed to parse with all enclosed parsers",
+                    ))
                 })?,
                 other => {
                     return Err(ErrorCause::new(
@@ -1075,7 +1148,10 @@ mod tests {
         let mut mapping = RootMapping::parse(&json!({"properties": {"count": {"type": "long"}}})).unwrap();
         let error = index(&mut mapping, json!({"count": "abc"})).unwrap_err();
         assert_eq!(error.error_type, "mapper_parsing_exception");
-        assert_eq!(error.reason, "failed to parse field [count] of type [long] in document with id '1'. Preview of field's value: 'abc'");
+        assert_eq!(
+            error.reason,
+            "failed to parse field [count] of type [long] in document with id '1'. Preview of field's value: 'abc'"
+        );
         assert_eq!(error.caused_by.unwrap().reason, "For input string: \"abc\"");
         let Value::Object(object) = json!({"count": "abc"}) else { unreachable!() };
         let newer = mapping.index_document(&object, &context(true)).unwrap_err();
@@ -1089,8 +1165,13 @@ mod tests {
         let mut mapping = RootMapping::default();
         index(&mut mapping, json!({"host": {"name": "a"}})).unwrap();
         let error = index(&mut mapping, json!({"host": "plain"})).unwrap_err();
-        assert!(error.reason.contains("object mapping for [host] tried to parse field [host] as object"), "{}", error.reason);
-        let mut strict = RootMapping::parse(&json!({"dynamic": "strict", "properties": {"a": {"type": "keyword"}}})).unwrap();
+        assert!(
+            error.reason.contains("object mapping for [host] tried to parse field [host] as object"),
+            "{}",
+            error.reason
+        );
+        let mut strict =
+            RootMapping::parse(&json!({"dynamic": "strict", "properties": {"a": {"type": "keyword"}}})).unwrap();
         let error = index(&mut strict, json!({"b": 1})).unwrap_err();
         assert_eq!(error.error_type, "strict_dynamic_mapping_exception");
         let mut closed = RootMapping::parse(&json!({"dynamic": false})).unwrap();
@@ -1107,7 +1188,11 @@ mod tests {
             "properties": {"match_body": {"type": "object", "enabled": false}}
         }))
         .unwrap();
-        index(&mut mapping, json!({"rule_name": "r", "num": "12", "when": "2026-01-01T00:00:00Z", "match_body": {"x": {"y": 1}}})).unwrap();
+        index(
+            &mut mapping,
+            json!({"rule_name": "r", "num": "12", "when": "2026-01-01T00:00:00Z", "match_body": {"x": {"y": 1}}}),
+        )
+        .unwrap();
         assert_eq!(mapping.resolve_leaf("rule_name").unwrap().type_name, "keyword");
         assert_eq!(mapping.resolve_leaf("num").unwrap().type_name, "long");
         assert_eq!(mapping.resolve_leaf("when").unwrap().type_name, "keyword");
@@ -1118,14 +1203,23 @@ mod tests {
     fn put_mapping_rejects_type_changes_and_typed_roots() {
         let mut mapping = RootMapping::parse(&json!({"properties": {"a": {"type": "long"}}})).unwrap();
         let error = mapping.merge(&json!({"properties": {"a": {"type": "keyword"}}})).unwrap_err();
-        assert_eq!(error.to_json().unwrap()["error"]["reason"], "mapper [a] cannot be changed from type [long] to [keyword]");
+        assert_eq!(
+            error.to_json().unwrap()["error"]["reason"],
+            "mapper [a] cannot be changed from type [long] to [keyword]"
+        );
         let typed = RootMapping::parse(&json!({"_doc": {"properties": {}}})).unwrap_err();
-        assert!(typed.to_json().unwrap()["error"]["reason"].as_str().unwrap().starts_with("Root mapping definition has unsupported parameters"));
+        assert!(typed.to_json().unwrap()["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Root mapping definition has unsupported parameters"));
     }
 
     #[test]
     fn analysis_keeps_dotted_class_names_and_source_lookup_finds_both_shapes() {
-        assert_eq!(analyze("java.lang.NullPointerException at X.run"), vec!["java.lang.nullpointerexception", "at", "x.run"]);
+        assert_eq!(
+            analyze("java.lang.NullPointerException at X.run"),
+            vec!["java.lang.nullpointerexception", "at", "x.run"]
+        );
         assert_eq!(analyze("'Traceback' (most recent)"), vec!["traceback", "most", "recent"]);
         let source = json!({"host": {"name": "a"}, "host.name": "b", "tags": [{"k": 1}, {"k": 2}]});
         assert_eq!(source_values(&source, "host.name").len(), 2);

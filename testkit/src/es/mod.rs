@@ -83,7 +83,9 @@ impl EsAuth {
     }
 
     fn accepts_basic(&self, user: &str, password: &str) -> bool {
-        self.basic.as_ref().is_some_and(|(expected_user, expected_password)| expected_user == user && expected_password == password)
+        self.basic
+            .as_ref()
+            .is_some_and(|(expected_user, expected_password)| expected_user == user && expected_password == password)
     }
 
     fn accepts_api_key(&self, encoded: &str) -> bool {
@@ -261,13 +263,15 @@ impl EsHandle {
     /// then sequence order, with whether search sees them yet.
     pub fn documents(&self, expression: &str) -> Result<Vec<DocumentView>, EsEmulatorError> {
         let cluster = self.cluster();
-        let names = cluster.resolve(expression, store::TargetOptions { ignore_unavailable: true, allow_no_indices: true })?;
+        let names =
+            cluster.resolve(expression, store::TargetOptions { ignore_unavailable: true, allow_no_indices: true })?;
         let mut views = Vec::new();
         for name in names {
             let Some(index) = cluster.indices.get(&name) else { continue };
             let searchable = index.searchable();
             for document in index.live_documents() {
-                let visible = searchable.documents.iter().any(|seen| seen.id == document.id && seen.seq_no == document.seq_no);
+                let visible =
+                    searchable.documents.iter().any(|seen| seen.id == document.id && seen.seq_no == document.seq_no);
                 views.push(DocumentView {
                     index: name.clone(),
                     id: document.id.clone(),
@@ -290,7 +294,11 @@ impl EsHandle {
             counts: counters.counts,
             bulk_requests: counters.bulk_requests,
             bulk_items: counters.bulk_items_by_result,
-            bulk_item_statuses: counters.bulk_items_by_status.iter().map(|(status, count)| (status.to_string(), *count)).collect(),
+            bulk_item_statuses: counters
+                .bulk_items_by_status
+                .iter()
+                .map(|(status, count)| (status.to_string(), *count))
+                .collect(),
             pits_open: cluster.pits.len(),
             pits_opened: counters.pits_opened,
             pits_closed: counters.pits_closed,
@@ -336,7 +344,13 @@ impl EsHandle {
 pub fn router(config: EsConfig) -> (Router, EsHandle) {
     let cluster = store::Cluster::new(config.product, config.refresh_interval);
     let node_id = format!("{}-id", config.node_name);
-    let handle = EsHandle(Arc::new(Shared { config, cluster: Mutex::new(cluster), faults: EsFaults::default(), http_faults: OnceLock::new(), node_id }));
+    let handle = EsHandle(Arc::new(Shared {
+        config,
+        cluster: Mutex::new(cluster),
+        faults: EsFaults::default(),
+        http_faults: OnceLock::new(),
+        node_id,
+    }));
     (server::router(handle.clone()), handle)
 }
 

@@ -30,17 +30,56 @@ use super::query_string::{self, DefaultOperator, Occur, QueryNode, TermKind};
 pub enum Query {
     MatchAll,
     MatchNone,
-    Bool { must: Vec<Query>, filter: Vec<Query>, should: Vec<Query>, must_not: Vec<Query>, minimum_should_match: Option<Value> },
-    Term { field: String, value: Value, case_insensitive: bool },
-    Terms { field: String, values: Vec<Value> },
+    Bool {
+        must: Vec<Query>,
+        filter: Vec<Query>,
+        should: Vec<Query>,
+        must_not: Vec<Query>,
+        minimum_should_match: Option<Value>,
+    },
+    Term {
+        field: String,
+        value: Value,
+        case_insensitive: bool,
+    },
+    Terms {
+        field: String,
+        values: Vec<Value>,
+    },
     Range(RangeQuery),
-    Match { field: String, text: String, operator_and: bool, minimum_should_match: Option<Value> },
-    MatchPhrase { field: String, text: String },
-    Exists { field: String },
-    Ids { values: Vec<String> },
-    Prefix { field: String, value: String, case_insensitive: bool },
-    Wildcard { field: String, pattern: String, case_insensitive: bool },
-    QueryString { query: String, fields: Vec<String>, default_operator: DefaultOperator, lenient: bool, tree: QueryNode },
+    Match {
+        field: String,
+        text: String,
+        operator_and: bool,
+        minimum_should_match: Option<Value>,
+    },
+    MatchPhrase {
+        field: String,
+        text: String,
+    },
+    Exists {
+        field: String,
+    },
+    Ids {
+        values: Vec<String>,
+    },
+    Prefix {
+        field: String,
+        value: String,
+        case_insensitive: bool,
+    },
+    Wildcard {
+        field: String,
+        pattern: String,
+        case_insensitive: bool,
+    },
+    QueryString {
+        query: String,
+        fields: Vec<String>,
+        default_operator: DefaultOperator,
+        lenient: bool,
+        tree: QueryNode,
+    },
     ConstantScore(Box<Query>),
 }
 
@@ -58,11 +97,16 @@ fn parsing_error(reason: impl Into<String>) -> ApiError {
 }
 
 fn single_entry<'a>(kind: &str, value: &'a Value) -> Result<(&'a String, &'a Value), ApiError> {
-    let object = value.as_object().ok_or_else(|| parsing_error(format!("[{kind}] query malformed, no start_object after query name")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| parsing_error(format!("[{kind}] query malformed, no start_object after query name")))?;
     let mut entries = object.iter().filter(|(key, _)| key.as_str() != "boost" && key.as_str() != "_name");
     let first = entries.next().ok_or_else(|| parsing_error(format!("[{kind}] query malformed, no field specified")))?;
     if let Some(second) = entries.next() {
-        return Err(parsing_error(format!("[{kind}] query doesn't support multiple fields, found [{}] and [{}]", first.0, second.0)));
+        return Err(parsing_error(format!(
+            "[{kind}] query doesn't support multiple fields, found [{}] and [{}]",
+            first.0, second.0
+        )));
     }
     Ok(first)
 }
@@ -85,11 +129,15 @@ fn query_list(kind: &str, value: &Value) -> Result<Vec<Query>, ApiError> {
 impl Query {
     /// Parses one query object such as `{"term": {"level": "ERROR"}}`.
     pub fn parse(value: &Value) -> Result<Query, ApiError> {
-        let object = value.as_object().ok_or_else(|| parsing_error(format!("query malformed, must start with start_object, got {value}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| parsing_error(format!("query malformed, must start with start_object, got {value}")))?;
         let mut entries = object.iter();
         let (kind, body) = entries.next().ok_or_else(|| parsing_error("query malformed, empty clause found"))?;
         if let Some((extra, _)) = entries.next() {
-            return Err(parsing_error(format!("[{kind}] malformed query, expected [END_OBJECT] but found [FIELD_NAME] ([{extra}])")));
+            return Err(parsing_error(format!(
+                "[{kind}] malformed query, expected [END_OBJECT] but found [FIELD_NAME] ([{extra}])"
+            )));
         }
         match kind.as_str() {
             "match_all" => Ok(Query::MatchAll),
@@ -99,7 +147,10 @@ impl Query {
                 let (field, spec) = single_entry("term", body)?;
                 let (value, case_insensitive) = match spec {
                     Value::Object(options) => (
-                        options.get("value").cloned().ok_or_else(|| parsing_error("[term] query does not support a term without [value]"))?,
+                        options
+                            .get("value")
+                            .cloned()
+                            .ok_or_else(|| parsing_error("[term] query does not support a term without [value]"))?,
                         options.get("case_insensitive").and_then(Value::as_bool).unwrap_or(false),
                     ),
                     other => (other.clone(), false),
@@ -108,7 +159,9 @@ impl Query {
             }
             "terms" => {
                 let (field, values) = single_entry("terms", body)?;
-                let values = values.as_array().ok_or_else(|| parsing_error(format!("[terms] query does not support [{field}] without an array of values")))?;
+                let values = values.as_array().ok_or_else(|| {
+                    parsing_error(format!("[terms] query does not support [{field}] without an array of values"))
+                })?;
                 Ok(Query::Terms { field: field.clone(), values: values.clone() })
             }
             "range" => Query::parse_range(body),
@@ -117,34 +170,58 @@ impl Query {
                 match spec {
                     Value::Object(options) => Ok(Query::Match {
                         field: field.clone(),
-                        text: options.get("query").map(text_of).ok_or_else(|| parsing_error("[match] requires query value"))?,
-                        operator_and: options.get("operator").and_then(Value::as_str).is_some_and(|op| op.eq_ignore_ascii_case("and")),
+                        text: options
+                            .get("query")
+                            .map(text_of)
+                            .ok_or_else(|| parsing_error("[match] requires query value"))?,
+                        operator_and: options
+                            .get("operator")
+                            .and_then(Value::as_str)
+                            .is_some_and(|op| op.eq_ignore_ascii_case("and")),
                         minimum_should_match: options.get("minimum_should_match").cloned(),
                     }),
-                    other => Ok(Query::Match { field: field.clone(), text: text_of(other), operator_and: false, minimum_should_match: None }),
+                    other => Ok(Query::Match {
+                        field: field.clone(),
+                        text: text_of(other),
+                        operator_and: false,
+                        minimum_should_match: None,
+                    }),
                 }
             }
             "match_phrase" => {
                 let (field, spec) = single_entry("match_phrase", body)?;
                 let text = match spec {
-                    Value::Object(options) => options.get("query").map(text_of).ok_or_else(|| parsing_error("[match_phrase] requires query value"))?,
+                    Value::Object(options) => options
+                        .get("query")
+                        .map(text_of)
+                        .ok_or_else(|| parsing_error("[match_phrase] requires query value"))?,
                     other => text_of(other),
                 };
                 Ok(Query::MatchPhrase { field: field.clone(), text })
             }
             "exists" => {
-                let field = body.get("field").and_then(Value::as_str).ok_or_else(|| parsing_error("[exists] must be provided with a [field]"))?;
+                let field = body
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| parsing_error("[exists] must be provided with a [field]"))?;
                 Ok(Query::Exists { field: field.to_string() })
             }
             "ids" => {
-                let values = body.get("values").and_then(Value::as_array).ok_or_else(|| parsing_error("[ids] requires [values]"))?;
+                let values = body
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| parsing_error("[ids] requires [values]"))?;
                 Ok(Query::Ids { values: values.iter().map(text_of).collect() })
             }
             "prefix" | "wildcard" => {
                 let (field, spec) = single_entry(kind, body)?;
                 let (text, case_insensitive) = match spec {
                     Value::Object(options) => (
-                        options.get("value").or_else(|| options.get("wildcard")).map(text_of).ok_or_else(|| parsing_error(format!("[{kind}] requires a value")))?,
+                        options
+                            .get("value")
+                            .or_else(|| options.get("wildcard"))
+                            .map(text_of)
+                            .ok_or_else(|| parsing_error(format!("[{kind}] requires a value")))?,
                         options.get("case_insensitive").and_then(Value::as_bool).unwrap_or(false),
                     ),
                     other => (text_of(other), false),
@@ -157,7 +234,8 @@ impl Query {
             }
             "query_string" => Query::parse_query_string(body),
             "constant_score" => {
-                let filter = body.get("filter").ok_or_else(|| parsing_error("[constant_score] requires a 'filter' element"))?;
+                let filter =
+                    body.get("filter").ok_or_else(|| parsing_error("[constant_score] requires a 'filter' element"))?;
                 Ok(Query::ConstantScore(Box::new(Query::parse(filter)?)))
             }
             other => Err(parsing_error(format!("unknown query [{other}]"))),
@@ -165,8 +243,11 @@ impl Query {
     }
 
     fn parse_bool(body: &Value) -> Result<Query, ApiError> {
-        let object = body.as_object().ok_or_else(|| parsing_error("[bool] query malformed, no start_object after query name"))?;
-        let (mut must, mut filter, mut should, mut must_not, mut minimum_should_match) = (vec![], vec![], vec![], vec![], None);
+        let object = body
+            .as_object()
+            .ok_or_else(|| parsing_error("[bool] query malformed, no start_object after query name"))?;
+        let (mut must, mut filter, mut should, mut must_not, mut minimum_should_match) =
+            (vec![], vec![], vec![], vec![], None);
         for (key, value) in object {
             match key.as_str() {
                 "must" => must = query_list(key, value)?,
@@ -183,7 +264,9 @@ impl Query {
 
     fn parse_range(body: &Value) -> Result<Query, ApiError> {
         let (field, spec) = single_entry("range", body)?;
-        let options = spec.as_object().ok_or_else(|| parsing_error(format!("[range] query malformed, after field [{field}] missing start_object")))?;
+        let options = spec.as_object().ok_or_else(|| {
+            parsing_error(format!("[range] query malformed, after field [{field}] missing start_object"))
+        })?;
         let mut range = RangeQuery { field: field.clone(), lower: None, upper: None, format: None, time_zone: None };
         let include_lower = options.get("include_lower").and_then(Value::as_bool).unwrap_or(true);
         let include_upper = options.get("include_upper").and_then(Value::as_bool).unwrap_or(true);
@@ -207,7 +290,10 @@ impl Query {
 
     fn parse_query_string(body: &Value) -> Result<Query, ApiError> {
         let object = body.as_object().ok_or_else(|| parsing_error("[query_string] query malformed"))?;
-        let query = object.get("query").and_then(Value::as_str).ok_or_else(|| parsing_error("[query_string] must be provided with a [query]"))?;
+        let query = object
+            .get("query")
+            .and_then(Value::as_str)
+            .ok_or_else(|| parsing_error("[query_string] must be provided with a [query]"))?;
         let default_operator = match object.get("default_operator").and_then(Value::as_str) {
             Some(operator) if operator.eq_ignore_ascii_case("and") => DefaultOperator::And,
             _ => DefaultOperator::Or,
@@ -215,14 +301,24 @@ impl Query {
         let mut fields: Vec<String> = object
             .get("fields")
             .and_then(Value::as_array)
-            .map(|fields| fields.iter().filter_map(Value::as_str).map(|field| field.split('^').next().unwrap_or(field).to_string()).collect())
+            .map(|fields| {
+                fields
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|field| field.split('^').next().unwrap_or(field).to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(default_field) = object.get("default_field").and_then(Value::as_str) {
             fields.push(default_field.to_string());
         }
         let lenient = object.get("lenient").and_then(Value::as_bool).unwrap_or(false);
         let tree = query_string::parse(query, default_operator).map_err(|reason| {
-            ApiError::new(400, ErrorCause::new("query_shard_exception", format!("Failed to parse query [{query}]")).caused_by(ErrorCause::new("parse_exception", reason)))
+            ApiError::new(
+                400,
+                ErrorCause::new("query_shard_exception", format!("Failed to parse query [{query}]"))
+                    .caused_by(ErrorCause::new("parse_exception", reason)),
+            )
         })?;
         Ok(Query::QueryString { query: query.to_string(), fields, default_operator, lenient, tree })
     }
@@ -239,32 +335,61 @@ impl Query {
 pub enum Compiled {
     All,
     Nothing,
-    Bool { must: Vec<Compiled>, filter: Vec<Compiled>, should: Vec<Compiled>, must_not: Vec<Compiled>, minimum_should: usize },
+    Bool {
+        must: Vec<Compiled>,
+        filter: Vec<Compiled>,
+        should: Vec<Compiled>,
+        must_not: Vec<Compiled>,
+        minimum_should: usize,
+    },
     /// Matches when any indexed value of `field` satisfies the predicate.
-    Field { field: String, predicate: Predicate },
+    Field {
+        field: String,
+        predicate: Predicate,
+    },
     /// Matches when any of the alternatives matches (multi-field expansion).
     AnyOf(Vec<Compiled>),
     /// A field (or any field under an object path) has an indexed value.
-    Exists { fields: Vec<String> },
+    Exists {
+        fields: Vec<String>,
+    },
     Ids(HashSet<String>),
     Constant(Box<Compiled>),
 }
 
 #[derive(Debug, Clone)]
 pub enum Predicate {
-    KeywordEquals { value: String, case_insensitive: bool },
+    KeywordEquals {
+        value: String,
+        case_insensitive: bool,
+    },
     KeywordIn(HashSet<String>),
-    KeywordRange { lower: Option<(String, bool)>, upper: Option<(String, bool)> },
-    KeywordPattern { pattern: Vec<char>, case_insensitive: bool },
+    KeywordRange {
+        lower: Option<(String, bool)>,
+        upper: Option<(String, bool)>,
+    },
+    KeywordPattern {
+        pattern: Vec<char>,
+        case_insensitive: bool,
+    },
     TokenEquals(String),
     TokenIn(HashSet<String>),
     TokenPattern(Vec<char>),
     /// At least `minimum` of the tokens appear in the field.
-    Tokens { tokens: Vec<String>, minimum: usize },
+    Tokens {
+        tokens: Vec<String>,
+        minimum: usize,
+    },
     Phrase(Vec<String>),
-    NumberRange { lower: Option<(f64, bool)>, upper: Option<(f64, bool)> },
+    NumberRange {
+        lower: Option<(f64, bool)>,
+        upper: Option<(f64, bool)>,
+    },
     NumberIn(Vec<f64>),
-    DateRange { lower: Option<i64>, upper: Option<i64> },
+    DateRange {
+        lower: Option<i64>,
+        upper: Option<i64>,
+    },
     BooleanEquals(bool),
 }
 
@@ -336,28 +461,38 @@ impl Compiler<'_> {
             Query::MatchAll => Ok(Compiled::All),
             Query::MatchNone => Ok(Compiled::Nothing),
             Query::Bool { must, filter, should, must_not, minimum_should_match } => {
-                let compile_all = |queries: &[Query]| queries.iter().map(|query| self.compile(query)).collect::<Result<Vec<_>, _>>();
-                let (must, filter, should, must_not) = (compile_all(must)?, compile_all(filter)?, compile_all(should)?, compile_all(must_not)?);
+                let compile_all =
+                    |queries: &[Query]| queries.iter().map(|query| self.compile(query)).collect::<Result<Vec<_>, _>>();
+                let (must, filter, should, must_not) =
+                    (compile_all(must)?, compile_all(filter)?, compile_all(should)?, compile_all(must_not)?);
                 // Optional clauses are required (one of them) only when
                 // nothing else constrains the query.
                 let default = usize::from(must.is_empty() && filter.is_empty() && !should.is_empty());
                 let minimum_should = minimum_should(minimum_should_match.as_ref(), should.len(), default);
                 Ok(Compiled::Bool { must, filter, should, must_not, minimum_should })
             }
-            Query::Term { field, value, case_insensitive } => self.on_field(field, |leaf| self.term_predicate(leaf, value, *case_insensitive)),
+            Query::Term { field, value, case_insensitive } => {
+                self.on_field(field, |leaf| self.term_predicate(leaf, value, *case_insensitive))
+            }
             Query::Terms { field, values } => self.on_field(field, |leaf| self.terms_predicate(leaf, values)),
             Query::Range(range) => self.on_field(&range.field, |leaf| self.range_predicate(leaf, range)),
-            Query::Match { field, text, operator_and, minimum_should_match } => self.on_field(field, |leaf| match leaf.kind {
-                FieldKind::Text => {
-                    let tokens = mapping::analyze(text);
-                    if tokens.is_empty() {
-                        return Ok(None);
+            Query::Match { field, text, operator_and, minimum_should_match } => {
+                self.on_field(field, |leaf| match leaf.kind {
+                    FieldKind::Text => {
+                        let tokens = mapping::analyze(text);
+                        if tokens.is_empty() {
+                            return Ok(None);
+                        }
+                        let minimum = if *operator_and {
+                            tokens.len()
+                        } else {
+                            minimum_should(minimum_should_match.as_ref(), tokens.len(), 1).max(1)
+                        };
+                        Ok(Some(Predicate::Tokens { tokens, minimum }))
                     }
-                    let minimum = if *operator_and { tokens.len() } else { minimum_should(minimum_should_match.as_ref(), tokens.len(), 1).max(1) };
-                    Ok(Some(Predicate::Tokens { tokens, minimum }))
-                }
-                _ => self.term_predicate(leaf, &Value::String(text.clone()), false),
-            }),
+                    _ => self.term_predicate(leaf, &Value::String(text.clone()), false),
+                })
+            }
             Query::MatchPhrase { field, text } => self.on_field(field, |leaf| match leaf.kind {
                 FieldKind::Text => Ok(Some(Predicate::Phrase(mapping::analyze(text)))),
                 _ => self.term_predicate(leaf, &Value::String(text.clone()), false),
@@ -371,9 +506,10 @@ impl Compiler<'_> {
             Query::Wildcard { field, pattern, case_insensitive } => {
                 self.on_field(field, |leaf| Ok(self.wildcard_predicate(leaf, pattern, *case_insensitive)))
             }
-            Query::QueryString { fields, lenient, tree, default_operator, .. } => {
-                self.compile_query_string(tree, &QueryStringOptions { defaults: fields, lenient: *lenient, operator: *default_operator })
-            }
+            Query::QueryString { fields, lenient, tree, default_operator, .. } => self.compile_query_string(
+                tree,
+                &QueryStringOptions { defaults: fields, lenient: *lenient, operator: *default_operator },
+            ),
             Query::ConstantScore(inner) => Ok(Compiled::Constant(Box::new(self.compile(inner)?))),
         }
     }
@@ -394,13 +530,24 @@ impl Compiler<'_> {
     fn exists(&self, field: &str) -> Compiled {
         if self.mapping.is_object(field) {
             let prefix = format!("{field}.");
-            let fields = self.mapping.leaf_paths().into_iter().map(|(path, _)| path).filter(|path| path.starts_with(&prefix)).collect();
+            let fields = self
+                .mapping
+                .leaf_paths()
+                .into_iter()
+                .map(|(path, _)| path)
+                .filter(|path| path.starts_with(&prefix))
+                .collect();
             return Compiled::Exists { fields };
         }
         Compiled::Exists { fields: vec![field.to_string()] }
     }
 
-    fn term_predicate(&self, leaf: &LeafMapping, value: &Value, case_insensitive: bool) -> Result<Option<Predicate>, ErrorCause> {
+    fn term_predicate(
+        &self,
+        leaf: &LeafMapping,
+        value: &Value,
+        case_insensitive: bool,
+    ) -> Result<Option<Predicate>, ErrorCause> {
         Ok(Some(match leaf.kind {
             FieldKind::Keyword => Predicate::KeywordEquals { value: text_of(value), case_insensitive },
             FieldKind::Text => {
@@ -415,7 +562,9 @@ impl Compiler<'_> {
                 let number = parse_number(value).map_err(create_failure)?;
                 Predicate::NumberIn(vec![number])
             }
-            FieldKind::Boolean => Predicate::BooleanEquals(parse_boolean(value).map_err(|reason| shard_error(format!("failed to create query: {reason}")))?),
+            FieldKind::Boolean => Predicate::BooleanEquals(
+                parse_boolean(value).map_err(|reason| shard_error(format!("failed to create query: {reason}")))?,
+            ),
             FieldKind::Date => {
                 let format = leaf.date_format();
                 let lower = self.date_bound(value, format, false, 0)?;
@@ -435,8 +584,13 @@ impl Compiler<'_> {
             }
             FieldKind::Boolean | FieldKind::Date | FieldKind::Opaque => {
                 // Rare for pollers; expand to one exact match per value.
-                let predicates: Vec<Predicate> =
-                    values.iter().map(|value| self.term_predicate(leaf, value, false)).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+                let predicates: Vec<Predicate> = values
+                    .iter()
+                    .map(|value| self.term_predicate(leaf, value, false))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 return Ok(predicates.into_iter().next());
             }
         }))
@@ -444,11 +598,18 @@ impl Compiler<'_> {
 
     fn date_bound(&self, value: &Value, format: &str, round_up: bool, offset_millis: i64) -> Result<i64, ErrorCause> {
         let parse_failure = |reason: String| {
-            ErrorCause::new("parse_exception", format!("{reason}: [failed to parse date field [{}] with format [{format}]]", text_of(value)))
+            ErrorCause::new(
+                "parse_exception",
+                format!("{reason}: [failed to parse date field [{}] with format [{format}]]", text_of(value)),
+            )
         };
         match value {
-            Value::String(text) => dates::resolve_date_math(text, format, self.now, round_up, offset_millis).map_err(parse_failure),
-            Value::Number(_) => dates::parse_date_value(value, &format!("{format}||epoch_millis")).map_err(parse_failure),
+            Value::String(text) => {
+                dates::resolve_date_math(text, format, self.now, round_up, offset_millis).map_err(parse_failure)
+            }
+            Value::Number(_) => {
+                dates::parse_date_value(value, &format!("{format}||epoch_millis")).map_err(parse_failure)
+            }
             other => Err(parse_failure(format!("unsupported date bound {other}"))),
         }
     }
@@ -481,7 +642,9 @@ impl Compiler<'_> {
             FieldKind::Integer { .. } | FieldKind::Float => {
                 let bound = |bound: &Option<(Value, bool)>| -> Result<Option<(f64, bool)>, ErrorCause> {
                     match bound {
-                        Some((value, inclusive)) => Ok(Some((parse_number(value).map_err(create_failure)?, *inclusive))),
+                        Some((value, inclusive)) => {
+                            Ok(Some((parse_number(value).map_err(create_failure)?, *inclusive)))
+                        }
                         None => Ok(None),
                     }
                 };
@@ -500,7 +663,9 @@ impl Compiler<'_> {
             // Wildcard terms on text fields are normalized (lowercased) like
             // the field's analyzer would, then matched per token.
             FieldKind::Text => Some(Predicate::TokenPattern(pattern.to_lowercase().chars().collect())),
-            FieldKind::Keyword => Some(Predicate::KeywordPattern { pattern: pattern.chars().collect(), case_insensitive }),
+            FieldKind::Keyword => {
+                Some(Predicate::KeywordPattern { pattern: pattern.chars().collect(), case_insensitive })
+            }
             _ => None,
         }
     }
@@ -573,7 +738,13 @@ impl Compiler<'_> {
         }
     }
 
-    fn query_string_predicate(&self, leaf: &LeafMapping, text: &str, kind: &TermKind, operator: DefaultOperator) -> Result<Option<Predicate>, ErrorCause> {
+    fn query_string_predicate(
+        &self,
+        leaf: &LeafMapping,
+        text: &str,
+        kind: &TermKind,
+        operator: DefaultOperator,
+    ) -> Result<Option<Predicate>, ErrorCause> {
         match kind {
             TermKind::Wildcard => Ok(self.wildcard_predicate(leaf, text, false)),
             TermKind::Phrase => match leaf.kind {
@@ -696,21 +867,31 @@ impl Predicate {
                 let lower = lower.as_ref().map(|(text, inclusive)| (text.as_str(), *inclusive));
                 let upper = upper.as_ref().map(|(text, inclusive)| (text.as_str(), *inclusive));
                 values.iter().filter_map(keyword_of).any(|text| within(&text, &lower, &upper))
-                    || values.iter().filter_map(tokens_of).flatten().any(|token| within(&token.as_str(), &lower, &upper))
+                    || values
+                        .iter()
+                        .filter_map(tokens_of)
+                        .flatten()
+                        .any(|token| within(&token.as_str(), &lower, &upper))
             }
-            Predicate::KeywordPattern { pattern, case_insensitive } => values.iter().filter_map(keyword_of).any(|text| {
-                if *case_insensitive {
-                    let lowered: Vec<char> = pattern.iter().flat_map(|c| c.to_lowercase()).collect();
-                    wildcard_matches(&lowered, &text.to_lowercase().chars().collect::<Vec<_>>())
-                } else {
-                    wildcard_matches(pattern, &text.chars().collect::<Vec<_>>())
-                }
-            }),
-            Predicate::TokenEquals(expected) => values.iter().filter_map(tokens_of).flatten().any(|token| token == expected),
+            Predicate::KeywordPattern { pattern, case_insensitive } => {
+                values.iter().filter_map(keyword_of).any(|text| {
+                    if *case_insensitive {
+                        let lowered: Vec<char> = pattern.iter().flat_map(|c| c.to_lowercase()).collect();
+                        wildcard_matches(&lowered, &text.to_lowercase().chars().collect::<Vec<_>>())
+                    } else {
+                        wildcard_matches(pattern, &text.chars().collect::<Vec<_>>())
+                    }
+                })
+            }
+            Predicate::TokenEquals(expected) => {
+                values.iter().filter_map(tokens_of).flatten().any(|token| token == expected)
+            }
             Predicate::TokenIn(set) => values.iter().filter_map(tokens_of).flatten().any(|token| set.contains(token)),
-            Predicate::TokenPattern(pattern) => {
-                values.iter().filter_map(tokens_of).flatten().any(|token| wildcard_matches(pattern, &token.chars().collect::<Vec<_>>()))
-            }
+            Predicate::TokenPattern(pattern) => values
+                .iter()
+                .filter_map(tokens_of)
+                .flatten()
+                .any(|token| wildcard_matches(pattern, &token.chars().collect::<Vec<_>>())),
             Predicate::Tokens { tokens, minimum } => {
                 let present: HashSet<&String> = values.iter().filter_map(tokens_of).flatten().collect();
                 tokens.iter().filter(|token| present.contains(token)).count() >= *minimum
@@ -719,12 +900,19 @@ impl Predicate {
                 if phrase.is_empty() {
                     return false;
                 }
-                values.iter().filter_map(tokens_of).any(|tokens| tokens.windows(phrase.len()).any(|window| window == phrase.as_slice()))
+                values
+                    .iter()
+                    .filter_map(tokens_of)
+                    .any(|tokens| tokens.windows(phrase.len()).any(|window| window == phrase.as_slice()))
             }
-            Predicate::NumberRange { lower, upper } => values.iter().filter_map(number_of).any(|number| within(&number, lower, upper)),
+            Predicate::NumberRange { lower, upper } => {
+                values.iter().filter_map(number_of).any(|number| within(&number, lower, upper))
+            }
             Predicate::NumberIn(numbers) => values.iter().filter_map(number_of).any(|number| numbers.contains(&number)),
             Predicate::DateRange { lower, upper } => values.iter().any(|value| match value {
-                IndexedValue::Date(millis) => lower.is_none_or(|bound| *millis >= bound) && upper.is_none_or(|bound| *millis <= bound),
+                IndexedValue::Date(millis) => {
+                    lower.is_none_or(|bound| *millis >= bound) && upper.is_none_or(|bound| *millis <= bound)
+                }
                 _ => false,
             }),
             Predicate::BooleanEquals(expected) => values.contains(&IndexedValue::Boolean(*expected)),
@@ -777,8 +965,13 @@ impl Compiled {
                 let values = document.indexed().get(field)?;
                 predicate.matches(values).then_some(unit)
             }
-            Compiled::AnyOf(alternatives) => alternatives.iter().filter_map(|alternative| alternative.evaluate(document, scoring)).reduce(f32::max),
-            Compiled::Exists { fields } => fields.iter().any(|field| document.indexed().get(field).is_some_and(|values| !values.is_empty())).then_some(unit),
+            Compiled::AnyOf(alternatives) => {
+                alternatives.iter().filter_map(|alternative| alternative.evaluate(document, scoring)).reduce(f32::max)
+            }
+            Compiled::Exists { fields } => fields
+                .iter()
+                .any(|field| document.indexed().get(field).is_some_and(|values| !values.is_empty()))
+                .then_some(unit),
             Compiled::Ids(ids) => ids.contains(document.document_id()).then_some(unit),
             Compiled::Constant(inner) => inner.evaluate(document, false).map(|_| unit),
         }
@@ -816,7 +1009,9 @@ mod tests {
     const NOW: i64 = 1_767_268_800_000; // 2026-01-01T12:00:00Z
 
     fn corpus() -> (RootMapping, Vec<Doc>) {
-        let mut mapping = RootMapping::parse(&json!({"properties": {"count": {"type": "long"}, "level": {"type": "keyword"}}})).unwrap();
+        let mut mapping =
+            RootMapping::parse(&json!({"properties": {"count": {"type": "long"}, "level": {"type": "keyword"}}}))
+                .unwrap();
         let sources = [
             json!({"message": "Traceback (most recent call last): KeyError", "level": "ERROR", "count": 5, "@timestamp": "2026-01-01T11:59:00Z", "source": "/data/logs/wallet/app.log", "host": {"name": "wallet-qa-01"}}),
             json!({"message": "Exception in thread \"worker-3\" java.lang.NullPointerException", "level": "ERROR", "count": 10, "@timestamp": "2026-01-01T11:58:00Z", "source": "/data/logs/api/app.log", "host": {"name": "api-prod-03"}}),
@@ -826,7 +1021,12 @@ mod tests {
         let mut documents = Vec::new();
         for (position, source) in sources.iter().enumerate() {
             let id = position.to_string();
-            let context = DocumentContext { document_id: &id, raw_source: "", document_parsing_exception: false, names_document: true };
+            let context = DocumentContext {
+                document_id: &id,
+                raw_source: "",
+                document_parsing_exception: false,
+                names_document: true,
+            };
             let indexed = mapping.index_document(source.as_object().unwrap(), &context).unwrap();
             documents.push(Doc { id, indexed });
         }
@@ -836,7 +1036,11 @@ mod tests {
     fn matching(query: Value) -> Vec<String> {
         let (mapping, documents) = corpus();
         let compiled = Query::parse(&query).unwrap().compile(&mapping, NOW).unwrap();
-        documents.iter().filter(|document| compiled.score(*document).is_some()).map(|document| document.id.clone()).collect()
+        documents
+            .iter()
+            .filter(|document| compiled.score(*document).is_some())
+            .map(|document| document.id.clone())
+            .collect()
     }
 
     #[test]
@@ -898,7 +1102,10 @@ mod tests {
         assert_eq!(matching(json!({"query_string": {"query": "wallet-qa-01"}})), vec!["0", "2"]);
         assert_eq!(matching(json!({"query_string": {"query": "wallet-qa-01", "default_operator": "AND"}})), vec!["0"]);
         assert_eq!(matching(json!({"query_string": {"query": "level:ERROR AND count:>5"}})), vec!["1"]);
-        assert_eq!(matching(json!({"query_string": {"query": "_exists_:host AND NOT host.name:wallet*"}})), vec!["1", "2"]);
+        assert_eq!(
+            matching(json!({"query_string": {"query": "_exists_:host AND NOT host.name:wallet*"}})),
+            vec!["1", "2"]
+        );
     }
 
     #[test]
@@ -909,7 +1116,10 @@ mod tests {
         assert_eq!(Query::parse(&json!({"fuzzy_thing": {}})).unwrap_err().error_type(), Some("parsing_exception"));
         let error = Query::parse(&json!({"bool": {"must": [], "nope": []}})).unwrap_err();
         assert_eq!(error.to_json().unwrap()["error"]["reason"], "[bool] query does not support [nope]");
-        let date = Query::parse(&json!({"range": {"@timestamp": {"gte": "yesterday"}}})).unwrap().compile(&mapping, NOW).unwrap_err();
+        let date = Query::parse(&json!({"range": {"@timestamp": {"gte": "yesterday"}}}))
+            .unwrap()
+            .compile(&mapping, NOW)
+            .unwrap_err();
         assert_eq!(date.error_type, "parse_exception");
     }
 

@@ -31,7 +31,12 @@ pub enum TermKind {
     Phrase,
     /// `field:*` or `_exists_:field`.
     Exists,
-    Range { lower: Option<String>, upper: Option<String>, include_lower: bool, include_upper: bool },
+    Range {
+        lower: Option<String>,
+        upper: Option<String>,
+        include_lower: bool,
+        include_upper: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,10 +61,20 @@ enum Token {
     Plus,
     Minus,
     /// A term, possibly `field:`-prefixed; `quoted` for phrases.
-    Word { text: String, quoted: bool },
+    Word {
+        text: String,
+        quoted: bool,
+    },
     Colon,
-    Range { lower: Option<String>, upper: Option<String>, include_lower: bool, include_upper: bool },
-    Comparison { operator: String },
+    Range {
+        lower: Option<String>,
+        upper: Option<String>,
+        include_lower: bool,
+        include_upper: bool,
+    },
+    Comparison {
+        operator: String,
+    },
 }
 
 /// Parses `query` into a tree; the error text says what was wrong where.
@@ -68,7 +83,10 @@ pub fn parse(query: &str, default_operator: DefaultOperator) -> Result<QueryNode
     let mut parser = Parser { tokens, position: 0, default_operator };
     let node = parser.parse_query(None)?;
     if parser.position < parser.tokens.len() {
-        return Err(format!("Cannot parse '{query}': unexpected {:?} at token {}", parser.tokens[parser.position], parser.position));
+        return Err(format!(
+            "Cannot parse '{query}': unexpected {:?} at token {}",
+            parser.tokens[parser.position], parser.position
+        ));
     }
     Ok(node)
 }
@@ -117,7 +135,9 @@ fn tokenize(query: &str) -> Result<Vec<Token>, String> {
                 tokens.push(Token::Or);
                 index += 2;
             }
-            '/' => return Err(format!("Cannot parse '{query}': regular expressions are not supported by the emulator")),
+            '/' => {
+                return Err(format!("Cannot parse '{query}': regular expressions are not supported by the emulator"))
+            }
             '^' | '~' => {
                 // Boost and fuzziness: skip the operator and its number.
                 index += 1;
@@ -163,7 +183,12 @@ fn tokenize(query: &str) -> Result<Vec<Token>, String> {
                     let text = text.trim().trim_matches('"');
                     (text != "*").then(|| text.to_string())
                 };
-                tokens.push(Token::Range { lower: bound(parts[0]), upper: bound(parts[1]), include_lower, include_upper });
+                tokens.push(Token::Range {
+                    lower: bound(parts[0]),
+                    upper: bound(parts[1]),
+                    include_lower,
+                    include_upper,
+                });
                 index += close + 1;
             }
             '>' | '<' => {
@@ -274,7 +299,13 @@ impl Parser {
 
     /// Lucene's rules for how a conjunction and a modifier set the occur of
     /// the new clause and, for `AND`/`OR`, the one before it.
-    fn add_clause(&self, clauses: &mut Vec<(Occur, QueryNode)>, conjunction: Conjunction, modifier: Modifier, clause: QueryNode) {
+    fn add_clause(
+        &self,
+        clauses: &mut Vec<(Occur, QueryNode)>,
+        conjunction: Conjunction,
+        modifier: Modifier,
+        clause: QueryNode,
+    ) {
         if let Some(previous) = clauses.last_mut() {
             if previous.0 != Occur::MustNot {
                 if conjunction == Conjunction::And {
@@ -320,7 +351,11 @@ impl Parser {
                             return Err("Cannot parse: _exists_ needs a field name".to_string());
                         };
                         self.position += 1;
-                        return Ok(QueryNode::Term { field: Some(target), text: String::new(), kind: TermKind::Exists });
+                        return Ok(QueryNode::Term {
+                            field: Some(target),
+                            text: String::new(),
+                            kind: TermKind::Exists,
+                        });
                     }
                     return self.parse_clause(Some(&text));
                 }
@@ -341,9 +376,15 @@ impl Parser {
                 };
                 self.position += 1;
                 let kind = match operator.as_str() {
-                    ">" => TermKind::Range { lower: Some(text), upper: None, include_lower: false, include_upper: false },
-                    ">=" => TermKind::Range { lower: Some(text), upper: None, include_lower: true, include_upper: false },
-                    "<" => TermKind::Range { lower: None, upper: Some(text), include_lower: false, include_upper: false },
+                    ">" => {
+                        TermKind::Range { lower: Some(text), upper: None, include_lower: false, include_upper: false }
+                    }
+                    ">=" => {
+                        TermKind::Range { lower: Some(text), upper: None, include_lower: true, include_upper: false }
+                    }
+                    "<" => {
+                        TermKind::Range { lower: None, upper: Some(text), include_lower: false, include_upper: false }
+                    }
                     _ => TermKind::Range { lower: None, upper: Some(text), include_lower: false, include_upper: true },
                 };
                 Ok(QueryNode::Term { field: field.map(str::to_string), text: String::new(), kind })
@@ -381,7 +422,9 @@ mod tests {
         assert_eq!(clauses.len(), 3);
         assert!(clauses.iter().all(|(occur, _)| *occur == Occur::Should));
         assert_eq!(clauses[0].1, plain(Some("message"), "'Traceback'"));
-        assert!(matches!(&clauses[1].1, QueryNode::Term { kind: TermKind::Wildcard, text, .. } if text == "*Exception*"));
+        assert!(
+            matches!(&clauses[1].1, QueryNode::Term { kind: TermKind::Wildcard, text, .. } if text == "*Exception*")
+        );
     }
 
     #[test]
@@ -398,13 +441,25 @@ mod tests {
 
     #[test]
     fn groups_phrases_ranges_and_exists() {
-        let QueryNode::Boolean(clauses) = parse("host:(a OR b) AND msg:\"hello world\"", DefaultOperator::Or).unwrap() else { panic!() };
+        let QueryNode::Boolean(clauses) = parse("host:(a OR b) AND msg:\"hello world\"", DefaultOperator::Or).unwrap()
+        else {
+            panic!()
+        };
         assert!(matches!(&clauses[0].1, QueryNode::Boolean(inner) if inner[0].1 == plain(Some("host"), "a")));
         assert!(matches!(&clauses[1].1, QueryNode::Term { kind: TermKind::Phrase, text, .. } if text == "hello world"));
         let range = parse("count:[1 TO 5}", DefaultOperator::Or).unwrap();
-        assert!(matches!(range, QueryNode::Term { kind: TermKind::Range { include_lower: true, include_upper: false, .. }, .. }));
-        assert!(matches!(parse("_exists_:host", DefaultOperator::Or).unwrap(), QueryNode::Term { kind: TermKind::Exists, .. }));
-        assert!(matches!(parse("count:>=3", DefaultOperator::Or).unwrap(), QueryNode::Term { kind: TermKind::Range { .. }, .. }));
+        assert!(matches!(
+            range,
+            QueryNode::Term { kind: TermKind::Range { include_lower: true, include_upper: false, .. }, .. }
+        ));
+        assert!(matches!(
+            parse("_exists_:host", DefaultOperator::Or).unwrap(),
+            QueryNode::Term { kind: TermKind::Exists, .. }
+        ));
+        assert!(matches!(
+            parse("count:>=3", DefaultOperator::Or).unwrap(),
+            QueryNode::Term { kind: TermKind::Range { .. }, .. }
+        ));
         assert_eq!(parse("wallet-qa-01", DefaultOperator::Or).unwrap(), plain(None, "wallet-qa-01"));
         assert!(parse("msg:\"open", DefaultOperator::Or).is_err());
         assert!(parse("(a OR b", DefaultOperator::Or).is_err());

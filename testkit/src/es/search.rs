@@ -40,17 +40,35 @@ pub enum SortOrder {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortKey {
-    Field { field: String, order: SortOrder, missing_first: bool, unmapped_type: Option<String>, format: Option<String> },
-    Score { order: SortOrder },
-    Doc { order: SortOrder },
-    ShardDoc { order: SortOrder },
-    Id { order: SortOrder },
+    Field {
+        field: String,
+        order: SortOrder,
+        missing_first: bool,
+        unmapped_type: Option<String>,
+        format: Option<String>,
+    },
+    Score {
+        order: SortOrder,
+    },
+    Doc {
+        order: SortOrder,
+    },
+    ShardDoc {
+        order: SortOrder,
+    },
+    Id {
+        order: SortOrder,
+    },
 }
 
 impl SortKey {
     fn order(&self) -> SortOrder {
         match self {
-            SortKey::Field { order, .. } | SortKey::Score { order } | SortKey::Doc { order } | SortKey::ShardDoc { order } | SortKey::Id { order } => *order,
+            SortKey::Field { order, .. }
+            | SortKey::Score { order }
+            | SortKey::Doc { order }
+            | SortKey::ShardDoc { order }
+            | SortKey::Id { order } => *order,
         }
     }
 }
@@ -139,7 +157,8 @@ fn sort_key(field: &str, options: Option<&Map<String, Value>>, order: Option<Sor
         "_shard_doc" => SortKey::ShardDoc { order },
         "_id" => SortKey::Id { order },
         _ => {
-            let text = |key: &str| options.and_then(|options| options.get(key)).and_then(Value::as_str).map(str::to_string);
+            let text =
+                |key: &str| options.and_then(|options| options.get(key)).and_then(Value::as_str).map(str::to_string);
             SortKey::Field {
                 field: field.to_string(),
                 order,
@@ -165,11 +184,17 @@ fn parse_sort(value: &Value) -> Result<Vec<SortKey>, ApiError> {
                     match spec {
                         Value::String(order) => keys.push(sort_key(field, None, Some(parse_order(order)?))?),
                         Value::Object(options) => keys.push(sort_key(field, Some(options), None)?),
-                        other => return Err(ApiError::parsing(format!("[sort] for field [{field}] must be an order or an object, found {other}"))),
+                        other => {
+                            return Err(ApiError::parsing(format!(
+                                "[sort] for field [{field}] must be an order or an object, found {other}"
+                            )))
+                        }
                     }
                 }
             }
-            other => return Err(ApiError::parsing(format!("[sort] element must be a string or an object, found {other}"))),
+            other => {
+                return Err(ApiError::parsing(format!("[sort] element must be a string or an object, found {other}")))
+            }
         }
     }
     Ok(keys)
@@ -196,13 +221,19 @@ fn parse_source_filter(value: &Value) -> Result<SourceFilter, ApiError> {
     };
     Ok(match value {
         Value::Bool(enabled) => SourceFilter { enabled: *enabled, ..SourceFilter::default() },
-        Value::String(_) | Value::Array(_) => SourceFilter { enabled: true, includes: list(Some(value)), excludes: Vec::new() },
+        Value::String(_) | Value::Array(_) => {
+            SourceFilter { enabled: true, includes: list(Some(value)), excludes: Vec::new() }
+        }
         Value::Object(object) => SourceFilter {
             enabled: true,
             includes: list(object.get("includes").or_else(|| object.get("include"))),
             excludes: list(object.get("excludes").or_else(|| object.get("exclude"))),
         },
-        other => return Err(ApiError::parsing(format!("[_source] must be a boolean, string, array or object, found {other}"))),
+        other => {
+            return Err(ApiError::parsing(format!(
+                "[_source] must be a boolean, string, array or object, found {other}"
+            )))
+        }
     })
 }
 
@@ -213,7 +244,9 @@ fn parse_track_total_hits(value: &Value) -> Result<TrackTotalHits, ApiError> {
         Value::Number(number) => match number.as_i64() {
             Some(-1) => Ok(TrackTotalHits::Exact),
             Some(limit) if limit >= 0 => Ok(TrackTotalHits::UpTo(limit as u64)),
-            _ => Err(ApiError::illegal_argument(format!("[track_total_hits] parameter must be positive or equals to -1, got {number}"))),
+            _ => Err(ApiError::illegal_argument(format!(
+                "[track_total_hits] parameter must be positive or equals to -1, got {number}"
+            ))),
         },
         Value::String(text) => match text.as_str() {
             "true" => Ok(TrackTotalHits::Exact),
@@ -229,15 +262,16 @@ fn parse_track_total_hits(value: &Value) -> Result<TrackTotalHits, ApiError> {
 fn usize_param(params: &Params, name: &str) -> Result<Option<usize>, ApiError> {
     match param(params, name) {
         None => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(|_| ApiError::illegal_argument(format!("Failed to parse int parameter [{name}] with value [{text}]"))),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            ApiError::illegal_argument(format!("Failed to parse int parameter [{name}] with value [{text}]"))
+        }),
     }
 }
 
 fn as_size(key: &str, value: &Value) -> Result<usize, ApiError> {
-    value
-        .as_u64()
-        .map(|number| number as usize)
-        .ok_or_else(|| ApiError::illegal_argument(format!("[{key}] parameter cannot be negative or non-numeric, found [{value}]")))
+    value.as_u64().map(|number| number as usize).ok_or_else(|| {
+        ApiError::illegal_argument(format!("[{key}] parameter cannot be negative or non-numeric, found [{value}]"))
+    })
 }
 
 impl SearchRequest {
@@ -265,13 +299,19 @@ impl SearchRequest {
                 "from" => request.from = as_size(key, value)?,
                 "sort" => request.sort = parse_sort(value)?,
                 "search_after" => {
-                    let values = value.as_array().ok_or_else(|| ApiError::parsing("[search_after] must be an array"))?;
+                    let values =
+                        value.as_array().ok_or_else(|| ApiError::parsing("[search_after] must be an array"))?;
                     request.search_after = Some(values.clone());
                 }
                 "_source" => request.source = parse_source_filter(value)?,
-                "track_total_hits" if product.shape_major() >= 7 => request.track_total_hits = Some(parse_track_total_hits(value)?),
+                "track_total_hits" if product.shape_major() >= 7 => {
+                    request.track_total_hits = Some(parse_track_total_hits(value)?)
+                }
                 "pit" if product.has_any_pit() => {
-                    let id = value.get("id").and_then(Value::as_str).ok_or_else(|| ApiError::parsing("[pit] requires an [id]"))?;
+                    let id = value
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| ApiError::parsing("[pit] requires an [id]"))?;
                     let keep_alive = match value.get("keep_alive").and_then(Value::as_str) {
                         Some(text) => Some(parse_time_value(text).flatten().ok_or_else(|| {
                             ApiError::parsing(format!("failed to parse [keep_alive] with value [{text}]"))
@@ -284,8 +324,9 @@ impl SearchRequest {
                 "seq_no_primary_term" => request.seq_no_primary_term = value.as_bool().unwrap_or(false),
                 "track_scores" => request.track_scores = value.as_bool().unwrap_or(false),
                 "timeout" | "terminate_after" | "stats" | "ext" | "explain" | "profile" | "request_cache" => {}
-                "aggs" | "aggregations" | "highlight" | "fields" | "docvalue_fields" | "stored_fields" | "script_fields" | "collapse"
-                | "suggest" | "rescore" | "runtime_mappings" | "indices_boost" | "min_score" | "slice" | "knn" => return Err(not_emulated(key)),
+                "aggs" | "aggregations" | "highlight" | "fields" | "docvalue_fields" | "stored_fields"
+                | "script_fields" | "collapse" | "suggest" | "rescore" | "runtime_mappings" | "indices_boost"
+                | "min_score" | "slice" | "knn" => return Err(not_emulated(key)),
                 _ => return Err(unknown_key(key, value)),
             }
         }
@@ -304,14 +345,25 @@ impl SearchRequest {
                 _ => DefaultOperator::Or,
             };
             let fields = param(params, "df").map(|field| vec![field.to_string()]).unwrap_or_default();
-            let tree = query_string::parse(text, default_operator).map_err(|reason| ApiError::bad_request("query_shard_exception", reason))?;
-            request.query = Query::QueryString { query: text.to_string(), fields, default_operator, lenient: param_flag(params, "lenient").unwrap_or(false), tree };
+            let tree = query_string::parse(text, default_operator)
+                .map_err(|reason| ApiError::bad_request("query_shard_exception", reason))?;
+            request.query = Query::QueryString {
+                query: text.to_string(),
+                fields,
+                default_operator,
+                lenient: param_flag(params, "lenient").unwrap_or(false),
+                tree,
+            };
         }
         if let Some(text) = param(params, "_source") {
             request.source = match text {
                 "true" => SourceFilter { enabled: true, ..SourceFilter::default() },
                 "false" => SourceFilter::default(),
-                list => SourceFilter { enabled: true, includes: list.split(',').map(str::to_string).collect(), excludes: Vec::new() },
+                list => SourceFilter {
+                    enabled: true,
+                    includes: list.split(',').map(str::to_string).collect(),
+                    excludes: Vec::new(),
+                },
             };
         }
         for name in ["_source_includes", "_source_include"] {
@@ -387,7 +439,9 @@ impl SortValue {
     fn to_json(&self) -> Value {
         match self {
             SortValue::Long(number) => Value::from(*number),
-            SortValue::Double(number) => serde_json::Number::from_f64(*number).map(Value::Number).unwrap_or(Value::Null),
+            SortValue::Double(number) => {
+                serde_json::Number::from_f64(*number).map(Value::Number).unwrap_or(Value::Null)
+            }
             SortValue::Text(text) => Value::String(text.clone()),
             SortValue::Null => Value::Null,
         }
@@ -444,7 +498,9 @@ fn read_sort_value(reader: &KeyReader, key: &SortKey, candidate: &Candidate) -> 
     match reader {
         KeyReader::Score => SortValue::Double(candidate.score as f64),
         KeyReader::Doc => SortValue::Long(((candidate.index_ordinal as i64) << 32) | candidate.position as i64),
-        KeyReader::ShardDoc => SortValue::Long(shard_doc_value(candidate.index_ordinal, candidate.document.shard, candidate.position)),
+        KeyReader::ShardDoc => {
+            SortValue::Long(shard_doc_value(candidate.index_ordinal, candidate.document.shard, candidate.position))
+        }
         KeyReader::Id => SortValue::Text(candidate.document.id.clone()),
         KeyReader::Field { field, kind, .. } => {
             let SortKey::Field { order, missing_first, .. } = key else { return SortValue::Null };
@@ -496,7 +552,12 @@ fn unmapped_kind(unmapped_type: &str) -> Option<FieldKind> {
 }
 
 /// Builds per-index key readers, or the shard failure cause.
-fn key_readers(sort: &[SortKey], index: &IndexSnapshot, product: &Product, in_pit: bool) -> Result<Vec<KeyReader>, ErrorCause> {
+fn key_readers(
+    sort: &[SortKey],
+    index: &IndexSnapshot,
+    product: &Product,
+    in_pit: bool,
+) -> Result<Vec<KeyReader>, ErrorCause> {
     sort.iter()
         .map(|key| match key {
             SortKey::Score { .. } => Ok(KeyReader::Score),
@@ -530,22 +591,32 @@ fn key_readers(sort: &[SortKey], index: &IndexSnapshot, product: &Product, in_pi
 
 /// Reads a `search_after` value the way the key's field type does.
 fn after_value(value: &Value, reader: &KeyReader) -> Result<SortValue, ApiError> {
-    let invalid = |why: String| ApiError::illegal_argument(format!("Failed to parse search_after value for field: {why}"));
+    let invalid =
+        |why: String| ApiError::illegal_argument(format!("Failed to parse search_after value for field: {why}"));
     Ok(match (reader, value) {
         (_, Value::Null) => SortValue::Null,
         (KeyReader::Field { kind: Some(FieldKind::Date), date_format, format, .. }, Value::String(text)) => {
             let format = format.as_deref().unwrap_or(date_format);
             match text.parse::<i64>() {
                 Ok(millis) => SortValue::Long(millis),
-                Err(_) => SortValue::Long(dates::parse_date(text, &format!("{format}||{}", dates::DEFAULT_DATE_FORMAT), false, 0).map_err(invalid)?),
+                Err(_) => SortValue::Long(
+                    dates::parse_date(text, &format!("{format}||{}", dates::DEFAULT_DATE_FORMAT), false, 0)
+                        .map_err(invalid)?,
+                ),
             }
         }
-        (KeyReader::Field { kind: Some(FieldKind::Float), .. }, value) => {
-            SortValue::Double(value.as_f64().or_else(|| value.as_str().and_then(|text| text.parse().ok())).ok_or_else(|| invalid(value.to_string()))?)
-        }
-        (KeyReader::Field { kind: Some(FieldKind::Keyword), .. } | KeyReader::Field { kind: None, .. } | KeyReader::Id, Value::String(text)) => {
-            SortValue::Text(text.clone())
-        }
+        (KeyReader::Field { kind: Some(FieldKind::Float), .. }, value) => SortValue::Double(
+            value
+                .as_f64()
+                .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+                .ok_or_else(|| invalid(value.to_string()))?,
+        ),
+        (
+            KeyReader::Field { kind: Some(FieldKind::Keyword), .. }
+            | KeyReader::Field { kind: None, .. }
+            | KeyReader::Id,
+            Value::String(text),
+        ) => SortValue::Text(text.clone()),
         (KeyReader::Score, value) => SortValue::Double(value.as_f64().ok_or_else(|| invalid(value.to_string()))?),
         (_, Value::Number(number)) => match number.as_i64() {
             Some(integer) => SortValue::Long(integer),
@@ -588,17 +659,23 @@ fn filter_object(value: &Value, prefix: &str, filter: &SourceFilter) -> Option<V
         if filter.excludes.iter().any(|pattern| simple_wildcard_match(pattern, &path)) {
             continue;
         }
-        let included = filter.includes.is_empty() || filter.includes.iter().any(|pattern| simple_wildcard_match(pattern, &path) || simple_wildcard_match(&format!("{pattern}.*"), &path));
+        let included = filter.includes.is_empty()
+            || filter.includes.iter().any(|pattern| {
+                simple_wildcard_match(pattern, &path) || simple_wildcard_match(&format!("{pattern}.*"), &path)
+            });
         let filtered = if included {
             let only_excludes = SourceFilter { enabled: true, includes: Vec::new(), excludes: filter.excludes.clone() };
             match child {
                 Value::Object(_) => filter_object(child, &path, &only_excludes),
-                Value::Array(items) => Some(Value::Array(items.iter().filter_map(|item| filter_object(item, &path, &only_excludes)).collect())),
+                Value::Array(items) => Some(Value::Array(
+                    items.iter().filter_map(|item| filter_object(item, &path, &only_excludes)).collect(),
+                )),
                 other => Some(other.clone()),
             }
         } else {
             match child {
-                Value::Object(_) => filter_object(child, &path, filter).filter(|inner| inner.as_object().is_some_and(|object| !object.is_empty())),
+                Value::Object(_) => filter_object(child, &path, filter)
+                    .filter(|inner| inner.as_object().is_some_and(|object| !object.is_empty())),
                 Value::Array(items) => {
                     let inner: Vec<Value> = items
                         .iter()
@@ -658,7 +735,13 @@ fn plan(
     shape: &ResponseShape,
     in_pit: bool,
 ) -> ShardPlan {
-    let mut plan = ShardPlan { per_index: Vec::new(), failed_shards: Vec::new(), failures: Vec::new(), first_cause: None, total_shards: 0 };
+    let mut plan = ShardPlan {
+        per_index: Vec::new(),
+        failed_shards: Vec::new(),
+        failures: Vec::new(),
+        first_cause: None,
+        total_shards: 0,
+    };
     let mut injected_remaining = shape.injected_shard_failures.as_ref().map(|(count, _)| *count).unwrap_or(0);
     for (ordinal, snapshot) in snapshots.iter().enumerate() {
         plan.total_shards += snapshot.number_of_shards;
@@ -705,21 +788,34 @@ fn all_shards_failed(plan: &ShardPlan) -> Option<ApiError> {
 }
 
 /// Runs a search over snapshots and renders the response body.
-pub fn execute(request: &SearchRequest, snapshots: &[Arc<IndexSnapshot>], shape: &ResponseShape) -> Result<Value, ApiError> {
+pub fn execute(
+    request: &SearchRequest,
+    snapshots: &[Arc<IndexSnapshot>],
+    shape: &ResponseShape,
+) -> Result<Value, ApiError> {
     let started = std::time::Instant::now();
     let in_pit = request.pit.is_some();
     let mut sort = request.sort.clone();
-    if in_pit && !sort.is_empty() && shape.product.has_shard_doc_sort() && !sort.iter().any(|key| matches!(key, SortKey::ShardDoc { .. })) {
+    if in_pit
+        && !sort.is_empty()
+        && shape.product.has_shard_doc_sort()
+        && !sort.iter().any(|key| matches!(key, SortKey::ShardDoc { .. }))
+    {
         sort.push(SortKey::ShardDoc { order: SortOrder::Ascending });
     }
     let sorted_by_score_only = sort.is_empty();
-    let effective_sort = if sorted_by_score_only { vec![SortKey::Score { order: SortOrder::Descending }] } else { sort.clone() };
+    let effective_sort =
+        if sorted_by_score_only { vec![SortKey::Score { order: SortOrder::Descending }] } else { sort.clone() };
     if let Some(after) = &request.search_after {
         if sorted_by_score_only {
             return Err(ApiError::illegal_argument("Sort must contain at least one field."));
         }
         if after.len() != effective_sort.len() {
-            return Err(ApiError::illegal_argument(format!("search_after has {} value(s) but sort has {}.", after.len(), effective_sort.len())));
+            return Err(ApiError::illegal_argument(format!(
+                "search_after has {} value(s) but sort has {}.",
+                after.len(),
+                effective_sort.len()
+            )));
         }
     }
     let plan = plan(&request.query, request.post_filter.as_ref(), &effective_sort, snapshots, shape, in_pit);
@@ -743,8 +839,19 @@ pub fn execute(request: &SearchRequest, snapshots: &[Arc<IndexSnapshot>], shape:
             if post_filter.as_ref().is_some_and(|filter| filter.score(document.as_ref()).is_none()) {
                 continue;
             }
-            let mut candidate = Candidate { document: Arc::clone(document), index: Arc::clone(snapshot), index_ordinal: ordinal, position, score, sort_values: Vec::new() };
-            candidate.sort_values = readers.iter().zip(&effective_sort).map(|(reader, key)| read_sort_value(reader, key, &candidate)).collect();
+            let mut candidate = Candidate {
+                document: Arc::clone(document),
+                index: Arc::clone(snapshot),
+                index_ordinal: ordinal,
+                position,
+                score,
+                sort_values: Vec::new(),
+            };
+            candidate.sort_values = readers
+                .iter()
+                .zip(&effective_sort)
+                .map(|(reader, key)| read_sort_value(reader, key, &candidate))
+                .collect();
             candidates.push(candidate);
         }
     }
@@ -771,7 +878,11 @@ pub fn execute(request: &SearchRequest, snapshots: &[Arc<IndexSnapshot>], shape:
         // indices of a search agree on field types in practice.
         let readers = readers_by_index.iter().flatten().next();
         if let Some(readers) = readers {
-            let after_values: Vec<SortValue> = after.iter().zip(readers.iter()).map(|(value, reader)| after_value(value, reader)).collect::<Result<_, _>>()?;
+            let after_values: Vec<SortValue> = after
+                .iter()
+                .zip(readers.iter())
+                .map(|(value, reader)| after_value(value, reader))
+                .collect::<Result<_, _>>()?;
             candidates.retain(|candidate| compare(&candidate.sort_values, &after_values) == Ordering::Greater);
         }
     }
@@ -795,20 +906,35 @@ pub fn execute(request: &SearchRequest, snapshots: &[Arc<IndexSnapshot>], shape:
                 hit.insert("_seq_no".into(), Value::from(candidate.document.seq_no));
                 hit.insert("_primary_term".into(), Value::from(candidate.document.primary_term));
             }
-            let score = if include_scores { serde_json::Number::from_f64(candidate.score as f64).map(Value::Number).unwrap_or(Value::Null) } else { Value::Null };
+            let score = if include_scores {
+                serde_json::Number::from_f64(candidate.score as f64).map(Value::Number).unwrap_or(Value::Null)
+            } else {
+                Value::Null
+            };
             hit.insert("_score".into(), score);
             if let Some(source) = filter_source(&candidate.document.source, &request.source) {
                 hit.insert("_source".into(), source);
             }
             if !sorted_by_score_only {
-                let values = candidate.sort_values.iter().zip(&effective_sort).map(|(value, key)| render_sort_value(value, key)).collect();
+                let values = candidate
+                    .sort_values
+                    .iter()
+                    .zip(&effective_sort)
+                    .map(|(value, key)| render_sort_value(value, key))
+                    .collect();
                 hit.insert("sort".into(), Value::Array(values));
             }
             Value::Object(hit)
         })
         .collect();
     let max_score = if include_scores {
-        candidates.iter().map(|candidate| candidate.score).reduce(f32::max).and_then(|score| serde_json::Number::from_f64(score as f64)).map(Value::Number).unwrap_or(Value::Null)
+        candidates
+            .iter()
+            .map(|candidate| candidate.score)
+            .reduce(f32::max)
+            .and_then(|score| serde_json::Number::from_f64(score as f64))
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     } else {
         Value::Null
     };
@@ -847,7 +973,11 @@ fn render_total(total: u64, request: &SearchRequest, shape: &ResponseShape) -> O
     if shape.product.total_hits_as_number() {
         return Some(Value::from(total));
     }
-    let tracking = request.track_total_hits.clone().unwrap_or(if shape.rest_total_hits_as_int { TrackTotalHits::Exact } else { TrackTotalHits::UpTo(MAX_RESULT_WINDOW as u64) });
+    let tracking = request.track_total_hits.clone().unwrap_or(if shape.rest_total_hits_as_int {
+        TrackTotalHits::Exact
+    } else {
+        TrackTotalHits::UpTo(MAX_RESULT_WINDOW as u64)
+    });
     let (value, relation) = match tracking {
         TrackTotalHits::Off => {
             return shape.rest_total_hits_as_int.then(|| Value::from(-1));
@@ -874,7 +1004,9 @@ pub fn count(query: &Query, snapshots: &[Arc<IndexSnapshot>], shape: &ResponseSh
         count += snapshot
             .documents
             .iter()
-            .filter(|document| !plan.failed_shards.contains(&(ordinal, document.shard)) && compiled.score(document.as_ref()).is_some())
+            .filter(|document| {
+                !plan.failed_shards.contains(&(ordinal, document.shard)) && compiled.score(document.as_ref()).is_some()
+            })
             .count() as u64;
     }
     Ok(json!({"count": count, "_shards": shards_json(plan.total_shards, &plan.failures_for_response())}))
@@ -888,9 +1020,16 @@ pub fn parse_count_body(body: &Map<String, Value>, params: &Params) -> Result<Qu
         }
     }
     if let Some(text) = param(params, "q") {
-        let tree = query_string::parse(text, DefaultOperator::Or).map_err(|reason| ApiError::bad_request("query_shard_exception", reason))?;
+        let tree = query_string::parse(text, DefaultOperator::Or)
+            .map_err(|reason| ApiError::bad_request("query_shard_exception", reason))?;
         let fields = param(params, "df").map(|field| vec![field.to_string()]).unwrap_or_default();
-        return Ok(Query::QueryString { query: text.to_string(), fields, default_operator: DefaultOperator::Or, lenient: false, tree });
+        return Ok(Query::QueryString {
+            query: text.to_string(),
+            fields,
+            default_operator: DefaultOperator::Or,
+            lenient: false,
+            tree,
+        });
     }
     query::parse_optional(body)
 }
@@ -908,7 +1047,13 @@ mod tests {
             let timestamp = dates::format_iso_millis(NOW - 100_000 + (position / same_timestamp_every) as i64 * 1000);
             let source = json!({"@timestamp": timestamp, "n": position, "level": if position % 2 == 0 { "even" } else { "odd" }});
             let raw = source.to_string();
-            let operation = WriteOperation::Index { id: Some(format!("doc-{position}")), source, create_only: false, if_seq_no: None, if_primary_term: None };
+            let operation = WriteOperation::Index {
+                id: Some(format!("doc-{position}")),
+                source,
+                create_only: false,
+                if_seq_no: None,
+                if_primary_term: None,
+            };
             cluster.write("logs", None, operation, &raw).unwrap();
         }
         cluster.refresh_index("logs");
@@ -917,7 +1062,15 @@ mod tests {
     }
 
     fn shape(product: Product) -> ResponseShape {
-        ResponseShape { product, compatible_with_7: false, rest_total_hits_as_int: false, pit_id: None, injected_shard_failures: None, node_id: "node".into(), now_millis: NOW }
+        ResponseShape {
+            product,
+            compatible_with_7: false,
+            rest_total_hits_as_int: false,
+            pit_id: None,
+            injected_shard_failures: None,
+            node_id: "node".into(),
+            now_millis: NOW,
+        }
     }
 
     fn request(body: Value, product: &Product) -> SearchRequest {
@@ -956,7 +1109,10 @@ mod tests {
         let es6 = Product::elasticsearch("6.8.23").unwrap();
         let (_c, snapshots) = cluster_with(es6, 3, 1);
         assert_eq!(execute(&request(json!({}), &es6), &snapshots, &shape(es6)).unwrap()["hits"]["total"], 3);
-        assert_eq!(execute(&request(json!({}), &es6), &snapshots, &shape(es6)).unwrap()["hits"]["hits"][0]["_type"], "doc");
+        assert_eq!(
+            execute(&request(json!({}), &es6), &snapshots, &shape(es6)).unwrap()["hits"]["hits"][0]["_type"],
+            "doc"
+        );
 
         let es8 = Product::elasticsearch("8.15.0").unwrap();
         let (_c, snapshots) = cluster_with(es8, 3, 1);
@@ -970,21 +1126,33 @@ mod tests {
         let as_int = ResponseShape { rest_total_hits_as_int: true, ..shape(es8) };
         assert_eq!(execute(&request(json!({}), &es8), &snapshots, &as_int).unwrap()["hits"]["total"], 3);
         let compat = ResponseShape { compatible_with_7: true, ..shape(es8) };
-        assert_eq!(execute(&request(json!({}), &es8), &snapshots, &compat).unwrap()["hits"]["hits"][0]["_type"], "_doc");
+        assert_eq!(
+            execute(&request(json!({}), &es8), &snapshots, &compat).unwrap()["hits"]["hits"][0]["_type"],
+            "_doc"
+        );
     }
 
     #[test]
     fn sort_errors_and_shard_failures() {
         let product = Product::elasticsearch("8.15.0").unwrap();
         let (_c, snapshots) = cluster_with(product, 3, 1);
-        let error = execute(&request(json!({"sort": ["missing_field"]}), &product), &snapshots, &shape(product)).unwrap_err();
+        let error =
+            execute(&request(json!({"sort": ["missing_field"]}), &product), &snapshots, &shape(product)).unwrap_err();
         assert_eq!(error.status, 400);
         assert_eq!(error.error_type(), Some("search_phase_execution_exception"));
-        let unmapped = execute(&request(json!({"sort": [{"missing_field": {"unmapped_type": "date"}}]}), &product), &snapshots, &shape(product)).unwrap();
+        let unmapped = execute(
+            &request(json!({"sort": [{"missing_field": {"unmapped_type": "date"}}]}), &product),
+            &snapshots,
+            &shape(product),
+        )
+        .unwrap();
         assert_eq!(unmapped["hits"]["hits"][0]["sort"][0], i64::MAX);
-        let shard_doc = execute(&request(json!({"sort": ["_shard_doc"]}), &product), &snapshots, &shape(product)).unwrap_err();
+        let shard_doc =
+            execute(&request(json!({"sort": ["_shard_doc"]}), &product), &snapshots, &shape(product)).unwrap_err();
         assert_eq!(shard_doc.status, 400);
-        let mismatch = execute(&request(json!({"sort": ["n"], "search_after": [1, 2]}), &product), &snapshots, &shape(product)).unwrap_err();
+        let mismatch =
+            execute(&request(json!({"sort": ["n"], "search_after": [1, 2]}), &product), &snapshots, &shape(product))
+                .unwrap_err();
         assert_eq!(mismatch.to_json().unwrap()["error"]["reason"], "search_after has 2 value(s) but sort has 1.");
     }
 
@@ -992,7 +1160,15 @@ mod tests {
     fn source_filtering_includes_excludes_and_wildcards() {
         let source = json!({"a": 1, "host": {"name": "x", "ip": "y"}, "tags": [{"k": 1, "v": 2}]});
         let filter = |includes: &[&str], excludes: &[&str]| {
-            filter_source(&source, &SourceFilter { enabled: true, includes: includes.iter().map(|s| s.to_string()).collect(), excludes: excludes.iter().map(|s| s.to_string()).collect() }).unwrap()
+            filter_source(
+                &source,
+                &SourceFilter {
+                    enabled: true,
+                    includes: includes.iter().map(|s| s.to_string()).collect(),
+                    excludes: excludes.iter().map(|s| s.to_string()).collect(),
+                },
+            )
+            .unwrap()
         };
         assert_eq!(filter(&["host.name"], &[]), json!({"host": {"name": "x"}}));
         assert_eq!(filter(&["host"], &["host.ip"]), json!({"host": {"name": "x"}}));
@@ -1008,7 +1184,8 @@ mod tests {
         assert_eq!(unknown.to_json().unwrap()["error"]["reason"], "Unknown key for a START_OBJECT in [qeury].");
         let aggs = SearchRequest::parse(json!({"aggs": {}}).as_object().unwrap(), &[], &product).unwrap_err();
         assert!(aggs.to_json().unwrap()["error"]["reason"].as_str().unwrap().contains("not implemented"));
-        let window = SearchRequest::parse(json!({"from": 9995, "size": 10}).as_object().unwrap(), &[], &product).unwrap_err();
+        let window =
+            SearchRequest::parse(json!({"from": 9995, "size": 10}).as_object().unwrap(), &[], &product).unwrap_err();
         assert_eq!(window.status, 400);
         let old = Product::elasticsearch("7.9.0").unwrap();
         let pit_on_old = SearchRequest::parse(json!({"pit": {"id": "x"}}).as_object().unwrap(), &[], &old).unwrap_err();

@@ -101,7 +101,9 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
     while index < bytes.len() {
         match bytes[index] {
             b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok());
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3])
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
                 match hex {
                     Some(byte) => {
                         decoded.push(byte);
@@ -145,8 +147,17 @@ async fn dispatch(State(handle): State<EsHandle>, request: Request<Body>) -> Res
     };
     let path = parts.uri.path().to_string();
     let params = parse_params(parts.uri.query().unwrap_or_default());
-    let segments: Vec<String> = path.split('/').filter(|segment| !segment.is_empty()).map(|segment| percent_decode(segment, false)).collect();
-    let mut incoming = Incoming { method: parts.method, path, segments, params, headers: parts.headers, body, compatible_with_7: false };
+    let segments: Vec<String> =
+        path.split('/').filter(|segment| !segment.is_empty()).map(|segment| percent_decode(segment, false)).collect();
+    let mut incoming = Incoming {
+        method: parts.method,
+        path,
+        segments,
+        params,
+        headers: parts.headers,
+        body,
+        compatible_with_7: false,
+    };
 
     if incoming.segments.first().map(String::as_str) == Some("_testkit") {
         return control(&handle, &incoming);
@@ -159,7 +170,8 @@ async fn dispatch(State(handle): State<EsHandle>, request: Request<Body>) -> Res
         Ok(()) => match negotiate(&incoming, &handle) {
             Err(error) => Err(error),
             Ok(negotiated) => {
-                incoming.compatible_with_7 = negotiated.compatible_with == Some(7) && product.is_elasticsearch() && product.version.major >= 8;
+                incoming.compatible_with_7 =
+                    negotiated.compatible_with == Some(7) && product.is_elasticsearch() && product.version.major >= 8;
                 match decode_body(&incoming) {
                     Err(error) => Err(error),
                     Ok(decoded) => {
@@ -170,7 +182,8 @@ async fn dispatch(State(handle): State<EsHandle>, request: Request<Body>) -> Res
             }
         },
     };
-    let accept_vnd = compatible_version(header(&incoming.headers, "accept")).map(|version| format!("application/vnd.elasticsearch+json;compatible-with={version}"));
+    let accept_vnd = compatible_version(header(&incoming.headers, "accept"))
+        .map(|version| format!("application/vnd.elasticsearch+json;compatible-with={version}"));
     finish(&handle, &incoming, outcome, head, accept_vnd)
 }
 
@@ -179,7 +192,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// Turns a route outcome into the HTTP response.
-fn finish(handle: &EsHandle, incoming: &Incoming, outcome: Outcome, head: bool, accept_vnd: Option<String>) -> Response<Body> {
+fn finish(
+    handle: &EsHandle,
+    incoming: &Incoming,
+    outcome: Outcome,
+    head: bool,
+    accept_vnd: Option<String>,
+) -> Response<Body> {
     let product = handle.product();
     let (status, body_json, raw_text, extra_headers) = match outcome {
         Ok(reply) => (reply.status, reply.body, None, reply.headers),
@@ -188,7 +207,8 @@ fn finish(handle: &EsHandle, incoming: &Incoming, outcome: Outcome, head: bool, 
             (error.status, error.to_json(), raw, error.headers.clone())
         }
     };
-    let mut builder = Response::builder().status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    let mut builder =
+        Response::builder().status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     if product.sends_product_header() && status != 401 && status != 403 {
         builder = builder.header("X-Elastic-Product", "Elasticsearch");
     }
@@ -239,21 +259,28 @@ fn authenticate(handle: &EsHandle, incoming: &Incoming) -> Result<(), ApiError> 
             let decoded = STANDARD.decode(credentials).ok().and_then(|bytes| String::from_utf8(bytes).ok());
             match decoded.as_deref().and_then(|text| text.split_once(':')) {
                 Some((user, password)) if auth.accepts_basic(user, password) => Ok(()),
-                Some((user, _)) => Err(Some(format!("unable to authenticate user [{user}] for REST request [{}]", incoming.path))),
+                Some((user, _)) => {
+                    Err(Some(format!("unable to authenticate user [{user}] for REST request [{}]", incoming.path)))
+                }
                 None => Err(Some(format!("unable to authenticate user [] for REST request [{}]", incoming.path))),
             }
         }
         "apikey" if auth.accepts_api_key(credentials) => Ok(()),
         "bearer" if auth.accepts_bearer(credentials) => Ok(()),
-        _ => Err(Some("unable to authenticate with provided credentials and anonymous access is not allowed for this request".to_string())),
+        _ => Err(Some(
+            "unable to authenticate with provided credentials and anonymous access is not allowed for this request"
+                .to_string(),
+        )),
     };
     let Err(reason) = verdict else { return Ok(()) };
     handle.cluster().counters.auth_failures += 1;
     if !handle.product().is_elasticsearch() {
         // The OpenSearch security plugin answers with bare text.
-        return Err(ApiError::raw_text(401, "Unauthorized").with_header("WWW-Authenticate", "Basic realm=\"OpenSearch Security\""));
+        return Err(ApiError::raw_text(401, "Unauthorized")
+            .with_header("WWW-Authenticate", "Basic realm=\"OpenSearch Security\""));
     }
-    let reason = reason.unwrap_or_else(|| format!("missing authentication credentials for REST request [{}]", incoming.path));
+    let reason =
+        reason.unwrap_or_else(|| format!("missing authentication credentials for REST request [{}]", incoming.path));
     let challenges = ["Basic realm=\"security\", charset=\"UTF-8\"", "Bearer realm=\"security\"", "ApiKey"];
     let cause = ErrorCause::new("security_exception", reason).with("header", json!({"WWW-Authenticate": challenges}));
     let mut error = ApiError::new(401, cause);
@@ -292,7 +319,16 @@ fn negotiate(incoming: &Incoming, handle: &EsHandle) -> Result<Negotiated, ApiEr
     let content_type = if incoming.body.is_empty() { "" } else { header(&incoming.headers, "content-type") };
     let lowered = content_type.to_ascii_lowercase();
     let base = lowered.split(';').next().unwrap_or_default().trim();
-    let supported = ["application/json", "application/x-ndjson", "application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson", "application/yaml", "application/smile", "application/cbor", ""];
+    let supported = [
+        "application/json",
+        "application/x-ndjson",
+        "application/vnd.elasticsearch+json",
+        "application/vnd.elasticsearch+x-ndjson",
+        "application/yaml",
+        "application/smile",
+        "application/cbor",
+        "",
+    ];
     if !supported.contains(&base) {
         return Err(ApiError::plain(406, format!("Content-Type header [{content_type}] is not supported")));
     }
@@ -311,10 +347,18 @@ fn negotiate(incoming: &Incoming, handle: &EsHandle) -> Result<Negotiated, ApiEr
     }
     let list = accepted.iter().rev().map(u32::to_string).collect::<Vec<_>>().join(" or ");
     if let Some(version) = accept_version.filter(|version| !accepted.contains(version)) {
-        return Err(media_type_error("Accept", format!("Accept version must be either version {list}, but found {version}. Accept={accept}")));
+        return Err(media_type_error(
+            "Accept",
+            format!("Accept version must be either version {list}, but found {version}. Accept={accept}"),
+        ));
     }
     if let Some(version) = content_version.filter(|version| !accepted.contains(version)) {
-        return Err(media_type_error("Content-Type", format!("Content-Type version must be either version {list}, but found {version}. Content-Type={content_type}")));
+        return Err(media_type_error(
+            "Content-Type",
+            format!(
+                "Content-Type version must be either version {list}, but found {version}. Content-Type={content_type}"
+            ),
+        ));
     }
     let has_content = !content_type.is_empty();
     if has_content && accept_version != content_version {
@@ -333,9 +377,15 @@ fn decode_body(incoming: &Incoming) -> Result<Bytes, ApiError> {
         "" | "identity" => return Ok(incoming.body.clone()),
         "gzip" | "x-gzip" => flate2::read::GzDecoder::new(&incoming.body[..]).read_to_end(&mut decoded),
         "deflate" => flate2::read::ZlibDecoder::new(&incoming.body[..]).read_to_end(&mut decoded),
-        other => return Err(ApiError::illegal_argument(format!("unsupported Content-Encoding [{other}]; send gzip or deflate"))),
+        other => {
+            return Err(ApiError::illegal_argument(format!(
+                "unsupported Content-Encoding [{other}]; send gzip or deflate"
+            )))
+        }
     };
-    result.map_err(|error| ApiError::bad_request("parse_exception", format!("request body is not valid {encoding}: {error}")))?;
+    result.map_err(|error| {
+        ApiError::bad_request("parse_exception", format!("request body is not valid {encoding}: {error}"))
+    })?;
     Ok(Bytes::from(decoded))
 }
 
@@ -346,7 +396,10 @@ fn json_body(incoming: &Incoming) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(&incoming.body) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(other) => Err(ApiError::parsing(format!("request body must be a JSON object, found {other}"))),
-        Err(error) => Err(ApiError::bad_request("x_content_parse_exception", format!("[{}:{}] {error}", error.line(), error.column()))),
+        Err(error) => Err(ApiError::bad_request(
+            "x_content_parse_exception",
+            format!("[{}:{}] {error}", error.line(), error.column()),
+        )),
     }
 }
 
@@ -354,7 +407,13 @@ fn json_body(incoming: &Incoming) -> Result<Map<String, Value>, ApiError> {
 // Routing.
 
 fn method_not_allowed(incoming: &Incoming, allowed: &str) -> ApiError {
-    ApiError::plain(405, format!("Incorrect HTTP method for uri [{}] and method [{}], allowed: [{allowed}]", incoming.path, incoming.method))
+    ApiError::plain(
+        405,
+        format!(
+            "Incorrect HTTP method for uri [{}] and method [{}], allowed: [{allowed}]",
+            incoming.path, incoming.method
+        ),
+    )
 }
 
 fn route(handle: &EsHandle, incoming: &Incoming) -> Outcome {
@@ -374,7 +433,9 @@ fn route(handle: &EsHandle, incoming: &Incoming) -> Outcome {
             }
             let (index, type_name) = match segments.as_slice() {
                 [index, _] => (Some(index.to_string()), None),
-                [index, type_name, _] if product.mapping_types() != MappingTypeRule::Removed => (Some(index.to_string()), Some(type_name.to_string())),
+                [index, type_name, _] if product.mapping_types() != MappingTypeRule::Removed => {
+                    (Some(index.to_string()), Some(type_name.to_string()))
+                }
                 [_, _, _] => return Err(ApiError::no_handler(method.as_str(), &incoming.path)),
                 _ => (None, None),
             };
@@ -388,13 +449,21 @@ fn route(handle: &EsHandle, incoming: &Incoming) -> Outcome {
             let index = (segments.len() == 2).then(|| segments[0]);
             handle_count(handle, incoming, index)
         }
-        [index, "_pit"] if product.has_elasticsearch_pit() && is(&Method::POST) => open_pit(handle, incoming, index, false),
+        [index, "_pit"] if product.has_elasticsearch_pit() && is(&Method::POST) => {
+            open_pit(handle, incoming, index, false)
+        }
         ["_pit"] if product.has_elasticsearch_pit() && is(&Method::DELETE) => close_pit_elasticsearch(handle, incoming),
-        [index, "_search", "point_in_time"] if product.has_opensearch_pit() && is(&Method::POST) => open_pit(handle, incoming, index, true),
-        ["_search", "point_in_time"] if product.has_opensearch_pit() && is(&Method::DELETE) => close_pit_opensearch(handle, incoming),
+        [index, "_search", "point_in_time"] if product.has_opensearch_pit() && is(&Method::POST) => {
+            open_pit(handle, incoming, index, true)
+        }
+        ["_search", "point_in_time"] if product.has_opensearch_pit() && is(&Method::DELETE) => {
+            close_pit_opensearch(handle, incoming)
+        }
         ["_search", "point_in_time", "_all"] if product.has_opensearch_pit() && is(&Method::DELETE) => {
             let ids = handle.cluster().close_all_pits();
-            Ok(Reply::ok(json!({"pits": ids.iter().map(|id| json!({"successful": true, "pit_id": id})).collect::<Vec<_>>()})))
+            Ok(Reply::ok(
+                json!({"pits": ids.iter().map(|id| json!({"successful": true, "pit_id": id})).collect::<Vec<_>>()}),
+            ))
         }
         ["_search", "point_in_time", "_all"] if product.has_opensearch_pit() && is(&Method::GET) => {
             let mut cluster = handle.cluster();
@@ -436,40 +505,72 @@ fn route(handle: &EsHandle, incoming: &Incoming) -> Outcome {
                 "active_shards_percent_as_number": 100.0
             })))
         }
-        ["_index_template", name] | ["_template", name] => template(handle, incoming, name, segments[0] == "_index_template"),
+        ["_index_template", name] | ["_template", name] => {
+            template(handle, incoming, name, segments[0] == "_index_template")
+        }
         ["_index_template"] | ["_template"] if is(&Method::GET) => {
             let cluster = handle.cluster();
             if segments[0] == "_index_template" {
-                let templates: Vec<Value> = cluster.templates.values().map(|template| json!({"name": template.name, "index_template": template.body})).collect();
+                let templates: Vec<Value> = cluster
+                    .templates
+                    .values()
+                    .map(|template| json!({"name": template.name, "index_template": template.body}))
+                    .collect();
                 Ok(Reply::ok(json!({"index_templates": templates})))
             } else {
-                Ok(Reply::ok(Value::Object(cluster.legacy_templates.values().map(|template| (template.name.clone(), template.body.clone())).collect())))
+                Ok(Reply::ok(Value::Object(
+                    cluster
+                        .legacy_templates
+                        .values()
+                        .map(|template| (template.name.clone(), template.body.clone()))
+                        .collect(),
+                )))
             }
         }
-        [index, "_doc"] if is(&Method::POST) => write_document(handle, incoming, index, None, None, DocumentWrite::Index),
+        [index, "_doc"] if is(&Method::POST) => {
+            write_document(handle, incoming, index, None, None, DocumentWrite::Index)
+        }
         [index, "_doc", id] => match *method {
             Method::PUT | Method::POST => write_document(handle, incoming, index, None, Some(id), DocumentWrite::Index),
             Method::GET | Method::HEAD => get_document(handle, incoming, index, id),
             Method::DELETE => write_document(handle, incoming, index, None, Some(id), DocumentWrite::Delete),
             _ => Err(method_not_allowed(incoming, "GET, HEAD, PUT, POST, DELETE")),
         },
-        [index, "_create", id] if is(&Method::PUT) || is(&Method::POST) => write_document(handle, incoming, index, None, Some(id), DocumentWrite::Create),
-        [index, "_update", id] if is(&Method::POST) => write_document(handle, incoming, index, None, Some(id), DocumentWrite::Update),
-        [index, type_name] if !type_name.starts_with('_') && product.mapping_types() == MappingTypeRule::Required && is(&Method::POST) => {
+        [index, "_create", id] if is(&Method::PUT) || is(&Method::POST) => {
+            write_document(handle, incoming, index, None, Some(id), DocumentWrite::Create)
+        }
+        [index, "_update", id] if is(&Method::POST) => {
+            write_document(handle, incoming, index, None, Some(id), DocumentWrite::Update)
+        }
+        [index, type_name]
+            if !type_name.starts_with('_')
+                && product.mapping_types() == MappingTypeRule::Required
+                && is(&Method::POST) =>
+        {
             write_document(handle, incoming, index, Some(type_name), None, DocumentWrite::Index)
         }
-        [index, type_name, id] if !type_name.starts_with('_') && product.mapping_types() == MappingTypeRule::Required => match *method {
-            Method::PUT | Method::POST => write_document(handle, incoming, index, Some(type_name), Some(id), DocumentWrite::Index),
-            Method::GET | Method::HEAD => get_document(handle, incoming, index, id),
-            Method::DELETE => write_document(handle, incoming, index, Some(type_name), Some(id), DocumentWrite::Delete),
-            _ => Err(method_not_allowed(incoming, "GET, HEAD, PUT, POST, DELETE")),
-        },
+        [index, type_name, id]
+            if !type_name.starts_with('_') && product.mapping_types() == MappingTypeRule::Required =>
+        {
+            match *method {
+                Method::PUT | Method::POST => {
+                    write_document(handle, incoming, index, Some(type_name), Some(id), DocumentWrite::Index)
+                }
+                Method::GET | Method::HEAD => get_document(handle, incoming, index, id),
+                Method::DELETE => {
+                    write_document(handle, incoming, index, Some(type_name), Some(id), DocumentWrite::Delete)
+                }
+                _ => Err(method_not_allowed(incoming, "GET, HEAD, PUT, POST, DELETE")),
+            }
+        }
         [index] if !index.starts_with('_') => match *method {
             Method::PUT => create_index(handle, incoming, index),
             Method::DELETE => delete_index(handle, incoming, index),
             Method::HEAD => {
                 let cluster = handle.cluster();
-                let found = cluster.resolve(index, TargetOptions { ignore_unavailable: false, allow_no_indices: false }).is_ok();
+                let found = cluster
+                    .resolve(index, TargetOptions { ignore_unavailable: false, allow_no_indices: false })
+                    .is_ok();
                 Ok(Reply::empty(if found { 200 } else { 404 }))
             }
             Method::GET => get_index(handle, incoming, index),
@@ -541,7 +642,9 @@ fn handle_search(handle: &EsHandle, incoming: &Incoming, index: Option<&str>) ->
     let (snapshots, pit_id) = match &request.pit {
         Some(pit) => {
             if index.is_some() {
-                return Err(ApiError::validation(&["[indices] cannot be used with point in time. Do not specify any index with point in time."]));
+                return Err(ApiError::validation(&[
+                    "[indices] cannot be used with point in time. Do not specify any index with point in time.",
+                ]));
             }
             let (snapshots, next_id) = handle.cluster().use_pit(&pit.id, pit.keep_alive)?;
             // Elasticsearch may hand back a new id on every search;
@@ -568,9 +671,11 @@ fn handle_count(handle: &EsHandle, incoming: &Incoming, index: Option<&str>) -> 
 fn open_pit(handle: &EsHandle, incoming: &Incoming, index: &str, opensearch: bool) -> Outcome {
     let keep_alive = match param(&incoming.params, "keep_alive") {
         None => return Err(ApiError::validation(&["[keep_alive] is not specified"])),
-        Some(text) => parse_time_value(text)
-            .flatten()
-            .ok_or_else(|| ApiError::illegal_argument(format!("failed to parse setting [keep_alive] with value [{text}] as a time value")))?,
+        Some(text) => parse_time_value(text).flatten().ok_or_else(|| {
+            ApiError::illegal_argument(format!(
+                "failed to parse setting [keep_alive] with value [{text}] as a time value"
+            ))
+        })?,
     };
     let mut cluster = handle.cluster();
     let product = cluster.product;
@@ -607,7 +712,8 @@ fn close_pit_opensearch(handle: &EsHandle, incoming: &Incoming) -> Outcome {
     };
     let closed = handle.cluster().close_pits(&ids);
     let all_found = closed.iter().all(|(_, freed)| freed.is_some());
-    let pits: Vec<Value> = closed.iter().map(|(id, freed)| json!({"successful": freed.is_some(), "pit_id": id})).collect();
+    let pits: Vec<Value> =
+        closed.iter().map(|(id, freed)| json!({"successful": freed.is_some(), "pit_id": id})).collect();
     Ok(Reply::json(if all_found { 200 } else { 404 }, json!({"pits": pits})))
 }
 
@@ -695,8 +801,11 @@ fn settings_json(index: &super::store::Index) -> Value {
 fn get_settings(handle: &EsHandle, incoming: &Incoming, expression: &str) -> Outcome {
     let cluster = handle.cluster();
     let names = cluster.resolve(expression, target_options(incoming))?;
-    let response: Map<String, Value> =
-        names.iter().filter_map(|name| cluster.indices.get(name)).map(|index| (index.name.clone(), json!({"settings": settings_json(index)}))).collect();
+    let response: Map<String, Value> = names
+        .iter()
+        .filter_map(|name| cluster.indices.get(name))
+        .map(|index| (index.name.clone(), json!({"settings": settings_json(index)})))
+        .collect();
     Ok(Reply::ok(Value::Object(response)))
 }
 
@@ -713,10 +822,14 @@ fn get_index(handle: &EsHandle, incoming: &Incoming, expression: &str) -> Outcom
 
 fn template(handle: &EsHandle, incoming: &Incoming, name: &str, composable: bool) -> Outcome {
     let mut cluster = handle.cluster();
-    let exists = if composable { cluster.templates.contains_key(name) } else { cluster.legacy_templates.contains_key(name) };
+    let exists =
+        if composable { cluster.templates.contains_key(name) } else { cluster.legacy_templates.contains_key(name) };
     let missing = || {
         let kind = if composable { "index template" } else { "index_template" };
-        ApiError::new(404, ErrorCause::new("resource_not_found_exception", format!("{kind} matching [{name}] not found")))
+        ApiError::new(
+            404,
+            ErrorCause::new("resource_not_found_exception", format!("{kind} matching [{name}] not found")),
+        )
     };
     match incoming.method {
         Method::PUT | Method::POST => {
@@ -738,7 +851,8 @@ fn template(handle: &EsHandle, incoming: &Incoming, name: &str, composable: bool
             }
         }
         Method::DELETE => {
-            let removed = if composable { cluster.templates.remove(name) } else { cluster.legacy_templates.remove(name) };
+            let removed =
+                if composable { cluster.templates.remove(name) } else { cluster.legacy_templates.remove(name) };
             removed.ok_or_else(missing)?;
             Ok(Reply::ok(json!({"acknowledged": true})))
         }
@@ -754,7 +868,14 @@ enum DocumentWrite {
     Delete,
 }
 
-fn write_document(handle: &EsHandle, incoming: &Incoming, index: &str, type_name: Option<&str>, id: Option<&str>, kind: DocumentWrite) -> Outcome {
+fn write_document(
+    handle: &EsHandle,
+    incoming: &Incoming,
+    index: &str,
+    type_name: Option<&str>,
+    id: Option<&str>,
+    kind: DocumentWrite,
+) -> Outcome {
     let product = handle.product();
     super::store::validate_index_name(index)?;
     let refresh = refresh_policy(incoming)?;
@@ -763,7 +884,9 @@ fn write_document(handle: &EsHandle, incoming: &Incoming, index: &str, type_name
     let if_primary_term = param(&incoming.params, "if_primary_term").and_then(|text| text.parse().ok());
     let raw = String::from_utf8_lossy(&incoming.body).into_owned();
     let operation = match kind {
-        DocumentWrite::Delete => WriteOperation::Delete { id: id.unwrap_or_default().to_string(), if_seq_no, if_primary_term },
+        DocumentWrite::Delete => {
+            WriteOperation::Delete { id: id.unwrap_or_default().to_string(), if_seq_no, if_primary_term }
+        }
         DocumentWrite::Update => {
             let body = json_body(incoming)?;
             WriteOperation::Update {
@@ -777,7 +900,11 @@ fn write_document(handle: &EsHandle, incoming: &Incoming, index: &str, type_name
             let source = match serde_json::from_slice::<Value>(&incoming.body) {
                 Ok(source) => source,
                 Err(error) => {
-                    let error_type = if product.document_parsing_exception() { "document_parsing_exception" } else { "mapper_parsing_exception" };
+                    let error_type = if product.document_parsing_exception() {
+                        "document_parsing_exception"
+                    } else {
+                        "mapper_parsing_exception"
+                    };
                     return Err(ApiError::new(400, ErrorCause::new(error_type, format!("failed to parse: {error}"))));
                 }
             };
@@ -857,7 +984,11 @@ pub fn filter_path(body: &Value, paths: &str) -> Value {
             parts
         })
         .collect();
-    let included = if includes.is_empty() { body.clone() } else { include_paths(body, &includes.iter().map(Vec::as_slice).collect::<Vec<_>>()).unwrap_or_else(|| json!({})) };
+    let included = if includes.is_empty() {
+        body.clone()
+    } else {
+        include_paths(body, &includes.iter().map(Vec::as_slice).collect::<Vec<_>>()).unwrap_or_else(|| json!({}))
+    };
     if excludes.is_empty() {
         return included;
     }
@@ -911,7 +1042,8 @@ fn exclude_paths(value: &Value, patterns: &[&[&str]]) -> Value {
         Value::Object(object) => {
             let mut kept = Map::new();
             for (key, child) in object {
-                let matching: Vec<&[&str]> = patterns.iter().filter(|pattern| segment_matches(pattern[0], key)).copied().collect();
+                let matching: Vec<&[&str]> =
+                    patterns.iter().filter(|pattern| segment_matches(pattern[0], key)).copied().collect();
                 if matching.iter().any(|pattern| pattern.len() == 1) {
                     continue;
                 }
@@ -962,7 +1094,8 @@ fn control_error(message: impl std::fmt::Display) -> Response<Body> {
 }
 
 fn control_body<T: for<'de> Deserialize<'de>>(incoming: &Incoming) -> Result<T, String> {
-    serde_json::from_slice(&incoming.body).map_err(|error| format!("testkit control body for {} is invalid: {error}", incoming.path))
+    serde_json::from_slice(&incoming.body)
+        .map_err(|error| format!("testkit control body for {} is invalid: {error}", incoming.path))
 }
 
 #[derive(Deserialize)]
@@ -1072,7 +1205,9 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
         ("POST", ["faults", "items"]) => match control_body::<ItemFaultRequest>(incoming) {
             Ok(request) => {
                 match request.selector {
-                    Some(FieldEquals { field, equals }) => handle.faults().fail_items_where(&field, equals, request.fault, request.count),
+                    Some(FieldEquals { field, equals }) => {
+                        handle.faults().fail_items_where(&field, equals, request.fault, request.count)
+                    }
                     None => handle.faults().fail_next_items(request.count.unwrap_or(1), request.fault),
                 }
                 control_reply(200, handle.faults().describe())
@@ -1083,7 +1218,10 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
             Ok(request) => {
                 let cause = match (request.error_type, request.reason) {
                     (None, None) => None,
-                    (error_type, reason) => Some(ErrorCause::new(error_type.unwrap_or_else(|| "exception".into()), reason.unwrap_or_else(|| "injected shard failure".into()))),
+                    (error_type, reason) => Some(ErrorCause::new(
+                        error_type.unwrap_or_else(|| "exception".into()),
+                        reason.unwrap_or_else(|| "injected shard failure".into()),
+                    )),
                 };
                 handle.faults().fail_shards(request.searches, request.failed_shards, cause);
                 control_reply(200, handle.faults().describe())
@@ -1100,7 +1238,9 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
         ("POST", ["faults", "http"]) => match control_body::<HttpFaultRequest>(incoming) {
             Ok(request) => {
                 let Some(plan) = handle.http_faults() else {
-                    return control_error("the harness fault plan is not available: the router is not served by EmulatorServer");
+                    return control_error(
+                        "the harness fault plan is not available: the router is not served by EmulatorServer",
+                    );
                 };
                 if let Some(latency) = request.latency_ms {
                     plan.set_latency(Duration::from_millis(latency));
@@ -1124,7 +1264,10 @@ fn control(handle: &EsHandle, incoming: &Incoming) -> Response<Body> {
             }
             Err(message) => control_error(message),
         },
-        _ => control_reply(404, json!({"error": format!("unknown testkit control endpoint {} {}", method, incoming.path)})),
+        _ => control_reply(
+            404,
+            json!({"error": format!("unknown testkit control endpoint {} {}", method, incoming.path)}),
+        ),
     }
 }
 
@@ -1140,7 +1283,10 @@ mod tests {
             json!({"errors": true, "items": [{"index": {"status": 201}}, {"create": {"status": 409, "error": {"type": "x"}}}]})
         );
         assert_eq!(filter_path(&body, "-items"), json!({"took": 3, "errors": true}));
-        assert_eq!(filter_path(&body, "**.status"), json!({"items": [{"index": {"status": 201}}, {"create": {"status": 409}}]}));
+        assert_eq!(
+            filter_path(&body, "**.status"),
+            json!({"items": [{"index": {"status": 201}}, {"create": {"status": 409}}]})
+        );
         assert_eq!(filter_path(&body, "nothing"), json!({}));
     }
 
@@ -1149,7 +1295,10 @@ mod tests {
         assert_eq!(compatible_version("application/vnd.elasticsearch+json; compatible-with=8"), Some(8));
         assert_eq!(compatible_version("application/vnd.elasticsearch+x-ndjson;compatible-with=7"), Some(7));
         assert_eq!(compatible_version("application/json"), None);
-        assert_eq!(parse_params("a=1&q=level%3AERROR+x&flag"), vec![("a".into(), "1".into()), ("q".into(), "level:ERROR x".into()), ("flag".into(), String::new())]);
+        assert_eq!(
+            parse_params("a=1&q=level%3AERROR+x&flag"),
+            vec![("a".into(), "1".into()), ("q".into(), "level:ERROR x".into()), ("flag".into(), String::new())]
+        );
         assert_eq!(percent_decode("%3Clogs-%7Bnow%2Fd%7D%3E", false), "<logs-{now/d}>");
     }
 }

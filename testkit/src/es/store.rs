@@ -182,10 +182,25 @@ impl Default for TargetOptions {
 #[derive(Debug, Clone)]
 pub enum WriteOperation {
     /// `index` (replace) or `create` (fail if present).
-    Index { id: Option<String>, source: Value, create_only: bool, if_seq_no: Option<u64>, if_primary_term: Option<u64> },
+    Index {
+        id: Option<String>,
+        source: Value,
+        create_only: bool,
+        if_seq_no: Option<u64>,
+        if_primary_term: Option<u64>,
+    },
     /// Partial update: merge `doc`, or insert `upsert` when missing.
-    Update { id: String, doc: Option<Value>, upsert: Option<Value>, doc_as_upsert: bool },
-    Delete { id: String, if_seq_no: Option<u64>, if_primary_term: Option<u64> },
+    Update {
+        id: String,
+        doc: Option<Value>,
+        upsert: Option<Value>,
+        doc_as_upsert: bool,
+    },
+    Delete {
+        id: String,
+        if_seq_no: Option<u64>,
+        if_primary_term: Option<u64>,
+    },
 }
 
 /// What a successful write did.
@@ -250,7 +265,9 @@ pub fn validate_index_name(name: &str) -> Result<(), ApiError> {
     if name.starts_with(['-', '_', '+']) {
         return Err(invalid("must not start with '_', '-', or '+'"));
     }
-    if let Some(bad) = name.chars().find(|c| matches!(c, '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':')) {
+    if let Some(bad) =
+        name.chars().find(|c| matches!(c, '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':'))
+    {
         return Err(invalid(&format!("must not contain the following characters [{bad}]")));
     }
     if name.len() > 255 {
@@ -293,8 +310,14 @@ pub fn resolve_date_math_name(name: &str, now: i64) -> Result<String, ApiError> 
             None => (expression, "yyyy.MM.dd"),
         };
         let format = format.split('|').next().unwrap_or("yyyy.MM.dd");
-        let millis = dates::resolve_date_math(math, dates::DEFAULT_DATE_FORMAT, now, false, 0).map_err(|_| invalid())?;
-        let strftime = format.replace("yyyy", "%Y").replace("MM", "%m").replace("dd", "%d").replace("HH", "%H").replace("mm", "%M");
+        let millis =
+            dates::resolve_date_math(math, dates::DEFAULT_DATE_FORMAT, now, false, 0).map_err(|_| invalid())?;
+        let strftime = format
+            .replace("yyyy", "%Y")
+            .replace("MM", "%m")
+            .replace("dd", "%d")
+            .replace("HH", "%H")
+            .replace("mm", "%M");
         resolved.push_str(&dates::format_index_pattern(&strftime, millis).map_err(|_| invalid())?);
         rest = &after[close + 1..];
     }
@@ -458,7 +481,10 @@ impl Cluster {
             } else if part.contains('*') {
                 let include_hidden = part.starts_with('.');
                 selected.extend(
-                    self.indices.keys().filter(|name| (include_hidden || !name.starts_with('.')) && simple_wildcard_match(part, name)).cloned(),
+                    self.indices
+                        .keys()
+                        .filter(|name| (include_hidden || !name.starts_with('.')) && simple_wildcard_match(part, name))
+                        .cloned(),
                 );
             } else {
                 let name = resolve_date_math_name(part, now)?;
@@ -479,7 +505,11 @@ impl Cluster {
 
     /// The searchable snapshots of the resolved indices, after any due
     /// refresh.
-    pub fn searchable_snapshots(&mut self, expression: &str, options: TargetOptions) -> Result<Vec<Arc<IndexSnapshot>>, ApiError> {
+    pub fn searchable_snapshots(
+        &mut self,
+        expression: &str,
+        options: TargetOptions,
+    ) -> Result<Vec<Arc<IndexSnapshot>>, ApiError> {
         self.refresh_due(Instant::now());
         let names = self.resolve(expression, options)?;
         Ok(names.iter().filter_map(|name| self.indices.get(name)).map(|index| Arc::clone(&index.searchable)).collect())
@@ -490,9 +520,12 @@ impl Cluster {
     pub fn create_index(&mut self, name: &str, body: &Value) -> Result<&Index, ApiError> {
         validate_index_name(name)?;
         if let Some(existing) = self.indices.get(name) {
-            let cause = ErrorCause::new("resource_already_exists_exception", format!("index [{name}/{}] already exists", existing.uuid))
-                .with("index_uuid", existing.uuid.clone())
-                .with("index", name);
+            let cause = ErrorCause::new(
+                "resource_already_exists_exception",
+                format!("index [{name}/{}] already exists", existing.uuid),
+            )
+            .with("index_uuid", existing.uuid.clone())
+            .with("index", name);
             return Err(ApiError::new(400, cause));
         }
         let (mut settings, mut mappings, mut aliases) = (json!({}), json!({}), json!({}));
@@ -528,7 +561,9 @@ impl Cluster {
                     .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
                     .filter(|count| *count >= 1 || key == "number_of_replicas")
                     .map(|count| count as u32)
-                    .ok_or_else(|| ApiError::illegal_argument(format!("Failed to parse value [{value}] for setting [index.{key}]"))),
+                    .ok_or_else(|| {
+                        ApiError::illegal_argument(format!("Failed to parse value [{value}] for setting [index.{key}]"))
+                    }),
             }
         };
         let number_of_shards = number("number_of_shards", self.product.default_shards())?;
@@ -580,9 +615,20 @@ impl Cluster {
         let default_type = if self.product.mapping_types() == MappingTypeRule::Required { "doc" } else { "_doc" };
         if self.product.mapping_types() == MappingTypeRule::Required {
             if let Some(object) = mappings.as_object() {
-                let known = ["properties", "dynamic", "dynamic_templates", "date_detection", "numeric_detection", "_source", "_meta", "_routing"];
+                let known = [
+                    "properties",
+                    "dynamic",
+                    "dynamic_templates",
+                    "date_detection",
+                    "numeric_detection",
+                    "_source",
+                    "_meta",
+                    "_routing",
+                ];
                 if object.len() == 1 {
-                    if let Some((type_name, inner)) = object.iter().next().filter(|(key, _)| !known.contains(&key.as_str())) {
+                    if let Some((type_name, inner)) =
+                        object.iter().next().filter(|(key, _)| !known.contains(&key.as_str()))
+                    {
                         return Ok((RootMapping::parse(inner)?, type_name.clone()));
                     }
                 }
@@ -592,7 +638,8 @@ impl Cluster {
     }
 
     fn matching_templates(&self, name: &str) -> Vec<IndexTemplate> {
-        let matches = |template: &&IndexTemplate| template.patterns.iter().any(|pattern| simple_wildcard_match(pattern, name));
+        let matches =
+            |template: &&IndexTemplate| template.patterns.iter().any(|pattern| simple_wildcard_match(pattern, name));
         // The highest-priority composable template wins outright; legacy
         // templates apply only when no composable one matches.
         if let Some(best) = self.templates.values().filter(matches).max_by_key(|template| template.rank) {
@@ -607,7 +654,9 @@ impl Cluster {
         let patterns: Vec<String> = match body.get("index_patterns") {
             Some(Value::String(pattern)) => vec![pattern.clone()],
             Some(Value::Array(patterns)) => patterns.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-            _ if body.get("template").is_some() && !composable => vec![body["template"].as_str().unwrap_or_default().to_string()],
+            _ if body.get("template").is_some() && !composable => {
+                vec![body["template"].as_str().unwrap_or_default().to_string()]
+            }
             _ => return Err(ApiError::validation(&["index patterns are missing"])),
         };
         let source = if composable { body.get("template").cloned().unwrap_or_else(|| json!({})) } else { body.clone() };
@@ -640,7 +689,13 @@ impl Cluster {
 
     /// Applies one write to `index_name`, creating the index if needed.
     /// Holds no lock itself; the caller holds the cluster's.
-    pub fn write(&mut self, index_name: &str, type_name: Option<&str>, operation: WriteOperation, raw_source: &str) -> Result<WriteOutcome, WriteFailure> {
+    pub fn write(
+        &mut self,
+        index_name: &str,
+        type_name: Option<&str>,
+        operation: WriteOperation,
+        raw_source: &str,
+    ) -> Result<WriteOutcome, WriteFailure> {
         let id_hint = match &operation {
             WriteOperation::Index { id, .. } => id.clone(),
             WriteOperation::Update { id, .. } | WriteOperation::Delete { id, .. } => Some(id.clone()),
@@ -665,7 +720,12 @@ impl Cluster {
             self.create_index(index_name, &json!({})).map_err(|error| {
                 let cause = error
                     .to_json()
-                    .map(|body| ErrorCause::new(body["error"]["type"].as_str().unwrap_or("exception"), body["error"]["reason"].as_str().unwrap_or("")))
+                    .map(|body| {
+                        ErrorCause::new(
+                            body["error"]["type"].as_str().unwrap_or("exception"),
+                            body["error"]["reason"].as_str().unwrap_or(""),
+                        )
+                    })
                     .unwrap_or_else(|| ErrorCause::new("exception", "index creation failed"));
                 failure(error.status, cause.with("index", index_name), "_doc")
             })?;
@@ -678,16 +738,20 @@ impl Cluster {
         let index = self.indices.get_mut(index_name).expect("index exists: created above");
         let type_name = type_name.map(str::to_string).unwrap_or_else(|| index.type_name.clone());
         let on_index = |cause: ErrorCause| cause.on_index(&index.name, &index.uuid);
-        let conflict = |id: &str, reason: String| {
-            WriteFailure {
-                index: index.name.clone(),
-                type_name: type_name.clone(),
-                id: id.to_string(),
-                status: 409,
-                cause: Box::new(ErrorCause::new("version_conflict_engine_exception", format!("[{id}]: {reason}")).on_index(&index.name, &index.uuid)),
-            }
+        let conflict = |id: &str, reason: String| WriteFailure {
+            index: index.name.clone(),
+            type_name: type_name.clone(),
+            id: id.to_string(),
+            status: 409,
+            cause: Box::new(
+                ErrorCause::new("version_conflict_engine_exception", format!("[{id}]: {reason}"))
+                    .on_index(&index.name, &index.uuid),
+            ),
         };
-        let check_sequence = |current: Option<&Arc<StoredDocument>>, id: &str, if_seq_no: Option<u64>, if_primary_term: Option<u64>| {
+        let check_sequence = |current: Option<&Arc<StoredDocument>>,
+                              id: &str,
+                              if_seq_no: Option<u64>,
+                              if_primary_term: Option<u64>| {
             match (if_seq_no, if_primary_term) {
                 (None, None) => Ok(()),
                 (Some(seq_no), Some(term)) => match current {
@@ -710,7 +774,13 @@ impl Cluster {
                 let current = index.live.get(&id);
                 if create_only {
                     if let Some(existing) = current {
-                        return Err(conflict(&id, format!("version conflict, document already exists (current version [{}])", existing.version)));
+                        return Err(conflict(
+                            &id,
+                            format!(
+                                "version conflict, document already exists (current version [{}])",
+                                existing.version
+                            ),
+                        ));
                     }
                 }
                 check_sequence(current, &id, if_seq_no, if_primary_term)?;
@@ -738,15 +808,31 @@ impl Cluster {
                         (id, Some(merged), "updated")
                     }
                     (Some(_), None) => {
-                        return Err(failure(400, ErrorCause::new("action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"), &type_name))
+                        return Err(failure(
+                            400,
+                            ErrorCause::new(
+                                "action_request_validation_exception",
+                                "Validation Failed: 1: script or doc is missing;",
+                            ),
+                            &type_name,
+                        ))
                     }
                     (None, doc) => {
                         let inserted = if doc_as_upsert { doc } else { upsert };
                         match inserted {
                             Some(source) => (id, Some(source), "created"),
                             None => {
-                                let cause = on_index(ErrorCause::new("document_missing_exception", format!("[{type_name}][{id}]: document missing")));
-                                return Err(WriteFailure { index: index.name.clone(), type_name: type_name.clone(), id, status: 404, cause: Box::new(cause) });
+                                let cause = on_index(ErrorCause::new(
+                                    "document_missing_exception",
+                                    format!("[{type_name}][{id}]: document missing"),
+                                ));
+                                return Err(WriteFailure {
+                                    index: index.name.clone(),
+                                    type_name: type_name.clone(),
+                                    id,
+                                    status: 404,
+                                    cause: Box::new(cause),
+                                });
                             }
                         }
                     }
@@ -757,7 +843,8 @@ impl Cluster {
                 (id, None, "deleted")
             }
         };
-        let previous_version = index.live.get(&id).map(|document| document.version).or_else(|| index.tombstones.get(&id).copied());
+        let previous_version =
+            index.live.get(&id).map(|document| document.version).or_else(|| index.tombstones.get(&id).copied());
         let Some(source) = new_source else {
             let seq_no = index.next_seq_no;
             return match index.live.remove(&id) {
@@ -765,21 +852,46 @@ impl Cluster {
                     index.next_seq_no += 1;
                     index.tombstones.insert(id.clone(), removed.version + 1);
                     index.pending_since.get_or_insert_with(Instant::now);
-                    Ok(WriteOutcome { index: index.name.clone(), type_name, id, version: removed.version + 1, seq_no, primary_term: 1, result, status: 200 })
+                    Ok(WriteOutcome {
+                        index: index.name.clone(),
+                        type_name,
+                        id,
+                        version: removed.version + 1,
+                        seq_no,
+                        primary_term: 1,
+                        result,
+                        status: 200,
+                    })
                 }
                 None => {
                     index.next_seq_no += 1;
                     let version = previous_version.unwrap_or(0) + 1;
-                    Ok(WriteOutcome { index: index.name.clone(), type_name, id, version, seq_no, primary_term: 1, result: "not_found", status: 404 })
+                    Ok(WriteOutcome {
+                        index: index.name.clone(),
+                        type_name,
+                        id,
+                        version,
+                        seq_no,
+                        primary_term: 1,
+                        result: "not_found",
+                        status: 404,
+                    })
                 }
             };
         };
         let Value::Object(object) = &source else {
             let cause = ErrorCause::new(
-                if product.document_parsing_exception() { "document_parsing_exception" } else { "mapper_parsing_exception" },
+                if product.document_parsing_exception() {
+                    "document_parsing_exception"
+                } else {
+                    "mapper_parsing_exception"
+                },
                 "failed to parse",
             )
-            .caused_by(ErrorCause::new("not_x_content_exception", "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes"));
+            .caused_by(ErrorCause::new(
+                "not_x_content_exception",
+                "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes",
+            ));
             return Err(WriteFailure { index: index.name.clone(), type_name, id, status: 400, cause: Box::new(cause) });
         };
         let context = DocumentContext {
@@ -806,7 +918,16 @@ impl Cluster {
         let shard = shard_of(&id, index.settings.number_of_shards);
         index.live.insert(
             id.clone(),
-            Arc::new(StoredDocument { id: id.clone(), type_name: type_name.clone(), source, indexed, version, seq_no, primary_term: 1, shard }),
+            Arc::new(StoredDocument {
+                id: id.clone(),
+                type_name: type_name.clone(),
+                source,
+                indexed,
+                version,
+                seq_no,
+                primary_term: 1,
+                shard,
+            }),
         );
         index.pending_since.get_or_insert_with(Instant::now);
         let status = if result == "created" { 201 } else { 200 };
@@ -814,13 +935,24 @@ impl Cluster {
     }
 
     /// Opens a point in time over the resolved indices.
-    pub fn open_pit(&mut self, expression: &str, keep_alive: Duration, options: TargetOptions) -> Result<&PointInTime, ApiError> {
+    pub fn open_pit(
+        &mut self,
+        expression: &str,
+        keep_alive: Duration,
+        options: TargetOptions,
+    ) -> Result<&PointInTime, ApiError> {
         self.expire_pits(Instant::now());
         let snapshots = self.searchable_snapshots(expression, options)?;
         let serial = self.next_pit_serial;
         self.next_pit_serial += 1;
         self.counters.pits_opened += 1;
-        let pit = PointInTime { serial, generation: 0, snapshots, expires_at: Instant::now() + keep_alive, creation_time_millis: dates::now_millis() };
+        let pit = PointInTime {
+            serial,
+            generation: 0,
+            snapshots,
+            expires_at: Instant::now() + keep_alive,
+            creation_time_millis: dates::now_millis(),
+        };
         self.pits.insert(serial, pit);
         Ok(&self.pits[&serial])
     }
@@ -833,7 +965,11 @@ impl Cluster {
 
     /// Looks up a PIT by id, extends it, and returns its snapshots and the
     /// id to send back (a new one on every call, as clients must cope with).
-    pub fn use_pit(&mut self, id: &str, keep_alive: Option<Duration>) -> Result<(Vec<Arc<IndexSnapshot>>, String), ApiError> {
+    pub fn use_pit(
+        &mut self,
+        id: &str,
+        keep_alive: Option<Duration>,
+    ) -> Result<(Vec<Arc<IndexSnapshot>>, String), ApiError> {
         let now = Instant::now();
         self.expire_pits(now);
         let serial = decode_pit_id(id).ok_or_else(|| missing_context(id))?;
@@ -877,7 +1013,10 @@ const PIT_MARKER: &str = "testkit-pit";
 
 /// PIT ids are opaque base64 text, like Elasticsearch's.
 pub fn encode_pit_id(serial: u64, generation: u64) -> String {
-    STANDARD.encode(format!("{PIT_MARKER}\u{0}{serial}\u{0}{generation}\u{0}{:016x}", serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+    STANDARD.encode(format!(
+        "{PIT_MARKER}\u{0}{serial}\u{0}{generation}\u{0}{:016x}",
+        serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    ))
 }
 
 pub fn decode_pit_id(id: &str) -> Option<u64> {
@@ -896,9 +1035,21 @@ mod tests {
         Cluster::new(Product::elasticsearch("8.15.0").unwrap(), None)
     }
 
-    fn index_doc(cluster: &mut Cluster, index: &str, id: Option<&str>, source: Value, create_only: bool) -> Result<WriteOutcome, WriteFailure> {
+    fn index_doc(
+        cluster: &mut Cluster,
+        index: &str,
+        id: Option<&str>,
+        source: Value,
+        create_only: bool,
+    ) -> Result<WriteOutcome, WriteFailure> {
         let raw = source.to_string();
-        let operation = WriteOperation::Index { id: id.map(str::to_string), source, create_only, if_seq_no: None, if_primary_term: None };
+        let operation = WriteOperation::Index {
+            id: id.map(str::to_string),
+            source,
+            create_only,
+            if_seq_no: None,
+            if_primary_term: None,
+        };
         cluster.write(index, None, operation, &raw)
     }
 
@@ -952,9 +1103,15 @@ mod tests {
         assert_eq!(cluster.resolve("_all", options).unwrap().len(), 3);
         assert!(cluster.resolve("nope-*", options).unwrap().is_empty());
         assert_eq!(cluster.resolve("logs-a,nope", options).unwrap_err().status, 404);
-        assert_eq!(cluster.resolve("logs-a,nope", TargetOptions { ignore_unavailable: true, ..options }).unwrap(), vec!["logs-a"]);
+        assert_eq!(
+            cluster.resolve("logs-a,nope", TargetOptions { ignore_unavailable: true, ..options }).unwrap(),
+            vec!["logs-a"]
+        );
         assert!(cluster.create_index("Bad", &json!({})).is_err());
-        assert_eq!(cluster.create_index("other", &json!({})).unwrap_err().error_type(), Some("resource_already_exists_exception"));
+        assert_eq!(
+            cluster.create_index("other", &json!({})).unwrap_err().error_type(),
+            Some("resource_already_exists_exception")
+        );
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl FromStr for Version {
     fn from_str(text: &str) -> Result<Version, EsEmulatorError> {
         let invalid = || EsEmulatorError::InvalidVersion { text: text.to_string() };
         let mut parts = text.trim().split('.');
-        let mut next = || -> Result<u32, EsEmulatorError> { parts.next().ok_or_else(invalid)?.parse().map_err(|_| invalid()) };
+        let mut next =
+            || -> Result<u32, EsEmulatorError> { parts.next().ok_or_else(invalid)?.parse().map_err(|_| invalid()) };
         let version = Version { major: next()?, minor: next()?, patch: next()? };
         if parts.next().is_some() {
             return Err(invalid());
@@ -104,7 +105,10 @@ impl Product {
             Distribution::OpenSearch => matches!(version.major, 1 | 2),
         };
         if !supported {
-            return Err(EsEmulatorError::UnsupportedVersion { distribution: distribution.to_string(), version: version.to_string() });
+            return Err(EsEmulatorError::UnsupportedVersion {
+                distribution: distribution.to_string(),
+                version: version.to_string(),
+            });
         }
         Ok(Product { distribution, version })
     }

@@ -133,7 +133,10 @@ impl ConsumerGroup {
 
         for fact in facts {
             let finished = fact.read_only
-                && self.shards[&fact.id].checkpoint.as_ref().is_some_and(|checkpoint| checkpoint.cursor_value >= fact.end_cursor);
+                && self.shards[&fact.id]
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|checkpoint| checkpoint.cursor_value >= fact.end_cursor);
             let shard = self.shards.get_mut(&fact.id).expect("entry inserted above");
             if finished {
                 shard.state = AssignmentState::Over;
@@ -178,7 +181,9 @@ impl ConsumerGroup {
                 shard.state = match std::mem::replace(&mut shard.state, AssignmentState::NotAllocated) {
                     AssignmentState::Allocated { holder } if &holder == name => AssignmentState::NotAllocated,
                     AssignmentState::Transfer { holder, .. } if &holder == name => AssignmentState::NotAllocated,
-                    AssignmentState::Transfer { holder, next } if &next == name => AssignmentState::Allocated { holder },
+                    AssignmentState::Transfer { holder, next } if &next == name => {
+                        AssignmentState::Allocated { holder }
+                    }
                     other => other,
                 };
             }
@@ -213,7 +218,9 @@ impl ConsumerGroup {
             shard.state = match std::mem::replace(&mut shard.state, AssignmentState::NotAllocated) {
                 // The handshake: the holder gave the shard up, so the waiting
                 // consumer may take it.
-                AssignmentState::Transfer { holder, next } if holder == consumer && !listed => AssignmentState::Allocated { holder: next },
+                AssignmentState::Transfer { holder, next } if holder == consumer && !listed => {
+                    AssignmentState::Allocated { holder: next }
+                }
                 // A consumer still reading a shard nobody holds (for example
                 // after the server restarted) keeps it; balancing may move it.
                 AssignmentState::NotAllocated if listed => AssignmentState::Allocated { holder: consumer.to_string() },
@@ -250,7 +257,10 @@ impl ConsumerGroup {
             }
         }
         let least_loaded = |load: &BTreeMap<String, usize>| {
-            load.iter().min_by_key(|(name, count)| (**count, (*name).clone())).map(|(name, _)| name.clone()).expect("consumers exist")
+            load.iter()
+                .min_by_key(|(name, count)| (**count, (*name).clone()))
+                .map(|(name, _)| name.clone())
+                .expect("consumers exist")
         };
         for shard in self.shards.values_mut() {
             if shard.state == AssignmentState::NotAllocated {
@@ -260,7 +270,10 @@ impl ConsumerGroup {
             }
         }
         loop {
-            let most = load.iter().max_by_key(|(name, count)| (**count, std::cmp::Reverse((*name).clone()))).map(|(name, count)| (name.clone(), *count));
+            let most = load
+                .iter()
+                .max_by_key(|(name, count)| (**count, std::cmp::Reverse((*name).clone())))
+                .map(|(name, count)| (name.clone(), *count));
             let least = least_loaded(&load);
             let Some((most, most_count)) = most else { return };
             if most_count <= load[&least] + 1 {
@@ -269,11 +282,10 @@ impl ConsumerGroup {
             // Prefer moving a shard the loaded consumer holds outright (the
             // highest id, so low ids stay put); otherwise redirect a transfer
             // that was heading to it.
-            let held = self
-                .shards
-                .iter_mut()
-                .rev()
-                .find(|(_, shard)| matches!(&shard.state, AssignmentState::Allocated { holder } if *holder == most));
+            let held =
+                self.shards.iter_mut().rev().find(
+                    |(_, shard)| matches!(&shard.state, AssignmentState::Allocated { holder } if *holder == most),
+                );
             let redirected = match held {
                 Some((_, shard)) => {
                     shard.state = AssignmentState::Transfer { holder: most.clone(), next: least.clone() };
@@ -307,7 +319,13 @@ impl ConsumerGroup {
 
     /// Stores a checkpoint. Without `force`, the consumer must be live and
     /// currently hold the shard (`ConsumerNotExist`/`ConsumerNotMatch`).
-    pub fn update_checkpoint(&mut self, commit: &CheckpointCommit<'_>, cursor_value: i64, facts: &[ShardFacts], now: Instant) -> Result<(), SlsError> {
+    pub fn update_checkpoint(
+        &mut self,
+        commit: &CheckpointCommit<'_>,
+        cursor_value: i64,
+        facts: &[ShardFacts],
+        now: Instant,
+    ) -> Result<(), SlsError> {
         let CheckpointCommit { shard: shard_id, cursor, consumer, force } = *commit;
         self.sync_shards(facts);
         self.expire_consumers(now);
@@ -395,10 +413,21 @@ mod tests {
         let now = Instant::now();
         group.heartbeat("a", set(&[]), &facts, now).unwrap();
         group.heartbeat("b", set(&[]), &facts, now).unwrap();
-        let not_held = group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "x", consumer: "nobody", force: false }, 1, &facts, now).unwrap_err();
+        let not_held = group
+            .update_checkpoint(
+                &CheckpointCommit { shard: 0, cursor: "x", consumer: "nobody", force: false },
+                1,
+                &facts,
+                now,
+            )
+            .unwrap_err();
         assert_eq!(not_held.code(), "ConsumerNotExist");
-        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "x", consumer: "a", force: false }, 1, &facts, now).unwrap();
-        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "y", consumer: "", force: true }, 2, &facts, now).unwrap();
+        group
+            .update_checkpoint(&CheckpointCommit { shard: 0, cursor: "x", consumer: "a", force: false }, 1, &facts, now)
+            .unwrap();
+        group
+            .update_checkpoint(&CheckpointCommit { shard: 0, cursor: "y", consumer: "", force: true }, 2, &facts, now)
+            .unwrap();
         assert_eq!(group.shards[&0].checkpoint.as_ref().unwrap().cursor, "y");
     }
 
@@ -410,12 +439,30 @@ mod tests {
         facts.push(ShardFacts { id: 2, read_only: false, end_cursor: 0, parent: Some(0) });
         let mut group = ConsumerGroup::new("g".into(), Duration::from_secs(60), true, &facts);
         let now = Instant::now();
-        assert_eq!(group.heartbeat("a", set(&[]), &facts, now).unwrap(), vec![0], "ordered: children wait for the parent");
-        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "end", consumer: "a", force: false }, 100, &facts, now).unwrap();
+        assert_eq!(
+            group.heartbeat("a", set(&[]), &facts, now).unwrap(),
+            vec![0],
+            "ordered: children wait for the parent"
+        );
+        group
+            .update_checkpoint(
+                &CheckpointCommit { shard: 0, cursor: "end", consumer: "a", force: false },
+                100,
+                &facts,
+                now,
+            )
+            .unwrap();
         assert_eq!(group.shards[&0].state, AssignmentState::Over);
         assert_eq!(group.heartbeat("a", set(&[0]), &facts, now).unwrap(), vec![1, 2]);
         // Forcing the checkpoint back makes the parent consumable again.
-        group.update_checkpoint(&CheckpointCommit { shard: 0, cursor: "mid", consumer: "", force: true }, 50, &facts, now).unwrap();
+        group
+            .update_checkpoint(
+                &CheckpointCommit { shard: 0, cursor: "mid", consumer: "", force: true },
+                50,
+                &facts,
+                now,
+            )
+            .unwrap();
         assert_eq!(group.heartbeat("a", set(&[1, 2]), &facts, now).unwrap(), vec![0, 1, 2]);
     }
 }

@@ -28,7 +28,8 @@ pub fn encode_cursor(value: i64) -> String {
 /// The integer behind cursor text; `ParameterInvalid` when it is not base64
 /// of a decimal integer (what the real service answers for a mangled cursor).
 pub fn decode_cursor(text: &str) -> Result<i64, SlsError> {
-    let malformed = || SlsError::parameter(format!("cursor {text:?} is not a valid cursor (base64 of a decimal integer)"));
+    let malformed =
+        || SlsError::parameter(format!("cursor {text:?} is not a valid cursor (base64 of a decimal integer)"));
     let decoded = LENIENT_DECODER.decode(text.trim()).map_err(|_| malformed())?;
     let digits = std::str::from_utf8(&decoded).map_err(|_| malformed())?;
     digits.parse::<i64>().map_err(|_| malformed())

@@ -85,7 +85,11 @@ fn group_from_demo_logs(logs: &[DemoLog]) -> LogGroup {
             .iter()
             .map(|log| Log {
                 time: log.time,
-                contents: log.contents.iter().map(|(key, value)| LogContent { key: key.clone(), value: value.clone() }).collect(),
+                contents: log
+                    .contents
+                    .iter()
+                    .map(|(key, value)| LogContent { key: key.clone(), value: value.clone() })
+                    .collect(),
                 time_ns: Some(log.time_ns),
             })
             .collect(),

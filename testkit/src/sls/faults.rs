@@ -336,7 +336,13 @@ mod tests {
     use crate::sls::proto::{decode_log_group_list, lz4_block_compress, lz4_block_decompress};
 
     fn pull_on(shard: u32) -> RequestScope<'static> {
-        RequestScope { api: SlsApi::PullLogs, project: "p", logstore: Some("l"), shard: Some(shard), consumer_group: None }
+        RequestScope {
+            api: SlsApi::PullLogs,
+            project: "p",
+            logstore: Some("l"),
+            shard: Some(shard),
+            consumer_group: None,
+        }
     }
 
     #[test]
@@ -364,7 +370,8 @@ mod tests {
 
     #[test]
     fn json_specs_round_trip_and_unknown_names_list_the_known_ones() {
-        let spec: FaultSpec = serde_json::from_str(r#"{"fault":"latency","millis":250,"api":"heartbeat","times":1}"#).unwrap();
+        let spec: FaultSpec =
+            serde_json::from_str(r#"{"fault":"latency","millis":250,"api":"heartbeat","times":1}"#).unwrap();
         let fault = SlsFault::try_from(spec.clone()).unwrap();
         assert_eq!(fault.effect, FaultEffect::Latency(Duration::from_millis(250)));
         assert_eq!(FaultSpec::from(&fault), spec);

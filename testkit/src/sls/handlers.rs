@@ -25,11 +25,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::consumer_group::CheckpointCommit;
 use super::error::SlsError;
-use super::faults::{FaultEffect, FaultPhase, FaultSpec, RequestScope, SlsApi, SlsFault, CORRUPT_LZ4_BODY, CORRUPT_PROTOBUF_RAW};
+use super::faults::{
+    FaultEffect, FaultPhase, FaultSpec, RequestScope, SlsApi, SlsFault, CORRUPT_LZ4_BODY, CORRUPT_PROTOBUF_RAW,
+};
 use super::proto::{lz4_block_compress, Log, LogContent, LogGroup, LogTag};
 use super::signature::{verify, SignedRequest};
-use super::consumer_group::CheckpointCommit;
 use super::state::{lock, CursorPosition, PullRequest, MAX_PULL_LOG_GROUPS};
 use super::{DemoData, Shared};
 use crate::http::DropConnection;
@@ -104,8 +106,9 @@ struct Target {
 }
 
 async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, ApiError> {
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).map(|(key, value)| (key.into_owned(), value.into_owned())).collect();
+    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
     let path = parts.uri.path();
     verify(
         &SignedRequest { method: &parts.method, headers: &parts.headers, path, query: &query, body },
@@ -137,7 +140,10 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
             return Err(ApiError { status, code, message });
         }
         Some(FaultEffect::InvalidCursor) => {
-            return Err(SlsError::InvalidCursor { message: "cursor is invalid or expired (injected fault)".to_string() }.into())
+            return Err(SlsError::InvalidCursor {
+                message: "cursor is invalid or expired (injected fault)".to_string(),
+            }
+            .into())
         }
         Some(FaultEffect::DropConnection) => return Ok(Outcome::Drop),
         _ => {}
@@ -154,16 +160,20 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
         }
         SlsApi::ListShards => json_response(&state.list_shards(&project, logstore)?),
         SlsApi::GetCursor => {
-            let from = parameter("from").ok_or_else(|| SlsError::parameter("GetCursor needs the \"from\" parameter (begin, end or unix seconds)"))?;
+            let from = parameter("from").ok_or_else(|| {
+                SlsError::parameter("GetCursor needs the \"from\" parameter (begin, end or unix seconds)")
+            })?;
             let position = match from {
                 "begin" => CursorPosition::Begin,
                 "end" => CursorPosition::End,
                 seconds => {
-                    let seconds: i64 = seconds
-                        .parse()
-                        .map_err(|_| SlsError::parameter(format!("from {seconds:?} is not begin, end or unix seconds")))?;
+                    let seconds: i64 = seconds.parse().map_err(|_| {
+                        SlsError::parameter(format!("from {seconds:?} is not begin, end or unix seconds"))
+                    })?;
                     if seconds < 0 {
-                        return Err(SlsError::parameter(format!("from {seconds} is negative; give unix seconds")).into());
+                        return Err(
+                            SlsError::parameter(format!("from {seconds} is negative; give unix seconds")).into()
+                        );
                     }
                     CursorPosition::ReceivedAt(seconds.min(u32::MAX as i64) as u32)
                 }
@@ -171,14 +181,16 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
             json_response(&json!({ "cursor": state.cursor(&project, logstore, shard, position)? }))
         }
         SlsApi::GetCursorTime => {
-            let cursor = parameter("cursor").ok_or_else(|| SlsError::parameter("GetCursorTime needs the \"cursor\" parameter"))?;
+            let cursor = parameter("cursor")
+                .ok_or_else(|| SlsError::parameter("GetCursorTime needs the \"cursor\" parameter"))?;
             json_response(&json!({ "cursor_time": state.cursor_time(&project, logstore, shard, cursor)? }))
         }
         SlsApi::PullLogs => pull_logs(shared, parts, &project, logstore, shard, &scope, &query)?,
         SlsApi::SplitShard => {
             let split_key = match parameter("key").filter(|key| !key.is_empty()) {
                 Some(key) => Some(
-                    u128::from_str_radix(key, 16).map_err(|_| SlsError::parameter(format!("split key {key:?} is not 32 hex digits")))?,
+                    u128::from_str_radix(key, 16)
+                        .map_err(|_| SlsError::parameter(format!("split key {key:?} is not 32 hex digits")))?,
                 ),
                 None => None,
             };
@@ -193,7 +205,8 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
                 #[serde(default)]
                 order: bool,
             }
-            let request: CreateBody = parse_json(body, "CreateConsumerGroup body {\"consumerGroup\", \"timeout\", \"order\"}")?;
+            let request: CreateBody =
+                parse_json(body, "CreateConsumerGroup body {\"consumerGroup\", \"timeout\", \"order\"}")?;
             if request.consumer_group.is_empty() {
                 return Err(SlsError::json("consumerGroup is empty").into());
             }
@@ -228,9 +241,17 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
             empty_response()
         }
         SlsApi::Heartbeat => {
-            let consumer = parameter("consumer").filter(|name| !name.is_empty()).ok_or_else(|| SlsError::parameter("heartbeat needs a non-empty \"consumer\" parameter"))?;
+            let consumer = parameter("consumer")
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| SlsError::parameter("heartbeat needs a non-empty \"consumer\" parameter"))?;
             let reported: Vec<u32> = parse_json(body, "heartbeat body (a JSON array of shard ids)")?;
-            let held = state.heartbeat(&project, logstore, group, consumer, reported.into_iter().collect::<BTreeSet<u32>>())?;
+            let held = state.heartbeat(
+                &project,
+                logstore,
+                group,
+                consumer,
+                reported.into_iter().collect::<BTreeSet<u32>>(),
+            )?;
             shared.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
             json_response(&held)
         }
@@ -246,12 +267,19 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
                 None => false,
                 Some(value) if value.eq_ignore_ascii_case("true") => true,
                 Some(value) if value.eq_ignore_ascii_case("false") => false,
-                Some(value) => return Err(SlsError::parameter(format!("forceSuccess {value:?} is not true or false")).into()),
+                Some(value) => {
+                    return Err(SlsError::parameter(format!("forceSuccess {value:?} is not true or false")).into())
+                }
             };
             if !force && consumer.is_empty() {
                 return Err(SlsError::parameter("a checkpoint without a consumer needs forceSuccess=true").into());
             }
-            state.update_checkpoint(&project, logstore, group, &CheckpointCommit { shard: request.shard, cursor: &request.checkpoint, consumer, force })?;
+            state.update_checkpoint(
+                &project,
+                logstore,
+                group,
+                &CheckpointCommit { shard: request.shard, cursor: &request.checkpoint, consumer, force },
+            )?;
             shared.counters.checkpoint_updates.fetch_add(1, Ordering::Relaxed);
             empty_response()
         }
@@ -259,7 +287,8 @@ async fn serve(shared: &Shared, parts: &Parts, body: &Bytes) -> Result<Outcome, 
             let wanted = match parameter("shard") {
                 None | Some("") => None,
                 Some(text) => {
-                    let shard: i64 = text.parse().map_err(|_| SlsError::parameter(format!("shard {text:?} is not a number")))?;
+                    let shard: i64 =
+                        text.parse().map_err(|_| SlsError::parameter(format!("shard {text:?} is not a number")))?;
                     match u32::try_from(shard) {
                         Ok(shard) => Some(shard),
                         Err(_) if shard < 0 => None,
@@ -287,7 +316,9 @@ fn pull_logs(
     let count = match parameter("count") {
         None => MAX_PULL_LOG_GROUPS,
         Some(text) => match text.parse::<u32>() {
-            Ok(0) | Err(_) => return Err(SlsError::parameter(format!("count {text:?} must be an integer from 1 to 1000")).into()),
+            Ok(0) | Err(_) => {
+                return Err(SlsError::parameter(format!("count {text:?} must be an integer from 1 to 1000")).into())
+            }
             Ok(count) => count.min(MAX_PULL_LOG_GROUPS),
         },
     };
@@ -309,7 +340,11 @@ fn pull_logs(
             }
             Some(FaultEffect::CorruptProtobuf) => {
                 pulled.raw_size = CORRUPT_PROTOBUF_RAW.len();
-                pulled.body = if lz4 { Bytes::from(lz4_block_compress(CORRUPT_PROTOBUF_RAW)) } else { Bytes::from_static(CORRUPT_PROTOBUF_RAW) };
+                pulled.body = if lz4 {
+                    Bytes::from(lz4_block_compress(CORRUPT_PROTOBUF_RAW))
+                } else {
+                    Bytes::from_static(CORRUPT_PROTOBUF_RAW)
+                };
             }
             _ => {}
         }
@@ -347,9 +382,20 @@ fn query_parameter<'query>(query: &'query [(String, String)], name: &str) -> Opt
 }
 
 fn project_of(parts: &Parts) -> Result<String, SlsError> {
-    let host = parts.headers.get(header::HOST).and_then(|value| value.to_str().ok()).map(str::to_string).or_else(|| parts.uri.host().map(str::to_string));
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.host().map(str::to_string));
     let host = host.filter(|host| !host.is_empty()).ok_or(SlsError::MissingHost)?;
-    let without_port = host.rsplit_once(':').map_or(host.as_str(), |(name, port)| if port.bytes().all(|byte| byte.is_ascii_digit()) { name } else { host.as_str() });
+    let without_port = host.rsplit_once(':').map_or(host.as_str(), |(name, port)| {
+        if port.bytes().all(|byte| byte.is_ascii_digit()) {
+            name
+        } else {
+            host.as_str()
+        }
+    });
     Ok(without_port.split('.').next().unwrap_or_default().to_string())
 }
 
@@ -362,27 +408,44 @@ fn route(method: &Method, path: &str, kind: Option<&str>, action: Option<&str>) 
         shard,
         consumer_group: consumer_group.map(str::to_string),
     };
-    let shard_id = |text: &str| text.parse::<u32>().map_err(|_| SlsError::parameter(format!("shard id {text:?} is not a number")));
+    let shard_id =
+        |text: &str| text.parse::<u32>().map_err(|_| SlsError::parameter(format!("shard id {text:?} is not a number")));
     match (method, segments.as_slice()) {
-        (&Method::GET, ["logstores"]) => Ok(Target { api: SlsApi::ListLogStores, logstore: None, shard: None, consumer_group: None }),
+        (&Method::GET, ["logstores"]) => {
+            Ok(Target { api: SlsApi::ListLogStores, logstore: None, shard: None, consumer_group: None })
+        }
         (&Method::GET, ["logstores", logstore, "shards"]) => Ok(target(SlsApi::ListShards, logstore, None, None)),
         (&Method::GET, ["logstores", logstore, "shards", shard]) => {
             let api = match kind {
                 Some("cursor") => SlsApi::GetCursor,
                 Some("cursor_time") => SlsApi::GetCursorTime,
                 Some("log") | Some("logs") => SlsApi::PullLogs,
-                other => return Err(SlsError::parameter(format!("type {other:?} is not one of cursor, cursor_time, log, logs"))),
+                other => {
+                    return Err(SlsError::parameter(format!(
+                        "type {other:?} is not one of cursor, cursor_time, log, logs"
+                    )))
+                }
             };
             Ok(target(api, logstore, Some(shard_id(shard)?), None))
         }
         (&Method::POST, ["logstores", logstore, "shards", shard]) if action == Some("split") => {
             Ok(target(SlsApi::SplitShard, logstore, Some(shard_id(shard)?), None))
         }
-        (&Method::POST, ["logstores", logstore, "consumergroups"]) => Ok(target(SlsApi::CreateConsumerGroup, logstore, None, None)),
-        (&Method::GET, ["logstores", logstore, "consumergroups"]) => Ok(target(SlsApi::ListConsumerGroups, logstore, None, None)),
-        (&Method::PUT, ["logstores", logstore, "consumergroups", group]) => Ok(target(SlsApi::UpdateConsumerGroup, logstore, None, Some(group))),
-        (&Method::DELETE, ["logstores", logstore, "consumergroups", group]) => Ok(target(SlsApi::DeleteConsumerGroup, logstore, None, Some(group))),
-        (&Method::GET, ["logstores", logstore, "consumergroups", group]) => Ok(target(SlsApi::GetCheckpoint, logstore, None, Some(group))),
+        (&Method::POST, ["logstores", logstore, "consumergroups"]) => {
+            Ok(target(SlsApi::CreateConsumerGroup, logstore, None, None))
+        }
+        (&Method::GET, ["logstores", logstore, "consumergroups"]) => {
+            Ok(target(SlsApi::ListConsumerGroups, logstore, None, None))
+        }
+        (&Method::PUT, ["logstores", logstore, "consumergroups", group]) => {
+            Ok(target(SlsApi::UpdateConsumerGroup, logstore, None, Some(group)))
+        }
+        (&Method::DELETE, ["logstores", logstore, "consumergroups", group]) => {
+            Ok(target(SlsApi::DeleteConsumerGroup, logstore, None, Some(group)))
+        }
+        (&Method::GET, ["logstores", logstore, "consumergroups", group]) => {
+            Ok(target(SlsApi::GetCheckpoint, logstore, None, Some(group)))
+        }
         (&Method::POST, ["logstores", logstore, "consumergroups", group]) => match kind {
             Some("heartbeat") => Ok(target(SlsApi::Heartbeat, logstore, None, Some(group))),
             Some("checkpoint") => Ok(target(SlsApi::UpdateCheckpoint, logstore, None, Some(group))),
@@ -445,7 +508,12 @@ async fn control_add_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> R
     let specs = match serde_json::from_slice::<OneOrMany>(&body) {
         Ok(OneOrMany::One(spec)) => vec![spec],
         Ok(OneOrMany::Many(specs)) => specs,
-        Err(error) => return control_error(format!("fault spec is not valid JSON for one fault or a list of faults: {error}"), StatusCode::BAD_REQUEST),
+        Err(error) => {
+            return control_error(
+                format!("fault spec is not valid JSON for one fault or a list of faults: {error}"),
+                StatusCode::BAD_REQUEST,
+            )
+        }
     };
     let mut faults = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -477,10 +545,17 @@ struct CreateLogstoreRequest {
 async fn control_create_logstore(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: CreateLogstoreRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => return control_error(format!("body must be {{\"project\", \"logstore\", \"shards\"}}: {error}"), StatusCode::BAD_REQUEST),
+        Err(error) => {
+            return control_error(
+                format!("body must be {{\"project\", \"logstore\", \"shards\"}}: {error}"),
+                StatusCode::BAD_REQUEST,
+            )
+        }
     };
     shared.state.ensure_project(&request.project);
-    control_result(shared.state.create_logstore(&request.project, &request.logstore, request.shards).map(|()| json!({})))
+    control_result(
+        shared.state.create_logstore(&request.project, &request.logstore, request.shards).map(|()| json!({})),
+    )
 }
 
 /// A log group as JSON on `POST /_testkit/append`.
@@ -517,7 +592,12 @@ struct AppendRequest {
 async fn control_append(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: AppendRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => return control_error(format!("body must be {{\"project\", \"logstore\", \"shard\", \"log_groups\"}}: {error}"), StatusCode::BAD_REQUEST),
+        Err(error) => {
+            return control_error(
+                format!("body must be {{\"project\", \"logstore\", \"shard\", \"log_groups\"}}: {error}"),
+                StatusCode::BAD_REQUEST,
+            )
+        }
     };
     let groups: Vec<LogGroup> = request
         .log_groups
@@ -565,7 +645,12 @@ async fn control_demo(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
             )
         }
     };
-    let demo = DemoData { seed: request.seed, log_groups_per_shard: request.log_groups_per_shard, logs_per_group: request.logs_per_group, log_time: request.log_time };
+    let demo = DemoData {
+        seed: request.seed,
+        log_groups_per_shard: request.log_groups_per_shard,
+        logs_per_group: request.logs_per_group,
+        log_time: request.log_time,
+    };
     control_result(shared.load_demo_data(&request.project, &request.logstore, &demo))
 }
 
@@ -582,7 +667,12 @@ struct SplitRequest {
 async fn control_split(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: SplitRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => return control_error(format!("body must be {{\"project\", \"logstore\", \"shard\", \"split_key\"?}}: {error}"), StatusCode::BAD_REQUEST),
+        Err(error) => {
+            return control_error(
+                format!("body must be {{\"project\", \"logstore\", \"shard\", \"split_key\"?}}: {error}"),
+                StatusCode::BAD_REQUEST,
+            )
+        }
     };
     let split_key = match request.split_key.as_deref().map(|key| u128::from_str_radix(key, 16)).transpose() {
         Ok(key) => key,
@@ -613,12 +703,16 @@ mod tests {
 
     #[test]
     fn routes_cover_the_consumer_apis() {
-        let api = |method: Method, path: &str, kind: Option<&str>| route(&method, path, kind, None).map(|target| target.api);
+        let api =
+            |method: Method, path: &str, kind: Option<&str>| route(&method, path, kind, None).map(|target| target.api);
         assert_eq!(api(Method::GET, "/logstores/l/shards/0", Some("logs")).ok(), Some(SlsApi::PullLogs));
         assert_eq!(api(Method::GET, "/logstores/l/shards/0", Some("cursor")).ok(), Some(SlsApi::GetCursor));
         assert_eq!(api(Method::POST, "/logstores/l/consumergroups/g", Some("heartbeat")).ok(), Some(SlsApi::Heartbeat));
         assert_eq!(api(Method::GET, "/logstores/l/consumergroups/g", None).ok(), Some(SlsApi::GetCheckpoint));
-        assert_eq!(api(Method::GET, "/logstores/l/shards/x", Some("log")).err().map(|error| error.code()), Some("ParameterInvalid"));
+        assert_eq!(
+            api(Method::GET, "/logstores/l/shards/x", Some("log")).err().map(|error| error.code()),
+            Some("ParameterInvalid")
+        );
         assert_eq!(api(Method::PATCH, "/logstores/l", None).err().map(|error| error.code()), Some("NotFound"));
     }
 }

@@ -337,7 +337,13 @@ impl SlsControl {
     }
 
     /// Appends log groups received now; answers the shard's group count.
-    pub fn append_log_groups(&self, project: &str, logstore: &str, shard: u32, groups: &[LogGroup]) -> Result<usize, SlsError> {
+    pub fn append_log_groups(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        groups: &[LogGroup],
+    ) -> Result<usize, SlsError> {
         self.shared.state.append(project, logstore, shard, groups, SystemTime::now())
     }
 
@@ -367,7 +373,13 @@ impl SlsControl {
 
     /// Splits a read-write shard (at its hash midpoint when `split_key` is
     /// `None`); answers the now read-only parent and the two new children.
-    pub fn split_shard(&self, project: &str, logstore: &str, shard: u32, split_key: Option<u128>) -> Result<Vec<ShardInfo>, SlsError> {
+    pub fn split_shard(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        split_key: Option<u128>,
+    ) -> Result<Vec<ShardInfo>, SlsError> {
         self.shared.state.split(project, logstore, shard, split_key)
     }
 
@@ -380,14 +392,29 @@ impl SlsControl {
     }
 
     /// The cursor GetCursor would answer.
-    pub fn cursor(&self, project: &str, logstore: &str, shard: u32, position: CursorPosition) -> Result<String, SlsError> {
+    pub fn cursor(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        position: CursorPosition,
+    ) -> Result<String, SlsError> {
         self.shared.state.cursor(project, logstore, shard, position)
     }
 
     /// A group's checkpoint for a shard; `None` when never committed.
-    pub fn checkpoint(&self, project: &str, logstore: &str, group: &str, shard: u32) -> Result<Option<String>, SlsError> {
+    pub fn checkpoint(
+        &self,
+        project: &str,
+        logstore: &str,
+        group: &str,
+        shard: u32,
+    ) -> Result<Option<String>, SlsError> {
         let checkpoints = self.shared.state.checkpoints(project, logstore, group, Some(shard))?;
-        let entry = checkpoints.into_iter().next().ok_or_else(|| SlsError::ShardNotExist { logstore: logstore.to_string(), shard })?;
+        let entry = checkpoints
+            .into_iter()
+            .next()
+            .ok_or_else(|| SlsError::ShardNotExist { logstore: logstore.to_string(), shard })?;
         Ok(Some(entry.checkpoint).filter(|checkpoint| !checkpoint.is_empty()))
     }
 

@@ -75,7 +75,10 @@ impl LogGroup {
             topic: Some(topic.to_string()),
             source: Some(source.to_string()),
             machine_uuid: None,
-            log_tags: tags.iter().map(|(key, value)| LogTag { key: key.to_string(), value: value.to_string() }).collect(),
+            log_tags: tags
+                .iter()
+                .map(|(key, value)| LogTag { key: key.to_string(), value: value.to_string() })
+                .collect(),
         }
     }
 }

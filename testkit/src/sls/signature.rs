@@ -52,13 +52,18 @@ impl Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Credential").field("access_key_id", &self.access_key_id).field("access_key_secret", &"<redacted>").finish()
+        formatter
+            .debug_struct("Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"<redacted>")
+            .finish()
     }
 }
 
 /// The v1 string to sign for a request. `query` holds decoded pairs.
 pub fn string_to_sign(method: &Method, headers: &HeaderMap, path: &str, query: &[(String, String)]) -> String {
-    let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("").trim().to_string();
+    let header_text =
+        |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("").trim().to_string();
     let date = match headers.get("date") {
         Some(_) => header_text("date"),
         None => header_text("x-log-date"),
@@ -76,7 +81,11 @@ pub fn string_to_sign(method: &Method, headers: &HeaderMap, path: &str, query: &
     let mut signed_headers: Vec<(String, String)> = headers
         .keys()
         .map(|name| name.as_str().to_ascii_lowercase())
-        .filter(|name| (name.starts_with("x-log-") || name.starts_with("x-acs-")) && name != "x-log-date" && !name.starts_with("x-log-meta-"))
+        .filter(|name| {
+            (name.starts_with("x-log-") || name.starts_with("x-acs-"))
+                && name != "x-log-date"
+                && !name.starts_with("x-log-meta-")
+        })
         .map(|name| {
             let value = header_text(&name);
             (name, value)
@@ -148,7 +157,8 @@ pub fn verify(request: &SignedRequest<'_>, credentials: &[Credential], now: Syst
         return Ok(());
     }
 
-    let header_text = |name: &str| request.headers.get(name).map(|value| value.to_str().unwrap_or("").trim().to_string());
+    let header_text =
+        |name: &str| request.headers.get(name).map(|value| value.to_str().unwrap_or("").trim().to_string());
     let authorization = header_text("authorization").ok_or_else(|| SlsError::Unauthorized {
         message: "the Authorization header is missing; sign the request (LOG AccessKeyId:Signature)".to_string(),
     })?;
@@ -170,9 +180,10 @@ pub fn verify(request: &SignedRequest<'_>, credentials: &[Credential], now: Syst
         return Err(SlsError::InvalidSignatureMethod { method: signature_method });
     }
 
-    let credential = credentials.iter().find(|credential| credential.access_key_id == access_key_id).ok_or_else(|| {
-        SlsError::Unauthorized { message: format!("AccessKeyId {access_key_id:?} is not found or is disabled") }
-    })?;
+    let credential =
+        credentials.iter().find(|credential| credential.access_key_id == access_key_id).ok_or_else(|| {
+            SlsError::Unauthorized { message: format!("AccessKeyId {access_key_id:?} is not found or is disabled") }
+        })?;
     let string_to_sign = string_to_sign(request.method, request.headers, request.path, request.query);
     let expected = sign(&credential.access_key_secret, &string_to_sign);
     if !constant_time_equal(expected.as_bytes(), received_signature.as_bytes()) {
@@ -184,7 +195,8 @@ pub fn verify(request: &SignedRequest<'_>, credentials: &[Credential], now: Syst
 fn parse_authorization(value: &str) -> Result<(String, String), SlsError> {
     if value.starts_with("SLS4-HMAC-SHA256") {
         return Err(SlsError::Unauthorized {
-            message: "v4 signatures (SLS4-HMAC-SHA256) are not supported by this emulator; sign with v1 (hmac-sha1)".to_string(),
+            message: "v4 signatures (SLS4-HMAC-SHA256) are not supported by this emulator; sign with v1 (hmac-sha1)"
+                .to_string(),
         });
     }
     let malformed = || SlsError::Unauthorized {
@@ -387,7 +399,8 @@ mod tests {
 
     fn verify_pull(headers: &HeaderMap, now: SystemTime) -> Result<(), SlsError> {
         let query = query(&[("type", "log")]);
-        let request = SignedRequest { method: &Method::GET, headers, path: "/logstores/l/shards/0", query: &query, body: b"" };
+        let request =
+            SignedRequest { method: &Method::GET, headers, path: "/logstores/l/shards/0", query: &query, body: b"" };
         verify(&request, &[test_credential()], now)
     }
 

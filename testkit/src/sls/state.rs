@@ -317,9 +317,13 @@ impl EmulatorState {
             return Err(SlsError::parameter(format!("logstore {logstore:?}: shard count is 0; give at least 1 shard")));
         }
         let mut projects = lock(&self.projects);
-        let project_entry = projects.get_mut(project).ok_or_else(|| SlsError::ProjectNotExist { project: project.to_string() })?;
+        let project_entry =
+            projects.get_mut(project).ok_or_else(|| SlsError::ProjectNotExist { project: project.to_string() })?;
         if project_entry.logstores.contains_key(logstore) {
-            return Err(SlsError::LogStoreAlreadyExist { project: project.to_string(), logstore: logstore.to_string() });
+            return Err(SlsError::LogStoreAlreadyExist {
+                project: project.to_string(),
+                logstore: logstore.to_string(),
+            });
         }
         let step = if shard_count == 1 { 0 } else { u128::MAX / shard_count as u128 + 1 };
         let shards = (0..shard_count)
@@ -340,11 +344,12 @@ impl EmulatorState {
         action: impl FnOnce(&mut Logstore) -> Result<T, SlsError>,
     ) -> Result<T, SlsError> {
         let mut projects = lock(&self.projects);
-        let project_entry = projects.get_mut(project).ok_or_else(|| SlsError::ProjectNotExist { project: project.to_string() })?;
-        let logstore_entry = project_entry
-            .logstores
-            .get_mut(logstore)
-            .ok_or_else(|| SlsError::LogStoreNotExist { project: project.to_string(), logstore: logstore.to_string() })?;
+        let project_entry =
+            projects.get_mut(project).ok_or_else(|| SlsError::ProjectNotExist { project: project.to_string() })?;
+        let logstore_entry = project_entry.logstores.get_mut(logstore).ok_or_else(|| SlsError::LogStoreNotExist {
+            project: project.to_string(),
+            logstore: logstore.to_string(),
+        })?;
         action(logstore_entry)
     }
 
@@ -354,7 +359,8 @@ impl EmulatorState {
 
     pub fn list_logstores(&self, project: &str) -> Result<Vec<String>, SlsError> {
         let projects = lock(&self.projects);
-        let project_entry = projects.get(project).ok_or_else(|| SlsError::ProjectNotExist { project: project.to_string() })?;
+        let project_entry =
+            projects.get(project).ok_or_else(|| SlsError::ProjectNotExist { project: project.to_string() })?;
         Ok(project_entry.logstores.keys().cloned().collect())
     }
 
@@ -364,7 +370,14 @@ impl EmulatorState {
 
     /// Appends log groups received at `receive_time` (clamped so receive times
     /// never decrease); answers the shard's log-group count afterwards.
-    pub fn append(&self, project: &str, logstore: &str, shard: u32, groups: &[LogGroup], receive_time: SystemTime) -> Result<usize, SlsError> {
+    pub fn append(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        groups: &[LogGroup],
+        receive_time: SystemTime,
+    ) -> Result<usize, SlsError> {
         self.with_logstore(project, logstore, |store| {
             let shard_entry = Self::shard_mut(store, logstore, shard)?;
             if shard_entry.status == ShardStatus::Readonly {
@@ -377,12 +390,20 @@ impl EmulatorState {
     /// Splits a read-write shard at `split_key` (its hash-range midpoint when
     /// `None`): the parent becomes read-only, two new read-write children take
     /// the next free ids. Answers the parent and both children.
-    pub fn split(&self, project: &str, logstore: &str, shard: u32, split_key: Option<u128>) -> Result<Vec<ShardInfo>, SlsError> {
+    pub fn split(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        split_key: Option<u128>,
+    ) -> Result<Vec<ShardInfo>, SlsError> {
         self.with_logstore(project, logstore, |store| {
             let next_id = store.shards.keys().next_back().map_or(0, |id| id + 1);
             let parent = Self::shard_mut(store, logstore, shard)?;
             if parent.status == ShardStatus::Readonly {
-                return Err(SlsError::parameter(format!("shard {shard} of logstore {logstore:?} is read-only and cannot be split again")));
+                return Err(SlsError::parameter(format!(
+                    "shard {shard} of logstore {logstore:?} is read-only and cannot be split again"
+                )));
             }
             let upper = parent.end_key.unwrap_or(u128::MAX);
             let key = split_key.unwrap_or(parent.begin_key + (upper - parent.begin_key) / 2);
@@ -408,13 +429,21 @@ impl EmulatorState {
         })
     }
 
-    pub fn cursor(&self, project: &str, logstore: &str, shard: u32, position: CursorPosition) -> Result<String, SlsError> {
+    pub fn cursor(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        position: CursorPosition,
+    ) -> Result<String, SlsError> {
         self.with_logstore(project, logstore, |store| {
             let shard_entry = Self::shard_mut(store, logstore, shard)?;
             let index = match position {
                 CursorPosition::Begin => 0,
                 CursorPosition::End => shard_entry.groups.len(),
-                CursorPosition::ReceivedAt(seconds) => shard_entry.groups.partition_point(|group| group.receive_time < seconds),
+                CursorPosition::ReceivedAt(seconds) => {
+                    shard_entry.groups.partition_point(|group| group.receive_time < seconds)
+                }
             };
             Ok(encode_cursor(shard_entry.cursor_base + index as i64))
         })
@@ -436,7 +465,13 @@ impl EmulatorState {
     }
 
     /// Validates a pull and collects what it returns.
-    pub fn plan_pull(&self, project: &str, logstore: &str, shard: u32, request: &PullRequest<'_>) -> Result<PullPlan, SlsError> {
+    pub fn plan_pull(
+        &self,
+        project: &str,
+        logstore: &str,
+        shard: u32,
+        request: &PullRequest<'_>,
+    ) -> Result<PullPlan, SlsError> {
         let PullRequest { cursor, count, end_cursor, lz4 } = *request;
         self.with_logstore(project, logstore, |store| {
             let shard_entry = Self::shard_mut(store, logstore, shard)?;
@@ -445,7 +480,9 @@ impl EmulatorState {
                 Some(end_cursor) => {
                     let end = shard_entry.index_of(end_cursor, logstore)?;
                     if end < start {
-                        return Err(SlsError::parameter(format!("end_cursor {end_cursor:?} is before cursor {cursor:?}")));
+                        return Err(SlsError::parameter(format!(
+                            "end_cursor {end_cursor:?} is before cursor {cursor:?}"
+                        )));
                     }
                     end
                 }
@@ -458,7 +495,8 @@ impl EmulatorState {
             } else {
                 None
             };
-            let entries = if cached_lz4.is_some() { Vec::new() } else { read.iter().map(|group| group.entry.clone()).collect() };
+            let entries =
+                if cached_lz4.is_some() { Vec::new() } else { read.iter().map(|group| group.entry.clone()).collect() };
             Ok(PullPlan {
                 group_count: next - start,
                 entries,
@@ -523,7 +561,12 @@ impl EmulatorState {
                     return Ok(());
                 }
                 let cursor = self.cursor_at(project, logstore, info.shard_id, start)?;
-                let plan = self.plan_pull(project, logstore, info.shard_id, &PullRequest { cursor: &cursor, count, end_cursor: None, lz4: true })?;
+                let plan = self.plan_pull(
+                    project,
+                    logstore,
+                    info.shard_id,
+                    &PullRequest { cursor: &cursor, count, end_cursor: None, lz4: true },
+                )?;
                 let group_count = plan.group_count;
                 self.pull_body(project, logstore, info.shard_id, &plan, true);
                 start += group_count.max(1);
@@ -544,22 +587,41 @@ impl EmulatorState {
 
     // ---- consumer groups ----
 
-    pub fn create_consumer_group(&self, project: &str, logstore: &str, name: &str, timeout: Duration, order: bool) -> Result<(), SlsError> {
+    pub fn create_consumer_group(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        timeout: Duration,
+        order: bool,
+    ) -> Result<(), SlsError> {
         self.with_logstore(project, logstore, |store| {
             if store.consumer_groups.contains_key(name) {
-                return Err(SlsError::ConsumerGroupAlreadyExist { logstore: logstore.to_string(), group: name.to_string() });
+                return Err(SlsError::ConsumerGroupAlreadyExist {
+                    logstore: logstore.to_string(),
+                    group: name.to_string(),
+                });
             }
             if store.consumer_groups.len() >= MAX_CONSUMER_GROUPS_PER_LOGSTORE {
-                return Err(SlsError::ConsumerGroupQuotaExceed { logstore: logstore.to_string(), limit: MAX_CONSUMER_GROUPS_PER_LOGSTORE });
+                return Err(SlsError::ConsumerGroupQuotaExceed {
+                    logstore: logstore.to_string(),
+                    limit: MAX_CONSUMER_GROUPS_PER_LOGSTORE,
+                });
             }
             let facts = store.facts();
-            store.consumer_groups.insert(name.to_string(), ConsumerGroup::new(name.to_string(), timeout, order, &facts));
+            store
+                .consumer_groups
+                .insert(name.to_string(), ConsumerGroup::new(name.to_string(), timeout, order, &facts));
             Ok(())
         })
     }
 
     /// `(name, timeout, order)` of every group of the logstore.
-    pub fn list_consumer_groups(&self, project: &str, logstore: &str) -> Result<Vec<(String, Duration, bool)>, SlsError> {
+    pub fn list_consumer_groups(
+        &self,
+        project: &str,
+        logstore: &str,
+    ) -> Result<Vec<(String, Duration, bool)>, SlsError> {
         self.with_logstore(project, logstore, |store| {
             Ok(store.consumer_groups.values().map(|group| (group.name.clone(), group.timeout, group.order)).collect())
         })
@@ -574,15 +636,22 @@ impl EmulatorState {
     ) -> Result<T, SlsError> {
         self.with_logstore(project, logstore, |store| {
             let facts = store.facts();
-            let group = store
-                .consumer_groups
-                .get_mut(name)
-                .ok_or_else(|| SlsError::ConsumerGroupNotExist { logstore: logstore.to_string(), group: name.to_string() })?;
+            let group = store.consumer_groups.get_mut(name).ok_or_else(|| SlsError::ConsumerGroupNotExist {
+                logstore: logstore.to_string(),
+                group: name.to_string(),
+            })?;
             action(group, &facts)
         })
     }
 
-    pub fn update_consumer_group(&self, project: &str, logstore: &str, name: &str, timeout: Option<Duration>, order: Option<bool>) -> Result<(), SlsError> {
+    pub fn update_consumer_group(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        timeout: Option<Duration>,
+        order: Option<bool>,
+    ) -> Result<(), SlsError> {
         self.with_group(project, logstore, name, |group, facts| {
             if let Some(timeout) = timeout {
                 group.timeout = timeout;
@@ -597,35 +666,55 @@ impl EmulatorState {
 
     pub fn delete_consumer_group(&self, project: &str, logstore: &str, name: &str) -> Result<(), SlsError> {
         self.with_logstore(project, logstore, |store| {
-            store
-                .consumer_groups
-                .remove(name)
-                .map(|_| ())
-                .ok_or_else(|| SlsError::ConsumerGroupNotExist { logstore: logstore.to_string(), group: name.to_string() })
+            store.consumer_groups.remove(name).map(|_| ()).ok_or_else(|| SlsError::ConsumerGroupNotExist {
+                logstore: logstore.to_string(),
+                group: name.to_string(),
+            })
         })
     }
 
-    pub fn heartbeat(&self, project: &str, logstore: &str, name: &str, consumer: &str, reported: BTreeSet<u32>) -> Result<Vec<u32>, SlsError> {
-        self.with_group(project, logstore, name, |group, facts| group.heartbeat(consumer, reported, facts, Instant::now()))
+    pub fn heartbeat(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        consumer: &str,
+        reported: BTreeSet<u32>,
+    ) -> Result<Vec<u32>, SlsError> {
+        self.with_group(project, logstore, name, |group, facts| {
+            group.heartbeat(consumer, reported, facts, Instant::now())
+        })
     }
 
-    pub fn update_checkpoint(&self, project: &str, logstore: &str, name: &str, commit: &CheckpointCommit<'_>) -> Result<(), SlsError> {
+    pub fn update_checkpoint(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        commit: &CheckpointCommit<'_>,
+    ) -> Result<(), SlsError> {
         self.with_logstore(project, logstore, |store| {
             let shard_entry = Self::shard_mut(store, logstore, commit.shard)?;
             let index = shard_entry.index_of(commit.cursor, logstore)?;
             let cursor_value = shard_entry.cursor_base + index as i64;
             let facts = store.facts();
-            let group = store
-                .consumer_groups
-                .get_mut(name)
-                .ok_or_else(|| SlsError::ConsumerGroupNotExist { logstore: logstore.to_string(), group: name.to_string() })?;
+            let group = store.consumer_groups.get_mut(name).ok_or_else(|| SlsError::ConsumerGroupNotExist {
+                logstore: logstore.to_string(),
+                group: name.to_string(),
+            })?;
             group.update_checkpoint(commit, cursor_value, &facts, Instant::now())
         })
     }
 
     /// Checkpoints of every shard (or of `shard` only; empty when it does not
     /// exist), with an empty checkpoint for shards never committed.
-    pub fn checkpoints(&self, project: &str, logstore: &str, name: &str, shard: Option<u32>) -> Result<Vec<CheckpointInfo>, SlsError> {
+    pub fn checkpoints(
+        &self,
+        project: &str,
+        logstore: &str,
+        name: &str,
+        shard: Option<u32>,
+    ) -> Result<Vec<CheckpointInfo>, SlsError> {
         self.with_group(project, logstore, name, |group, facts| {
             group.sync_shards(facts);
             Ok(group
@@ -639,7 +728,12 @@ impl EmulatorState {
                         update_time: checkpoint.update_time_micros,
                         consumer: checkpoint.consumer.clone(),
                     },
-                    None => CheckpointInfo { shard: *id, checkpoint: String::new(), update_time: 0, consumer: String::new() },
+                    None => CheckpointInfo {
+                        shard: *id,
+                        checkpoint: String::new(),
+                        update_time: 0,
+                        consumer: String::new(),
+                    },
                 })
                 .collect())
         })
@@ -685,7 +779,12 @@ fn group_info(project: &str, logstore: &str, group: &ConsumerGroup, now: Instant
         .iter()
         .map(|(name, record)| ConsumerInfo {
             name: name.clone(),
-            held_shards: group.shards.iter().filter(|(_, shard)| shard.state.holder() == Some(name)).map(|(id, _)| *id).collect(),
+            held_shards: group
+                .shards
+                .iter()
+                .filter(|(_, shard)| shard.state.holder() == Some(name))
+                .map(|(id, _)| *id)
+                .collect(),
             reported_shards: record.reported.iter().copied().collect(),
             last_heartbeat_age_ms: now.saturating_duration_since(record.last_heartbeat).as_millis() as u64,
             heartbeats: record.heartbeats,
@@ -703,7 +802,11 @@ fn group_info(project: &str, logstore: &str, group: &ConsumerGroup, now: Instant
                 _ => None,
             },
             checkpoint: shard.checkpoint.as_ref().map(|checkpoint| checkpoint.cursor.clone()).unwrap_or_default(),
-            checkpoint_consumer: shard.checkpoint.as_ref().map(|checkpoint| checkpoint.consumer.clone()).unwrap_or_default(),
+            checkpoint_consumer: shard
+                .checkpoint
+                .as_ref()
+                .map(|checkpoint| checkpoint.consumer.clone())
+                .unwrap_or_default(),
             checkpoint_updates: shard.checkpoint_updates,
         })
         .collect();
@@ -727,8 +830,9 @@ mod tests {
         let state = EmulatorState::new(1 << 20);
         state.create_project("p").unwrap();
         state.create_logstore("p", "l", 2).unwrap();
-        let batch: Vec<LogGroup> =
-            (0..groups).map(|index| LogGroup::new("t", "s", &[], vec![Log::new(1, &[("i", &index.to_string())])])).collect();
+        let batch: Vec<LogGroup> = (0..groups)
+            .map(|index| LogGroup::new("t", "s", &[], vec![Log::new(1, &[("i", &index.to_string())])]))
+            .collect();
         state.append("p", "l", 0, &batch, SystemTime::now()).unwrap();
         state
     }
@@ -752,7 +856,9 @@ mod tests {
         let end = state.cursor("p", "l", 0, CursorPosition::End).unwrap();
         assert_eq!(decode_cursor(&end).unwrap() - decode_cursor(&begin).unwrap(), 5);
 
-        let plan = state.plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 2, end_cursor: None, lz4: true }).unwrap();
+        let plan = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 2, end_cursor: None, lz4: true })
+            .unwrap();
         assert_eq!(plan.entries.len(), 2);
         assert!(!plan.end_of_cursor);
         assert_eq!(decode_cursor(&plan.next_cursor).unwrap(), decode_cursor(&begin).unwrap() + 2);
@@ -763,12 +869,21 @@ mod tests {
         assert_eq!(list.log_groups[1].logs[0].contents[0].value, "1");
 
         let stop = encode_cursor(decode_cursor(&begin).unwrap() + 3);
-        let plan = state.plan_pull("p", "l", 0, &PullRequest { cursor: &plan.next_cursor, count: 1000, end_cursor: Some(&stop), lz4: true }).unwrap();
+        let plan = state
+            .plan_pull(
+                "p",
+                "l",
+                0,
+                &PullRequest { cursor: &plan.next_cursor, count: 1000, end_cursor: Some(&stop), lz4: true },
+            )
+            .unwrap();
         assert_eq!(plan.entries.len(), 1);
         assert_eq!(plan.next_cursor, stop);
         assert!(plan.end_of_cursor);
 
-        let at_end = state.plan_pull("p", "l", 0, &PullRequest { cursor: &end, count: 1000, end_cursor: None, lz4: true }).unwrap();
+        let at_end = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: &end, count: 1000, end_cursor: None, lz4: true })
+            .unwrap();
         assert!(at_end.entries.is_empty() && at_end.end_of_cursor && at_end.next_cursor == end);
     }
 
@@ -776,17 +891,23 @@ mod tests {
     fn the_second_identical_pull_is_served_from_the_cache() {
         let state = state_with_groups(3);
         let begin = state.cursor("p", "l", 0, CursorPosition::Begin).unwrap();
-        let first = state.plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 1000, end_cursor: None, lz4: true }).unwrap();
+        let first = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 1000, end_cursor: None, lz4: true })
+            .unwrap();
         assert!(first.cached_lz4.is_none());
         let first_body = state.pull_body("p", "l", 0, &first, true);
-        let second = state.plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 1000, end_cursor: None, lz4: true }).unwrap();
+        let second = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: &begin, count: 1000, end_cursor: None, lz4: true })
+            .unwrap();
         let (cached, raw_size) = second.cached_lz4.clone().expect("cached after the first pull");
         assert_eq!((cached, raw_size), (first_body.body, first_body.raw_size));
         assert_eq!(state.pull_cache_bytes(), first_body_len(&state, &begin));
     }
 
     fn first_body_len(state: &EmulatorState, begin: &str) -> usize {
-        let plan = state.plan_pull("p", "l", 0, &PullRequest { cursor: begin, count: 1000, end_cursor: None, lz4: true }).unwrap();
+        let plan = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: begin, count: 1000, end_cursor: None, lz4: true })
+            .unwrap();
         plan.cached_lz4.map_or(0, |(body, _)| body.len())
     }
 
@@ -794,9 +915,15 @@ mod tests {
     fn cursors_out_of_range_or_from_another_shard_are_invalid() {
         let state = state_with_groups(2);
         let other_shard = state.cursor("p", "l", 1, CursorPosition::Begin).unwrap();
-        let error = state.plan_pull("p", "l", 0, &PullRequest { cursor: &other_shard, count: 10, end_cursor: None, lz4: true }).err().unwrap();
+        let error = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: &other_shard, count: 10, end_cursor: None, lz4: true })
+            .err()
+            .unwrap();
         assert_eq!(error.code(), "InvalidCursor");
-        let error = state.plan_pull("p", "l", 0, &PullRequest { cursor: "garbage", count: 10, end_cursor: None, lz4: true }).err().unwrap();
+        let error = state
+            .plan_pull("p", "l", 0, &PullRequest { cursor: "garbage", count: 10, end_cursor: None, lz4: true })
+            .err()
+            .unwrap();
         assert_eq!(error.code(), "ParameterInvalid");
     }
 
@@ -810,7 +937,9 @@ mod tests {
             state.append("p", "l", 0, std::slice::from_ref(&group), UNIX_EPOCH + Duration::from_secs(seconds)).unwrap();
         }
         let begin = decode_cursor(&state.cursor("p", "l", 0, CursorPosition::Begin).unwrap()).unwrap();
-        let at = |seconds| decode_cursor(&state.cursor("p", "l", 0, CursorPosition::ReceivedAt(seconds)).unwrap()).unwrap() - begin;
+        let at = |seconds| {
+            decode_cursor(&state.cursor("p", "l", 0, CursorPosition::ReceivedAt(seconds)).unwrap()).unwrap() - begin
+        };
         assert_eq!((at(50), at(100), at(150), at(300), at(301)), (0, 0, 1, 2, 3));
         let cursor_of_second = encode_cursor(begin + 1);
         assert_eq!(state.cursor_time("p", "l", 0, &cursor_of_second).unwrap(), 200);
@@ -820,17 +949,19 @@ mod tests {
     fn split_makes_a_read_only_parent_and_two_read_write_children() {
         let state = state_with_groups(1);
         let infos = state.split("p", "l", 0, None).unwrap();
-        assert_eq!(infos.iter().map(|info| (info.shard_id, info.status)).collect::<Vec<_>>(), [
-            (0, ShardStatus::Readonly),
-            (2, ShardStatus::Readwrite),
-            (3, ShardStatus::Readwrite)
-        ]);
+        assert_eq!(
+            infos.iter().map(|info| (info.shard_id, info.status)).collect::<Vec<_>>(),
+            [(0, ShardStatus::Readonly), (2, ShardStatus::Readwrite), (3, ShardStatus::Readwrite)]
+        );
         assert_eq!(infos[1].inclusive_begin_key, "00000000000000000000000000000000");
         assert_eq!(infos[1].exclusive_end_key, "40000000000000000000000000000000");
         assert_eq!(infos[2].inclusive_begin_key, "40000000000000000000000000000000");
         assert_eq!(infos[2].exclusive_end_key, "80000000000000000000000000000000");
         let group = LogGroup::new("t", "s", &[], vec![]);
-        assert_eq!(state.append("p", "l", 0, std::slice::from_ref(&group), SystemTime::now()).unwrap_err().code(), "ShardReadOnly");
+        assert_eq!(
+            state.append("p", "l", 0, std::slice::from_ref(&group), SystemTime::now()).unwrap_err().code(),
+            "ShardReadOnly"
+        );
         state.append("p", "l", 3, &[group], SystemTime::now()).unwrap();
         assert_eq!(state.split("p", "l", 0, None).unwrap_err().code(), "ParameterInvalid");
     }

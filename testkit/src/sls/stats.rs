@@ -74,7 +74,9 @@ impl SlsStats {
 
     /// A consumer group's snapshot.
     pub fn consumer_group(&self, project: &str, logstore: &str, name: &str) -> Option<&ConsumerGroupInfo> {
-        self.consumer_groups.iter().find(|group| group.project == project && group.logstore == logstore && group.name == name)
+        self.consumer_groups
+            .iter()
+            .find(|group| group.project == project && group.logstore == logstore && group.name == name)
     }
 
     /// Error answers with `code`.

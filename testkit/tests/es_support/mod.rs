@@ -70,5 +70,8 @@ where
 
 /// `_source` values of `field` from a search answer, in hit order.
 pub fn hit_values(answer: &Answer, field: &str) -> Vec<Value> {
-    answer.body["hits"]["hits"].as_array().map(|hits| hits.iter().map(|hit| hit["_source"][field].clone()).collect()).unwrap_or_default()
+    answer.body["hits"]["hits"]
+        .as_array()
+        .map(|hits| hits.iter().map(|hit| hit["_source"][field].clone()).collect())
+        .unwrap_or_default()
 }

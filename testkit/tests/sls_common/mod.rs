@@ -31,7 +31,8 @@ impl TestResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|error| panic!("body is not JSON ({error}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn error_code(&self) -> String {
@@ -79,7 +80,8 @@ impl SlsTestClient {
             put(&mut headers, name, value);
         }
         if let Some(credential) = &self.credential {
-            let decoded: Vec<(String, String)> = query.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+            let decoded: Vec<(String, String)> =
+                query.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
             let text = string_to_sign(&method, &headers, path, &decoded);
             let signed = authorization(credential, &text);
             put(&mut headers, "authorization", &signed);
@@ -88,7 +90,11 @@ impl SlsTestClient {
 
         let encoded_query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query.iter()).finish();
         let target = if encoded_query.is_empty() { path.to_string() } else { format!("{path}?{encoded_query}") };
-        let mut request = format!("{method} {target} HTTP/1.1\r\nhost: {}.127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n", self.project, body.len());
+        let mut request = format!(
+            "{method} {target} HTTP/1.1\r\nhost: {}.127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+            self.project,
+            body.len()
+        );
         for (name, value) in headers.iter() {
             request.push_str(&format!("{}: {}\r\n", name, value.to_str().unwrap()));
         }
@@ -103,12 +109,20 @@ impl SlsTestClient {
     }
 
     pub async fn cursor(&self, logstore: &str, shard: u32, from: &str) -> String {
-        let response = self.get(&format!("/logstores/{logstore}/shards/{shard}"), &[("type", "cursor"), ("from", from)]).await;
+        let response =
+            self.get(&format!("/logstores/{logstore}/shards/{shard}"), &[("type", "cursor"), ("from", from)]).await;
         assert_eq!(response.status, 200, "GetCursor: {:?}", String::from_utf8_lossy(&response.body));
         response.json()["cursor"].as_str().unwrap().to_string()
     }
 
-    pub async fn pull(&self, logstore: &str, shard: u32, cursor: &str, count: u32, accept_encoding: &str) -> TestResponse {
+    pub async fn pull(
+        &self,
+        logstore: &str,
+        shard: u32,
+        cursor: &str,
+        count: u32,
+        accept_encoding: &str,
+    ) -> TestResponse {
         let count = count.to_string();
         self.request(
             Method::GET,
@@ -146,7 +160,15 @@ impl SlsTestClient {
         shards
     }
 
-    pub async fn checkpoint(&self, logstore: &str, group: &str, consumer: &str, shard: u32, cursor: &str, force: &str) -> TestResponse {
+    pub async fn checkpoint(
+        &self,
+        logstore: &str,
+        group: &str,
+        consumer: &str,
+        shard: u32,
+        cursor: &str,
+        force: &str,
+    ) -> TestResponse {
         let body = format!(r#"{{"shard": {shard}, "checkpoint": "{cursor}"}}"#);
         self.request(
             Method::POST,
