@@ -64,8 +64,8 @@ pub use alert::Alert;
 pub use config::{
     load_global_config, load_rule_file, parse_rule_yaml, RuleConfig, RuleDefinition, RuleKind, RuleLoadError,
 };
-pub use engine::{FutureEventCap, RuleEngine, RuleEngineError, RuleStats};
-pub use realert::Alerter;
+pub use engine::{FutureEventCap, RuleEngine, RuleEngineError, RuleStats, RunRecord};
+pub use realert::{Alerter, SilenceRecord};
 pub use replay::{replay, ReplayError, ReplayOptions, ReplayOutput, ReplaySummary};
 
 use crate::rules::time::EventTime;
