@@ -198,13 +198,8 @@ mod tests {
     }
 
     fn own() -> EsConnectionConfig {
-        EsConnectionConfig::new(
-            &["http://own:9200".to_string()],
-            None,
-            &EsTlsConfig::default(),
-            Duration::from_secs(5),
-        )
-        .unwrap()
+        EsConnectionConfig::new(&["http://own:9200".to_string()], None, &EsTlsConfig::default(), Duration::from_secs(5))
+            .unwrap()
     }
 
     #[test]
@@ -232,15 +227,19 @@ mod tests {
             ("endpoints = [\"http://h\"]\nwriteback_index = \"Upper\"", None, "\"writeback_index\""),
             ("endpoints = [\"http://h\"]\nstartup_timeout = \"0s\"", None, "\"writeback.startup_timeout\""),
         ] {
-            let error = resolve(text, own_connection.as_ref()).err().unwrap_or_else(|| panic!("{text} must be rejected"));
+            let error =
+                resolve(text, own_connection.as_ref()).err().unwrap_or_else(|| panic!("{text} must be rejected"));
             assert!(error.contains(key), "{text}: {error}");
         }
         assert!(toml::from_str::<WritebackTargetConfig>("bogus = 1").is_err());
     }
 
     fn target(url: &str, startup_timeout: &str) -> WritebackTarget {
-        resolve(&format!("endpoints = [\"{url}\"]\nstartup_timeout = \"{startup_timeout}\"\nrequest_timeout = \"1s\""), None)
-            .unwrap()
+        resolve(
+            &format!("endpoints = [\"{url}\"]\nstartup_timeout = \"{startup_timeout}\"\nrequest_timeout = \"1s\""),
+            None,
+        )
+        .unwrap()
     }
 
     fn status_error(status: u16) -> EsError {

@@ -328,7 +328,8 @@ mod tests {
     fn silences_set_are_recorded_with_their_key_until_and_exponent() {
         let mut alerter = alerter(PER_HOST);
         alerter.record_silences(true);
-        let alerts = alerter.process(vec![host_match("web-1", 0), host_match("web-1", 1), host_match("web-2", 2)], at(5));
+        let alerts =
+            alerter.process(vec![host_match("web-1", 0), host_match("web-1", 1), host_match("web-2", 2)], at(5));
         assert_eq!(alerts.len(), 2, "the second web-1 match is silenced");
         let mut records = Vec::new();
         alerter.drain_silence_records(&mut records);
@@ -363,8 +364,7 @@ mod tests {
 
     #[test]
     fn exponential_realert_continues_from_a_restored_exponent() {
-        let mut alerter =
-            alerter("name: errors\ntype: any\nrealert: {seconds: 10}\nexponential_realert: {hours: 1}\n");
+        let mut alerter = alerter("name: errors\ntype: any\nrealert: {seconds: 10}\nexponential_realert: {hours: 1}\n");
         alerter.record_silences(true);
         alerter.restore_silence("errors".into(), at(100), 3);
         assert!(alerter.process(vec![host_match("web-1", 50)], at(50)).is_empty(), "silenced until 100 s");

@@ -387,12 +387,13 @@ impl RulesTransform {
         cx: TransformContext,
     ) -> Result<(), ComponentError> {
         let metrics = RulesMetrics::register(&cx.metrics, &self.engine);
-        let writeback_consumed =
-            outputs.named.get(WRITEBACK_OUTPUT).is_some_and(|fanout| fanout.consumer_count() > 0);
+        let writeback_consumed = outputs.named.get(WRITEBACK_OUTPUT).is_some_and(|fanout| fanout.consumer_count() > 0);
         self.record_writeback(writeback_consumed);
         if let Some(target) = self.silence_store.take() {
             match self.restore_silences(&target).await {
-                Ok(count) => tracing::info!(component = %cx.id, silences = count, index = %target.index_prefix, "restored the active realert silences from the writeback index"),
+                Ok(count) => {
+                    tracing::info!(component = %cx.id, silences = count, index = %target.index_prefix, "restored the active realert silences from the writeback index")
+                }
                 Err(error) => {
                     cx.metrics.errors("silence_restore_failed", "processing").increment(1);
                     // Wrong credentials will not heal by themselves: say so louder.
@@ -761,7 +762,9 @@ filter = [{ query = { query_string = { query = "message:'Traceback' OR message:*
     fn the_writeback_key_is_validated_at_build_without_io() {
         let error = build_error(&format!("{SEED_RULE}[writeback]\nwriteback_index = \"wb\"\n"));
         assert!(error.contains("\"writeback.endpoints\""), "{error}");
-        let error = build_error(&format!("{SEED_RULE}[writeback]\nendpoints = [\"http://h:9200\"]\nwriteback_index = \"A*\"\n"));
+        let error = build_error(&format!(
+            "{SEED_RULE}[writeback]\nendpoints = [\"http://h:9200\"]\nwriteback_index = \"A*\"\n"
+        ));
         assert!(error.contains("writeback_index"), "{error}");
         // Nothing listens there; building must not notice.
         let rules = build(&format!("{SEED_RULE}[writeback]\nendpoints = [\"http://127.0.0.1:9\"]\n"));
@@ -784,7 +787,9 @@ filter = [{ query = { query_string = { query = "message:'Traceback' OR message:*
         let until = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
         let expired = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
         let client = reqwest::Client::new();
-        for (id, key, until) in [("1", "burst.web-1", &until), ("2", "burst.web-2", &expired), ("3", "burst2.web-3", &until)] {
+        for (id, key, until) in
+            [("1", "burst.web-1", &until), ("2", "burst.web-2", &expired), ("3", "burst2.web-3", &until)]
+        {
             let response = client
                 .put(format!("{}/elastalert_silence/_doc/{id}?refresh=true", es.url()))
                 .json(&serde_json::json!({"rule_name": key, "until": until, "exponent": 0, "@timestamp": until}))

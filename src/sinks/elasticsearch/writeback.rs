@@ -336,9 +336,9 @@ pub async fn read_active_silences(
 /// them; every key when `rule_names` is empty.
 fn is_key_of_any(key: &str, rule_names: &[&str]) -> bool {
     rule_names.is_empty()
-        || rule_names.iter().any(|name| {
-            key.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        })
+        || rule_names
+            .iter()
+            .any(|name| key.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
 }
 
 #[cfg(test)]

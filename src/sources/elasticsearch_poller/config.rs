@@ -243,11 +243,20 @@ mod tests {
     fn the_writeback_table_defaults_to_the_sources_own_connection() {
         let own = settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\n[writeback]\n").unwrap();
         let writeback = own.writeback.expect("writeback");
-        assert_eq!((writeback.connection.endpoints.as_slice(), writeback.index_prefix.as_str()), (&["http://own:9200".to_string()][..], "elastalert"));
+        assert_eq!(
+            (writeback.connection.endpoints.as_slice(), writeback.index_prefix.as_str()),
+            (&["http://own:9200".to_string()][..], "elastalert")
+        );
         let other = settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\nwriteback = { endpoints = [\"http://wb:9200\"], writeback_index = \"wb\" }").unwrap();
         let writeback = other.writeback.expect("writeback");
-        assert_eq!((writeback.connection.endpoints.as_slice(), writeback.index_prefix.as_str()), (&["http://wb:9200".to_string()][..], "wb"));
-        let error = settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\nwriteback = { writeback_index = \"\" }").err().unwrap();
+        assert_eq!(
+            (writeback.connection.endpoints.as_slice(), writeback.index_prefix.as_str()),
+            (&["http://wb:9200".to_string()][..], "wb")
+        );
+        let error =
+            settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\nwriteback = { writeback_index = \"\" }")
+                .err()
+                .unwrap();
         assert!(error.0.contains("writeback_index"), "{error}");
     }
 
