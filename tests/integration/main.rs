@@ -14,3 +14,4 @@ mod rules;
 mod support;
 mod topology;
 mod wecom;
+mod writeback;
