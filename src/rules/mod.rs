@@ -33,8 +33,14 @@
 //! counted as late and dropped. `use_count_query`/`use_terms_query` are accepted and ignored:
 //! every event is counted individually.
 //!
+//! Persistence is the caller's: `RuleEngine::record_runs` and
+//! `Alerter::record_silences` keep what ElastAlert writes to its status and
+//! silence indices until drained, and `Alerter::restore_silence` seeds a
+//! silence read back at start-up.
+//!
 //! Never here: IO (the filter is the only external call, through
-//! `crate::query`), wall-clock reads (callers pass the time), alert delivery.
+//! `crate::query`), wall-clock reads (callers pass the time; a monotonic
+//! `Instant` measures `RunRecord::time_taken` only), alert delivery.
 
 mod aggregation;
 pub mod alert;
