@@ -131,8 +131,10 @@ pub struct RulesConfig {
     #[serde(default = "default_max_event_time_ahead", with = "units::duration")]
     pub max_event_time_ahead: Duration,
     /// The writeback indices to read realert silences back from at start-up.
+    /// Boxed: the table is large and rarely set, and every transform config
+    /// variant is as big as the largest.
     #[serde(default)]
-    pub writeback: Option<WritebackTargetConfig>,
+    pub writeback: Option<Box<WritebackTargetConfig>>,
 }
 
 fn default_tick_interval() -> Duration {
