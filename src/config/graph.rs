@@ -5,7 +5,8 @@
 //! (with the closest id as a suggestion), inputs that name a sink, named
 //! outputs that do not exist, transforms and sinks without inputs, inputs
 //! listed twice, cycles (printed as a chain), and each component's own checks
-//! (its `build`). Outputs nobody consumes are warnings.
+//! (its `build`). Outputs nobody consumes are warnings, except the optional
+//! ones a transform declares (`TransformConfig::optional_outputs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -245,7 +246,12 @@ fn check_wiring(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Wirin
 
     let mut warnings = Vec::new();
     for (component, declared) in outputs.iter().filter(|(component, _)| !config.broken.contains_key(**component)) {
+        let optional =
+            config.transforms.get(*component).map(|outer| outer.config.optional_outputs()).unwrap_or_default();
         for output in declared {
+            if output.as_deref().is_some_and(|name| optional.contains(&name)) {
+                continue;
+            }
             let reference = OutputRef { component: component.to_string(), output: output.clone() };
             if !consumed.contains(&reference) {
                 warnings.push(format!(

@@ -19,11 +19,21 @@
 //! `treated_as`: one host with a clock running ahead must not drag a rule's
 //! watermark into the future, which would make every on-time event late.
 //!
+//! Run records (`record_runs`): when asked, each rule keeps one `RunRecord`
+//! per completed run (the run's bounds, the events it saw, the matches it
+//! produced, the processing time spent on it), which the caller drains with
+//! `drain_run_records` and writes as ElastAlert status records. Off by
+//! default, so a caller that never drains (the replay) keeps nothing.
+//!
 //! Guarantees: matches come out in the order rules produce them, per rule in
 //! event order; state per rule is bounded by `max_tracked_keys`; a catch-up
-//! over a very long gap runs at most `MAX_CATCH_UP_RUNS` housekeeping passes.
+//! over a very long gap runs at most `MAX_CATCH_UP_RUNS` housekeeping passes
+//! (and records at most that many runs). The only clock read is a monotonic
+//! `Instant` for `RunRecord::time_taken`, and only while recording; it never
+//! affects matches.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -77,6 +87,26 @@ pub struct RuleStats {
     pub matches_total: u64,
 }
 
+/// One completed run of one rule: what ElastAlert writes to its status
+/// index after every run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub rule_index: usize,
+    pub rule_name: Arc<str>,
+    /// The run's start: its end minus `run_every` (events after it count
+    /// towards this run).
+    pub start: DateTime<Utc>,
+    /// The run end the housekeeping ran for, in event time.
+    pub end: DateTime<Utc>,
+    /// Events the rule evaluated in this run (after its filter).
+    pub hits: u64,
+    /// Matches the run produced, before silencing.
+    pub matches: u64,
+    /// Processing time spent on the run's batches and its housekeeping. A
+    /// batch that crosses a run end counts towards the later run.
+    pub time_taken: Duration,
+}
+
 struct RuleRunner {
     index: usize,
     definition: Arc<RuleDefinition>,
@@ -100,6 +130,10 @@ struct RuleRunner {
     matches_total: u64,
     raw_matches: Vec<RawMatch>,
     top_counts: Option<TopCounts>,
+    /// Completed runs not yet drained; `None` while not recording.
+    recorded_runs: Option<Vec<RunRecord>>,
+    /// Processing time spent on the open run so far (while recording).
+    busy_in_run: Duration,
 }
 
 /// The rule engine shared by the streaming transform and the replay.
@@ -161,6 +195,8 @@ impl RuleEngine {
                 matches_total: 0,
                 raw_matches: Vec::new(),
                 top_counts,
+                recorded_runs: None,
+                busy_in_run: Duration::ZERO,
             });
         }
         Ok(RuleEngine { runners, future_event_cap: None })
@@ -185,8 +221,35 @@ impl RuleEngine {
     /// `add_events` appending to a caller-owned buffer.
     pub fn add_events_into(&mut self, events: &[LogEvent], matches: &mut Vec<Match>) {
         for runner in &mut self.runners {
+            let started = runner.recorded_runs.is_some().then(Instant::now);
             for event in events {
                 runner.add_event(event, self.future_event_cap, matches);
+            }
+            if let Some(started) = started {
+                runner.busy_in_run += started.elapsed();
+            }
+        }
+    }
+
+    /// Starts or stops keeping a `RunRecord` for every completed run.
+    /// Stopping drops the records not yet drained.
+    pub fn record_runs(&mut self, enabled: bool) {
+        for runner in &mut self.runners {
+            match (enabled, runner.recorded_runs.is_some()) {
+                (true, false) => runner.recorded_runs = Some(Vec::new()),
+                (false, true) => runner.recorded_runs = None,
+                _ => {}
+            }
+            runner.busy_in_run = Duration::ZERO;
+        }
+    }
+
+    /// Moves the runs completed since the last call into `records`, by rule
+    /// index, then in run order.
+    pub fn drain_run_records(&mut self, records: &mut Vec<RunRecord>) {
+        for runner in &mut self.runners {
+            if let Some(runs) = &mut runner.recorded_runs {
+                records.append(runs);
             }
         }
     }
@@ -336,10 +399,23 @@ impl RuleRunner {
             next_run_end = next_run_end.saturating_add(skipped.saturating_mul(self.run_every));
         }
         while due(next_run_end) {
+            let started = self.recorded_runs.is_some().then(Instant::now);
             self.state.end_of_run(&self.definition, next_run_end, &mut self.raw_matches);
             self.finish_matches(matches);
+            if let (Some(runs), Some(started)) = (&mut self.recorded_runs, started) {
+                runs.push(RunRecord {
+                    rule_index: self.index,
+                    rule_name: Arc::clone(&self.name),
+                    start: time::to_datetime(next_run_end.saturating_sub(self.run_every)),
+                    end: time::to_datetime(next_run_end),
+                    hits: self.hits_in_run,
+                    matches: self.matches_in_run,
+                    time_taken: self.busy_in_run + started.elapsed(),
+                });
+            }
             self.hits_in_run = 0;
             self.matches_in_run = 0;
+            self.busy_in_run = Duration::ZERO;
             next_run_end = next_run_end.saturating_add(self.run_every);
         }
         self.next_run_end = Some(next_run_end);
@@ -433,4 +509,67 @@ fn build_state(definition: &RuleDefinition) -> Result<Box<dyn RuleState>, String
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Value;
+    use crate::rules::parse_rule_yaml;
+
+    fn engine(yaml: &str) -> RuleEngine {
+        let definition = RuleDefinition::from_config(parse_rule_yaml(yaml, "test rule").unwrap()).unwrap();
+        RuleEngine::new(vec![definition]).unwrap()
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_704_067_200 + seconds, 0).unwrap()
+    }
+
+    fn event(seconds: i64) -> LogEvent {
+        let mut event = LogEvent::from_fields("test", Default::default());
+        event.insert("@timestamp", Value::from(at(seconds).to_rfc3339()));
+        event
+    }
+
+    const FREQUENCY: &str = "name: burst\ntype: frequency\nnum_events: 2\ntimeframe: {minutes: 5}\nrun_every: {seconds: 10}\nbuffer_time: {minutes: 5}\n";
+
+    #[test]
+    fn each_completed_run_is_recorded_with_its_hits_and_matches() {
+        let mut engine = engine(FREQUENCY);
+        engine.record_runs(true);
+        engine.advance(at(0));
+        engine.add_events(&[event(1), event(2), event(3)]);
+        let matches = engine.advance(at(20));
+        assert!(matches.is_empty(), "frequency matches at the event, not at the run end");
+        let mut records = Vec::new();
+        engine.drain_run_records(&mut records);
+        assert_eq!(records.len(), 2, "run ends at 10 s and 20 s: {records:?}");
+        let first = &records[0];
+        assert_eq!((&*first.rule_name, first.rule_index), ("burst", 0));
+        assert_eq!((first.start, first.end), (at(0), at(10)));
+        assert_eq!((first.hits, first.matches), (3, 1), "two events matched, the third starts a new window");
+        assert_eq!((records[1].start, records[1].end, records[1].hits, records[1].matches), (at(10), at(20), 0, 0));
+        assert!(first.time_taken > Duration::ZERO);
+
+        records.clear();
+        engine.drain_run_records(&mut records);
+        assert!(records.is_empty(), "drained once");
+    }
+
+    #[test]
+    fn nothing_is_recorded_unless_asked_or_after_stopping() {
+        let mut engine = engine(FREQUENCY);
+        engine.advance(at(0));
+        engine.add_events(&[event(1)]);
+        engine.advance(at(30));
+        let mut records = Vec::new();
+        engine.drain_run_records(&mut records);
+        assert!(records.is_empty());
+        engine.record_runs(true);
+        engine.advance(at(40));
+        engine.record_runs(false);
+        engine.drain_run_records(&mut records);
+        assert!(records.is_empty(), "stopping drops what was not drained");
+    }
 }

@@ -33,8 +33,14 @@
 //! counted as late and dropped. `use_count_query`/`use_terms_query` are accepted and ignored:
 //! every event is counted individually.
 //!
+//! Persistence is the caller's: `RuleEngine::record_runs` and
+//! `Alerter::record_silences` keep what ElastAlert writes to its status and
+//! silence indices until drained, and `Alerter::restore_silence` seeds a
+//! silence read back at start-up.
+//!
 //! Never here: IO (the filter is the only external call, through
-//! `crate::query`), wall-clock reads (callers pass the time), alert delivery.
+//! `crate::query`), wall-clock reads (callers pass the time; a monotonic
+//! `Instant` measures `RunRecord::time_taken` only), alert delivery.
 
 mod aggregation;
 pub mod alert;
@@ -64,8 +70,8 @@ pub use alert::Alert;
 pub use config::{
     load_global_config, load_rule_file, parse_rule_yaml, RuleConfig, RuleDefinition, RuleKind, RuleLoadError,
 };
-pub use engine::{FutureEventCap, RuleEngine, RuleEngineError, RuleStats};
-pub use realert::Alerter;
+pub use engine::{FutureEventCap, RuleEngine, RuleEngineError, RuleStats, RunRecord};
+pub use realert::{Alerter, SilenceRecord};
 pub use replay::{replay, ReplayError, ReplayOptions, ReplayOutput, ReplaySummary};
 
 use crate::rules::time::EventTime;

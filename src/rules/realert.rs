@@ -14,6 +14,12 @@
 //! wall clock, the replay passes the end of the run that produced the
 //! match (what a live ElastAlert would read). State (silences, pending
 //! aggregations) is in memory; expired silences are pruned on each flush.
+//!
+//! Persistence is the caller's: with `record_silences(true)` every silence
+//! set or extended is also kept as a `SilenceRecord` until drained (the
+//! transform writes them to ElastAlert's silence index), and
+//! `restore_silence` seeds a silence read back at start-up, so realert
+//! survives a restart. Off by default, so the replay keeps nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +40,16 @@ struct Silence {
     exponent: u32,
 }
 
+/// A silence the alerter set or extended: the record ElastAlert writes to
+/// its silence index (`rule_name` = `key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilenceRecord {
+    /// The silence key: `realert_key`, or `realert_key.<query_key value>`.
+    pub key: String,
+    pub until: DateTime<Utc>,
+    pub exponent: u32,
+}
+
 /// Realert silencing and aggregation for the rules of one engine.
 #[derive(Debug)]
 pub struct Alerter {
@@ -42,6 +58,8 @@ pub struct Alerter {
     silences: HashMap<String, Silence>,
     aggregations: Vec<RuleAggregations>,
     silenced_matches_total: u64,
+    /// Silences set since the last drain; `None` while not recording.
+    recorded_silences: Option<Vec<SilenceRecord>>,
 }
 
 impl Alerter {
@@ -56,7 +74,46 @@ impl Alerter {
             })
             .collect();
         let aggregations = rules.iter().map(|_| RuleAggregations::default()).collect();
-        Alerter { rules, schedules, silences: HashMap::new(), aggregations, silenced_matches_total: 0 }
+        Alerter {
+            rules,
+            schedules,
+            silences: HashMap::new(),
+            aggregations,
+            silenced_matches_total: 0,
+            recorded_silences: None,
+        }
+    }
+
+    /// Starts or stops keeping a `SilenceRecord` for every silence set or
+    /// extended. Stopping drops the records not yet drained.
+    pub fn record_silences(&mut self, enabled: bool) {
+        match (enabled, self.recorded_silences.is_some()) {
+            (true, false) => self.recorded_silences = Some(Vec::new()),
+            (false, true) => self.recorded_silences = None,
+            _ => {}
+        }
+    }
+
+    /// Moves the silences set since the last call into `records`, in the
+    /// order they were set.
+    pub fn drain_silence_records(&mut self, records: &mut Vec<SilenceRecord>) {
+        if let Some(recorded) = &mut self.recorded_silences {
+            records.append(recorded);
+        }
+    }
+
+    /// Seeds a silence read back from storage: matches for `key` are
+    /// dropped until `until`, and exponential realert continues from
+    /// `exponent`. A silence already held that lasts longer is kept. Not
+    /// recorded (it is already stored).
+    pub fn restore_silence(&mut self, key: String, until: DateTime<Utc>, exponent: u32) {
+        let restored = Silence { until: time::from_datetime(until), exponent };
+        match self.silences.get(&key) {
+            Some(held) if held.until >= restored.until => {}
+            _ => {
+                self.silences.insert(key, restored);
+            }
+        }
     }
 
     /// Processes matches at processing time `now`; returns alerts to send now
@@ -76,6 +133,13 @@ impl Alerter {
             if !rule.alerting.realert.is_zero() {
                 let previous = self.silences.get(&silence_key).copied();
                 let silence = next_silence(previous, now, rule.alerting.realert, rule.alerting.exponential_realert);
+                if let Some(recorded) = &mut self.recorded_silences {
+                    recorded.push(SilenceRecord {
+                        key: silence_key.clone(),
+                        until: time::to_datetime(silence.until),
+                        exponent: silence.exponent,
+                    });
+                }
                 self.silences.insert(silence_key, silence);
             }
             let index = matched.rule_index;
@@ -240,6 +304,77 @@ fn next_silence(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    use crate::rules::parse_rule_yaml;
+
+    fn alerter(yaml: &str) -> Alerter {
+        let definition = RuleDefinition::from_config(parse_rule_yaml(yaml, "test rule").unwrap()).unwrap();
+        Alerter::new(vec![Arc::new(definition)])
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_704_067_200 + seconds, 0).unwrap()
+    }
+
+    fn host_match(host: &str, seconds: i64) -> Match {
+        let mut body = crate::event::ObjectMap::default();
+        body.insert("host".into(), Value::from(host));
+        Match { rule_index: 0, rule_name: Arc::from("errors"), time: at(seconds), body }
+    }
+
+    const PER_HOST: &str = "name: errors\ntype: any\nquery_key: host\nrealert: {minutes: 10}\n";
+
+    #[test]
+    fn silences_set_are_recorded_with_their_key_until_and_exponent() {
+        let mut alerter = alerter(PER_HOST);
+        alerter.record_silences(true);
+        let alerts =
+            alerter.process(vec![host_match("web-1", 0), host_match("web-1", 1), host_match("web-2", 2)], at(5));
+        assert_eq!(alerts.len(), 2, "the second web-1 match is silenced");
+        let mut records = Vec::new();
+        alerter.drain_silence_records(&mut records);
+        assert_eq!(
+            records,
+            [
+                SilenceRecord { key: "errors.web-1".into(), until: at(605), exponent: 0 },
+                SilenceRecord { key: "errors.web-2".into(), until: at(605), exponent: 0 },
+            ]
+        );
+        records.clear();
+        alerter.drain_silence_records(&mut records);
+        assert!(records.is_empty(), "drained once");
+    }
+
+    #[test]
+    fn a_restored_silence_suppresses_matches_until_it_ends() {
+        let mut alerter = alerter(PER_HOST);
+        alerter.record_silences(true);
+        alerter.restore_silence("errors.web-1".into(), at(600), 0);
+        assert!(alerter.process(vec![host_match("web-1", 10)], at(10)).is_empty());
+        assert_eq!(alerter.silenced_matches_total(), 1);
+        let mut records = Vec::new();
+        alerter.drain_silence_records(&mut records);
+        assert!(records.is_empty(), "a restored silence is not written again");
+        assert_eq!(alerter.process(vec![host_match("web-2", 11)], at(11)).len(), 1, "other keys are not silenced");
+        // A shorter silence read later does not cut the held one short.
+        alerter.restore_silence("errors.web-1".into(), at(100), 0);
+        assert!(alerter.process(vec![host_match("web-1", 200)], at(200)).is_empty());
+        assert_eq!(alerter.process(vec![host_match("web-1", 601)], at(601)).len(), 1, "alerts again once it ended");
+    }
+
+    #[test]
+    fn exponential_realert_continues_from_a_restored_exponent() {
+        let mut alerter = alerter("name: errors\ntype: any\nrealert: {seconds: 10}\nexponential_realert: {hours: 1}\n");
+        alerter.record_silences(true);
+        alerter.restore_silence("errors".into(), at(100), 3);
+        assert!(alerter.process(vec![host_match("web-1", 50)], at(50)).is_empty(), "silenced until 100 s");
+        assert_eq!(alerter.process(vec![host_match("web-1", 105)], at(105)).len(), 1);
+        let mut records = Vec::new();
+        alerter.drain_silence_records(&mut records);
+        // 5 s after the restored silence ended, within 10 s × 2^3: the
+        // exponent grows to 4 and the wait doubles to 160 s.
+        assert_eq!(records, [SilenceRecord { key: "errors".into(), until: at(265), exponent: 4 }]);
+    }
 
     #[test]
     fn exponential_realert_matches_upstream_table() {

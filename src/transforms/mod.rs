@@ -3,8 +3,11 @@
 //! Registration: one variant of `TransformConfig` per type, tagged by `type`;
 //! adding a transform is one file plus one variant (and its name in `TYPES`).
 //!
-//! Transforms do no IO. An event a transform drops or consumes on purpose is
-//! settled as delivered (`LogEvent::settle`), so its source can move on.
+//! Transforms do no IO, with one exception: a `rules` transform with a
+//! `writeback` table reads its realert silences from Elasticsearch once, at
+//! start-up, in its task (never in `build`). An event a transform drops or
+//! consumes on purpose is settled as delivered (`LogEvent::settle`), so its
+//! source can move on.
 
 pub mod condition;
 pub mod filter;
@@ -46,10 +49,21 @@ impl TransformConfig {
     pub fn outputs(&self) -> Vec<Option<String>> {
         match self {
             TransformConfig::Route(config) => config.outputs(),
+            TransformConfig::Rules(config) => config.outputs(),
+            TransformConfig::Filter(_) | TransformConfig::JsonExpand(_) | TransformConfig::Truncate(_) => vec![None],
+        }
+    }
+
+    /// Named outputs that may go unconsumed without a validation warning:
+    /// the transform builds nothing for them then (the `rules` transform's
+    /// `writeback` records are an opt-in extra, not events being lost).
+    pub fn optional_outputs(&self) -> &'static [&'static str] {
+        match self {
+            TransformConfig::Rules(_) => &[rules::WRITEBACK_OUTPUT],
             TransformConfig::Filter(_)
             | TransformConfig::JsonExpand(_)
-            | TransformConfig::Rules(_)
-            | TransformConfig::Truncate(_) => vec![None],
+            | TransformConfig::Route(_)
+            | TransformConfig::Truncate(_) => &[],
         }
     }
 

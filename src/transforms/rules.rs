@@ -1,5 +1,6 @@
 //! `rules`: evaluates ElastAlert rules over the stream and emits one alert
-//! event per alert on its default output.
+//! event per alert on its default output, and ElastAlert's status and
+//! silence records on its `writeback` output.
 //!
 //! Keys:
 //! - `rule`: inline rules, `[[transforms.ID.rule]]` tables with ElastAlert's
@@ -11,7 +12,22 @@
 //!   as defaults, as ElastAlert copies its global config into each rule;
 //! - `tick_interval` (default 1 s): how often wall-clock housekeeping runs;
 //! - `max_event_time_ahead` (default 5 min): an event stamped later than
-//!   this after the wall clock is counted and evaluated as if stamped now.
+//!   this after the wall clock is counted and evaluated as if stamped now;
+//! - `writeback` (optional table: `endpoints`, `auth.*`, `tls.*`,
+//!   `request_timeout`, `writeback_index` (default `elastalert`),
+//!   `startup_timeout` (default 30 s)): where realert silences are read back
+//!   from at start-up.
+//!
+//! Outputs: the default output carries alert events; `ID.writeback` carries
+//! one `writeback_type = "status"` event per completed rule run
+//! (`rule_name`, `starttime`, `endtime` in ISO 8601 UTC, `matches`, `hits`
+//! (events the rule evaluated in the run), `time_taken` (seconds of
+//! processing)) and one `writeback_type = "silence"` event whenever realert
+//! sets or extends a silence (`rule_name` = the silence key, `until`,
+//! `exponent`). Wire it to an `elasticsearch` sink with `mode =
+//! "writeback"`; kept apart so status records never reach alert sinks.
+//! Nothing is built for it when nobody consumes it (and validation does not
+//! warn about it).
 //!
 //! Building reads the rule files (this is configuration loading, the one
 //! exception to "build does no IO"): an unreadable folder, bad YAML or an
@@ -19,6 +35,16 @@
 //! reports it and nothing starts.
 //!
 //! Runtime (a task transform, one task):
+//! - with `writeback` set, the task first reads the silences still active
+//!   for its rules' realert keys (`read_active_silences`, by key prefix, as
+//!   keys carry query_key values) and seeds the `Alerter` with them, so
+//!   `realert` holds across a restart. An unreachable cluster is retried
+//!   with backoff for `startup_timeout`; then, as on an authentication error
+//!   or a refused query, the failure is logged and counted
+//!   (`pipe_component_errors_total{error_type="silence_restore_failed"}`)
+//!   and the transform runs without those silences: alerting late or twice
+//!   is better than not alerting while the writeback cluster is down. Input
+//!   waits meanwhile (backpressure), for at most `startup_timeout`;
 //! - each input batch goes through the `RuleEngine` in event time; matches
 //!   go through the `Alerter` (realert, aggregation) at the wall clock; each
 //!   alert becomes one event (`Alert::to_event`) on the default output;
@@ -26,6 +52,8 @@
 //!   housekeeping of every run end up to `now − query_delay` that event time
 //!   has not already passed, so a flatline rule fires when logs stop
 //!   arriving, and due aggregations are sent;
+//! - status and silence records are drained after every batch and tick and
+//!   sent with the alerts;
 //! - when the input closes, pending aggregations are sent (`flush_all`),
 //!   then the task returns.
 //!
@@ -39,14 +67,17 @@
 //!
 //! Acknowledgements: the transform consumes every input event. A batch's
 //! events are settled as delivered once the alerts they produced have been
-//! handed to the output; the alert events carry no finalizer. Rule state
-//! (windows, silences, pending aggregations) lives in memory only.
+//! handed to the output; alert and writeback events carry no finalizer.
+//! Rule windows and pending aggregations live in memory only; silences
+//! survive a restart only through the writeback index (written by the sink
+//! from the `writeback` output, read back with the `writeback` key).
 //!
 //! Metrics, per rule (label `rule`): `pipe_rules_tracked_keys` (gauge),
 //! `pipe_rules_evicted_keys_total`, `pipe_rules_matches_total`,
 //! `pipe_rules_alerts_total`, `pipe_rules_late_events_total`,
 //! `pipe_rules_events_without_timestamp_total`,
-//! `pipe_rules_future_events_total`; plus `pipe_rules_silenced_matches_total`
+//! `pipe_rules_future_events_total`; plus `pipe_rules_silenced_matches_total`,
+//! `pipe_rules_restored_silences` (gauge: silences read back at start-up)
 //! and `pipe_rules_pending_aggregated_matches` (gauge) for the transform.
 //! Engine counters are published as absolute values every tick and at the
 //! end.
@@ -59,11 +90,14 @@ use metrics::{Counter, Gauge};
 use serde::Deserialize;
 
 use crate::config::units;
-use crate::event::{BatchStatus, EventBatch, LogEvent};
+use crate::elasticsearch::{StartupReadError, WritebackTarget, WritebackTargetConfig};
+use crate::event::{BatchStatus, EventBatch, KeyString, LogEvent, ObjectMap, Value};
 use crate::observability::ComponentMetrics;
 use crate::rules::{
     load_global_config, load_rule_file, Alert, Alerter, FutureEventCap, Match, RuleConfig, RuleDefinition, RuleEngine,
+    RunRecord, SilenceRecord,
 };
+use crate::sinks::elasticsearch::{read_active_silences, WRITEBACK_TYPE_FIELD};
 use crate::topology::buffer::BufferReceiver;
 use crate::topology::{
     BuildContext, BuildError, ComponentError, ComponentFuture, TaskTransform, Transform, TransformContext,
@@ -77,6 +111,8 @@ pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(1);
 /// Wider than any sane clock skew between hosts, narrow enough that a wrong
 /// clock cannot push rules far into the future.
 pub const DEFAULT_MAX_EVENT_TIME_AHEAD: Duration = Duration::from_secs(5 * 60);
+/// The named output carrying status and silence records.
+pub const WRITEBACK_OUTPUT: &str = "writeback";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +130,11 @@ pub struct RulesConfig {
     pub tick_interval: Duration,
     #[serde(default = "default_max_event_time_ahead", with = "units::duration")]
     pub max_event_time_ahead: Duration,
+    /// The writeback indices to read realert silences back from at start-up.
+    /// Boxed: the table is large and rarely set, and every transform config
+    /// variant is as big as the largest.
+    #[serde(default)]
+    pub writeback: Option<Box<WritebackTargetConfig>>,
 }
 
 fn default_tick_interval() -> Duration {
@@ -105,6 +146,11 @@ fn default_max_event_time_ahead() -> Duration {
 }
 
 impl RulesConfig {
+    /// The default output (alerts) and `writeback`.
+    pub fn outputs(&self) -> Vec<Option<String>> {
+        vec![None, Some(WRITEBACK_OUTPUT.to_string())]
+    }
+
     pub fn build(&self, cx: &BuildContext) -> Result<Transform, BuildError> {
         Ok(Transform::Task(Box::new(self.build_rules(cx)?)))
     }
@@ -114,13 +160,17 @@ impl RulesConfig {
         if self.tick_interval.is_zero() {
             return Err(BuildError::new("\"tick_interval\" is 0; set it above 0, e.g. \"1s\""));
         }
+        let silence_store = match &self.writeback {
+            Some(writeback) => Some(writeback.resolve(None).map_err(BuildError::new)?),
+            None => None,
+        };
         let definitions = self.load_definitions(&cx.id)?;
         let engine = RuleEngine::new(definitions).map_err(|error| BuildError::new(error.to_string()))?;
         if engine.rule_count() == 0 {
             tracing::warn!(component = %cx.id, "every rule has is_enabled: false; the transform consumes its input and never alerts");
         }
         let alerter = Alerter::new(engine.definitions());
-        Ok(RulesTransform {
+        let mut rules = RulesTransform {
             alerts_total: vec![0; engine.rule_count()],
             engine,
             alerter,
@@ -128,7 +178,13 @@ impl RulesConfig {
             max_event_time_ahead: chrono::Duration::from_std(self.max_event_time_ahead)
                 .unwrap_or(chrono::Duration::MAX),
             matches: Vec::new(),
-        })
+            silence_store,
+            run_records: Vec::new(),
+            silence_records: Vec::new(),
+            restored_silences: 0,
+        };
+        rules.record_writeback(true);
+        Ok(rules)
     }
 
     /// Every rule, inline ones first, then the files of `rules_dir` in path
@@ -205,7 +261,7 @@ fn rule_files(directory: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The running transform: the engine, the alerter and a reused match buffer.
+/// The running transform: the engine, the alerter and reused buffers.
 pub struct RulesTransform {
     engine: RuleEngine,
     alerter: Alerter,
@@ -214,6 +270,12 @@ pub struct RulesTransform {
     tick_interval: Duration,
     max_event_time_ahead: chrono::Duration,
     matches: Vec<Match>,
+    /// Where silences are read back from at start-up (`writeback`).
+    silence_store: Option<WritebackTarget>,
+    run_records: Vec<RunRecord>,
+    silence_records: Vec<SilenceRecord>,
+    /// Silences seeded from the writeback index at start-up.
+    restored_silences: usize,
 }
 
 impl std::fmt::Debug for RulesTransform {
@@ -265,6 +327,48 @@ impl RulesTransform {
         alerts.iter().map(|alert| alert.to_event(component_id)).collect()
     }
 
+    /// Starts or stops keeping status and silence records for
+    /// `writeback_events` (on after `build`). Off when nobody consumes the
+    /// `writeback` output, so nothing is built for it.
+    pub fn record_writeback(&mut self, enabled: bool) {
+        self.engine.record_runs(enabled);
+        self.alerter.record_silences(enabled);
+    }
+
+    /// The status events of the runs completed and the silence events of
+    /// the silences set since the last call, for the `writeback` output.
+    pub fn writeback_events(&mut self, component_id: &str) -> EventBatch {
+        self.engine.drain_run_records(&mut self.run_records);
+        self.alerter.drain_silence_records(&mut self.silence_records);
+        let mut events = Vec::with_capacity(self.run_records.len() + self.silence_records.len());
+        events.extend(self.run_records.drain(..).map(|record| status_event(&record, component_id)));
+        events.extend(self.silence_records.drain(..).map(|record| silence_event(&record, component_id)));
+        events
+    }
+
+    /// Seeds the alerter with the silences active in the writeback index
+    /// (`WritebackTarget::read_at_startup`: retried until
+    /// `startup_timeout`). Returns how many were restored.
+    pub async fn restore_silences(&mut self, target: &WritebackTarget) -> Result<usize, StartupReadError> {
+        let client = target.client()?;
+        let definitions = self.engine.definitions();
+        let mut keys: Vec<&str> = definitions.iter().map(|rule| rule.alerting.realert_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let silences = target
+            .read_at_startup(&client, "the realert silences", || {
+                read_active_silences(&client, &target.index_prefix, &keys, Utc::now())
+            })
+            .await?;
+        let count = silences.len();
+        for silence in silences {
+            let exponent = u32::try_from(silence.exponent.max(0)).unwrap_or(u32::MAX);
+            self.alerter.restore_silence(silence.rule_name, silence.until, exponent);
+        }
+        self.restored_silences = count;
+        Ok(count)
+    }
+
     /// Alerts emitted so far, by rule index.
     pub fn alerts_total(&self) -> &[u64] {
         &self.alerts_total
@@ -285,6 +389,25 @@ impl RulesTransform {
         cx: TransformContext,
     ) -> Result<(), ComponentError> {
         let metrics = RulesMetrics::register(&cx.metrics, &self.engine);
+        let writeback_consumed = outputs.named.get(WRITEBACK_OUTPUT).is_some_and(|fanout| fanout.consumer_count() > 0);
+        self.record_writeback(writeback_consumed);
+        if let Some(target) = self.silence_store.take() {
+            match self.restore_silences(&target).await {
+                Ok(count) => {
+                    tracing::info!(component = %cx.id, silences = count, index = %target.index_prefix, "restored the active realert silences from the writeback index")
+                }
+                Err(error) => {
+                    cx.metrics.errors("silence_restore_failed", "processing").increment(1);
+                    // Wrong credentials will not heal by themselves: say so louder.
+                    if error.is_auth() {
+                        tracing::error!(component = %cx.id, %error, "running without the realert silences from before the restart");
+                    } else {
+                        tracing::warn!(component = %cx.id, %error, "running without the realert silences from before the restart; a repeated match may alert again");
+                    }
+                }
+            }
+        }
+        metrics.publish(&self);
         let mut ticker = tokio::time::interval(self.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -297,7 +420,8 @@ impl RulesTransform {
                     cx.metrics.received_events.increment(batch.len() as u64);
                     cx.metrics.received_bytes.increment(batch.iter().map(LogEvent::byte_size).sum::<usize>() as u64);
                     let alerts = self.process_batch(&batch, Utc::now(), &cx.id);
-                    send(alerts, &mut outputs).await;
+                    let writeback = self.writeback_events(&cx.id);
+                    send(alerts, writeback, &mut outputs).await;
                     // The rules have consumed these events and their alerts
                     // are in the output buffer: the source may move on.
                     for event in batch {
@@ -308,25 +432,60 @@ impl RulesTransform {
                 // is not awaited to completion.
                 _ = ticker.tick() => {
                     let alerts = self.tick(Utc::now(), &cx.id);
-                    send(alerts, &mut outputs).await;
+                    let writeback = self.writeback_events(&cx.id);
+                    send(alerts, writeback, &mut outputs).await;
                     metrics.publish(&self);
                 }
             }
         }
         let alerts = self.finish(&cx.id);
-        send(alerts, &mut outputs).await;
+        let writeback = self.writeback_events(&cx.id);
+        send(alerts, writeback, &mut outputs).await;
         metrics.publish(&self);
         Ok(())
     }
 }
 
+/// ElastAlert's status record of one run.
+fn status_event(record: &RunRecord, component_id: &str) -> LogEvent {
+    let mut fields = ObjectMap::default();
+    fields.insert(KeyString::from(WRITEBACK_TYPE_FIELD), Value::from("status"));
+    fields.insert("rule_name".into(), Value::from(&*record.rule_name));
+    fields.insert("starttime".into(), Value::from(iso_utc(record.start)));
+    fields.insert("endtime".into(), Value::from(iso_utc(record.end)));
+    fields.insert("matches".into(), Value::Integer(i64::try_from(record.matches).unwrap_or(i64::MAX)));
+    fields.insert("hits".into(), Value::Integer(i64::try_from(record.hits).unwrap_or(i64::MAX)));
+    fields.insert("time_taken".into(), Value::Float(record.time_taken.as_secs_f64()));
+    LogEvent::from_fields(component_id, fields)
+}
+
+/// ElastAlert's silence record.
+fn silence_event(record: &SilenceRecord, component_id: &str) -> LogEvent {
+    let mut fields = ObjectMap::default();
+    fields.insert(KeyString::from(WRITEBACK_TYPE_FIELD), Value::from("silence"));
+    fields.insert("rule_name".into(), Value::from(record.key.as_str()));
+    fields.insert("until".into(), Value::from(iso_utc(record.until)));
+    fields.insert("exponent".into(), Value::Integer(i64::from(record.exponent)));
+    LogEvent::from_fields(component_id, fields)
+}
+
+/// ISO 8601 in UTC with `Z`, milliseconds only when there are some (how
+/// ElastAlert writes times).
+fn iso_utc(time: DateTime<Utc>) -> String {
+    crate::rules::time::iso_text(&time.fixed_offset())
+}
+
 /// A free function: holding `&RulesTransform` across the await would need
 /// the rule states to be `Sync`.
-async fn send(alerts: EventBatch, outputs: &mut TransformOutputs) {
-    if alerts.is_empty() {
+async fn send(alerts: EventBatch, writeback: EventBatch, outputs: &mut TransformOutputs) {
+    if alerts.is_empty() && writeback.is_empty() {
         return;
     }
-    outputs.send(TransformOutputBuffer { default: alerts, named: Default::default() }).await;
+    let mut named = indexmap::IndexMap::new();
+    if !writeback.is_empty() {
+        named.insert(WRITEBACK_OUTPUT.to_string(), writeback);
+    }
+    outputs.send(TransformOutputBuffer { default: alerts, named }).await;
 }
 
 impl TaskTransform for RulesTransform {
@@ -350,6 +509,7 @@ struct RuleMetrics {
 struct RulesMetrics {
     rules: Vec<RuleMetrics>,
     silenced_matches: Counter,
+    restored_silences: Gauge,
     pending_aggregated_matches: Gauge,
 }
 
@@ -375,6 +535,7 @@ impl RulesMetrics {
         RulesMetrics {
             rules,
             silenced_matches: component.counter("pipe_rules_silenced_matches_total", &[]),
+            restored_silences: component.gauge("pipe_rules_restored_silences", &[]),
             pending_aggregated_matches: component.gauge("pipe_rules_pending_aggregated_matches", &[]),
         }
     }
@@ -394,6 +555,7 @@ impl RulesMetrics {
             rule.alerts.absolute(*alerts);
         }
         self.silenced_matches.absolute(alerter.silenced_matches_total());
+        self.restored_silences.set(transform.restored_silences as f64);
         self.pending_aggregated_matches.set(alerter.pending_aggregated_matches() as f64);
     }
 }
@@ -552,6 +714,101 @@ filter = [{ query = { query_string = { query = "message:'Traceback' OR message:*
         assert!(!alerts.is_empty(), "silence for longer than the timeframe");
         assert_eq!(alerts[0].get("rule_name").and_then(Value::as_str), Some("heartbeat"));
         assert_eq!(alerts[0].get("count"), Some(&Value::Integer(0)));
+    }
+
+    const BURST_RULE: &str = "[[rule]]\nname = \"burst\"\ntype = \"frequency\"\nnum_events = 2\ntimeframe = \"1m\"\nrun_every = \"10s\"\nbuffer_time = \"1m\"\nquery_key = \"host\"\nrealert = \"10m\"\ntimestamp_field = \"__time__\"\ntimestamp_type = \"unix\"\n";
+
+    fn host_event(seconds: i64, host: &str) -> LogEvent {
+        event(&[("__time__", Value::Integer(seconds)), ("host", Value::from(host))])
+    }
+
+    fn text<'a>(event: &'a LogEvent, field: &str) -> &'a str {
+        event.get(field).and_then(Value::as_str).unwrap_or_else(|| panic!("{field} in {:?}", event.fields()))
+    }
+
+    #[test]
+    fn completed_runs_become_status_events_and_realert_silences_become_silence_events() {
+        let mut rules = build(BURST_RULE);
+        assert_eq!(config(BURST_RULE).outputs(), [None, Some("writeback".to_string())]);
+        let batch = [host_event(NOW + 1, "web-1"), host_event(NOW + 2, "web-1"), host_event(NOW + 3, "web-1")];
+        let alerts = rules.process_batch(&batch, time(NOW + 3), "alerts");
+        assert_eq!(alerts.len(), 1, "the third event starts a new window");
+        let writeback = rules.writeback_events("alerts");
+        assert_eq!(writeback.len(), 1, "no run has ended yet, one silence was set: {writeback:?}");
+        let silence = &writeback[0];
+        assert_eq!(text(silence, "writeback_type"), "silence");
+        assert_eq!(text(silence, "rule_name"), "burst.web-1");
+        assert_eq!(text(silence, "until"), "2024-01-01T00:10:03Z");
+        assert_eq!(silence.get("exponent"), Some(&Value::Integer(0)));
+
+        assert!(rules.tick(time(NOW + 21), "alerts").is_empty());
+        let statuses = rules.writeback_events("alerts");
+        assert_eq!(statuses.len(), 2, "run ends at +11 s and +21 s: {statuses:?}");
+        let first = &statuses[0];
+        assert_eq!(text(first, "writeback_type"), "status");
+        assert_eq!(text(first, "rule_name"), "burst");
+        assert_eq!(text(first, "starttime"), "2024-01-01T00:00:01Z");
+        assert_eq!(text(first, "endtime"), "2024-01-01T00:00:11Z");
+        assert_eq!((first.get("hits"), first.get("matches")), (Some(&Value::Integer(3)), Some(&Value::Integer(1))));
+        assert!(matches!(first.get("time_taken"), Some(Value::Float(seconds)) if *seconds >= 0.0));
+        assert_eq!(statuses[1].get("hits"), Some(&Value::Integer(0)));
+        assert!(rules.writeback_events("alerts").is_empty(), "records are drained once");
+
+        rules.record_writeback(false);
+        rules.process_batch(&[host_event(NOW + 22, "web-2"), host_event(NOW + 23, "web-2")], time(NOW + 23), "alerts");
+        rules.tick(time(NOW + 41), "alerts");
+        assert!(rules.writeback_events("alerts").is_empty(), "nothing is recorded for an unconsumed output");
+    }
+
+    #[test]
+    fn the_writeback_key_is_validated_at_build_without_io() {
+        let error = build_error(&format!("{SEED_RULE}[writeback]\nwriteback_index = \"wb\"\n"));
+        assert!(error.contains("\"writeback.endpoints\""), "{error}");
+        let error = build_error(&format!(
+            "{SEED_RULE}[writeback]\nendpoints = [\"http://h:9200\"]\nwriteback_index = \"A*\"\n"
+        ));
+        assert!(error.contains("writeback_index"), "{error}");
+        // Nothing listens there; building must not notice.
+        let rules = build(&format!("{SEED_RULE}[writeback]\nendpoints = [\"http://127.0.0.1:9\"]\n"));
+        let store = rules.silence_store.as_ref().expect("kept for start-up");
+        assert_eq!((store.index_prefix.as_str(), store.startup_timeout), ("elastalert", Duration::from_secs(30)));
+    }
+
+    fn silence_target(url: &str, startup_timeout: &str) -> WritebackTarget {
+        toml::from_str::<WritebackTargetConfig>(&format!(
+            "endpoints = [\"{url}\"]\nstartup_timeout = \"{startup_timeout}\"\nrequest_timeout = \"1s\""
+        ))
+        .unwrap()
+        .resolve(None)
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn silences_read_back_at_start_up_suppress_repeated_matches() {
+        let es = testkit::es::EsEmulator::start(testkit::es::EsConfig::elasticsearch("8.15.0").unwrap()).await.unwrap();
+        let until = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let expired = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        let client = reqwest::Client::new();
+        for (id, key, until) in
+            [("1", "burst.web-1", &until), ("2", "burst.web-2", &expired), ("3", "burst2.web-3", &until)]
+        {
+            let response = client
+                .put(format!("{}/elastalert_silence/_doc/{id}?refresh=true", es.url()))
+                .json(&serde_json::json!({"rule_name": key, "until": until, "exponent": 0, "@timestamp": until}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+        }
+        let mut rules = build(BURST_RULE);
+        let restored = rules.restore_silences(&silence_target(&es.url(), "5s")).await.unwrap();
+        assert_eq!(restored, 1, "only the active silence of this rule's keys");
+        let now = Utc::now().timestamp();
+        let web1 = rules.process_batch(&[host_event(now, "web-1"), host_event(now, "web-1")], Utc::now(), "alerts");
+        assert!(web1.is_empty(), "web-1 is still silenced from before the restart");
+        assert_eq!(rules.alerter().silenced_matches_total(), 1);
+        let web2 = rules.process_batch(&[host_event(now, "web-2"), host_event(now, "web-2")], Utc::now(), "alerts");
+        assert_eq!(web2.len(), 1, "web-2's silence has expired");
     }
 
     #[tokio::test]

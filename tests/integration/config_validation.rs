@@ -131,3 +131,33 @@ fn unknown_top_level_keys_and_graph_output() {
     assert!(dot.starts_with("digraph pipe {"), "{dot}");
     assert!(dot.contains("\"in\" -> \"expand\";") && dot.contains("\"expand\" -> \"out\";"), "{dot}");
 }
+
+#[test]
+fn an_unconsumed_rules_writeback_output_is_not_a_warning_but_a_misnamed_one_is_an_error() {
+    let scratch = Scratch::new();
+    let rules = r#"
+[sources.in]
+type = "demo"
+count = 10
+
+[transforms.alert_rules]
+type = "rules"
+inputs = ["in"]
+
+[[transforms.alert_rules.rule]]
+name = "any"
+type = "any"
+
+[sinks.out]
+type = "blackhole"
+inputs = ["alert_rules"]
+"#;
+    let (code, output) = validate(&[&scratch.write("rules.toml", rules)], &[]);
+    assert_eq!(code, 0, "{output}");
+    assert!(!output.contains("not consumed"), "the writeback output is optional: {output}");
+
+    let misnamed = rules.replace("inputs = [\"alert_rules\"]", "inputs = [\"alert_rules\", \"alert_rules.status\"]");
+    let (code, output) = validate(&[&scratch.write("misnamed.toml", &misnamed)], &[]);
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("\"alert_rules.writeback\""), "the error lists the real outputs: {output}");
+}

@@ -164,6 +164,43 @@ async fn a_restart_resumes_from_the_checkpoint_without_rereading() {
 }
 
 #[tokio::test]
+async fn another_host_takes_over_from_the_checkpoint_in_the_writeback_index() {
+    let es = emulator(EsConfig::elasticsearch("8.15.0").unwrap()).await;
+    let scratch = Scratch::new();
+    load(&es, 1..=40, -2.0);
+    let host_a = poller_pipeline(&scratch, &es.url(), "writeback = { writeback_index = \"wb\" }");
+    let config_a = scratch.write("host_a.toml", &host_a);
+    let out = scratch.path("out.ndjson");
+    let mut pipe = Pipe::start(&["run", config_a.to_str().unwrap()], &[]);
+    let api = pipe.api_url().await;
+    wait_for_ids(&out, &expected_ids(1..=40)).await;
+    wait_for_more_windows(&api, 2.0).await;
+    pipe.signal("INT");
+    assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path("data/es_in/checkpoint.json")).unwrap()).unwrap();
+    let documents = es.handle().documents("wb_status").unwrap();
+    assert_eq!(documents.len(), 1, "one checkpoint document per source");
+    assert_eq!(documents[0].id, "pipe_poller:es_in");
+    assert_eq!(documents[0].source["rule_name"], "pipe_poller:es_in");
+    assert_eq!(documents[0].source["endtime"], file["window_end"], "the index holds what the file holds");
+
+    // Host B: same source id, its own empty data_dir.
+    load(&es, 41..=60, 0.0);
+    let host_b = host_a.replace("/data\"", "/data_host_b\"");
+    let config_b = scratch.write("host_b.toml", &host_b);
+    let mut pipe = Pipe::start(&["run", config_b.to_str().unwrap()], &[]);
+    let api = pipe.api_url().await;
+    wait_for_ids(&out, &expected_ids(1..=60)).await;
+    wait_for_more_windows(&api, 2.0).await;
+    assert!(pipe.stderr().contains("resuming from the index"), "{}", pipe.stderr());
+    assert_exactly_once(&out, &expected_ids(1..=60));
+    pipe.signal("INT");
+    assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
+    assert!(scratch.path("data_host_b/es_in/checkpoint.json").exists(), "host B keeps its own file too");
+}
+
+#[tokio::test]
 async fn an_outage_longer_than_buffer_time_skips_no_window() {
     let es = emulator(EsConfig::elasticsearch("8.15.0").unwrap()).await;
     let scratch = Scratch::new();

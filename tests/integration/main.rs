@@ -14,3 +14,4 @@ mod splunk_hec;
 mod support;
 mod topology;
 mod wecom;
+mod writeback;

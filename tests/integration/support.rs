@@ -70,9 +70,10 @@ pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A running `pipe` process with its stderr captured.
+/// A running `pipe` process with its stdout and stderr captured.
 pub struct Pipe {
     child: Child,
+    stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -98,19 +99,16 @@ impl Pipe {
 
     fn spawn(args: &[&str], envs: &[(&str, &str)], stdin: Stdio) -> Pipe {
         let mut command = pipe_command();
-        command.args(args).envs(envs.iter().copied()).stdin(stdin).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.args(args).envs(envs.iter().copied()).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("start pipe");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                let mut text = sink.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        Pipe { child, stderr }
+        let stdout = capture_lines(child.stdout.take().expect("stdout"));
+        let stderr = capture_lines(child.stderr.take().expect("stderr"));
+        Pipe { child, stdout, stderr }
+    }
+
+    /// Everything pipe wrote to standard output so far (the console sink).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn stderr(&self) -> String {
@@ -139,6 +137,21 @@ impl Pipe {
         let status = wait_for("pipe to exit", || self.child.try_wait().expect("try_wait")).await;
         status.code().unwrap_or(-1)
     }
+}
+
+/// Collects the lines of `stream` into a shared string, on a thread that
+/// ends with the stream.
+fn capture_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let captured = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&captured);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    captured
 }
 
 impl Drop for Pipe {

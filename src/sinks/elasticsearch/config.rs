@@ -9,6 +9,7 @@ use super::sink::ElasticsearchSink;
 use super::writeback::WritebackIndices;
 use crate::config::units;
 use crate::elasticsearch::connection::default_request_timeout;
+use crate::elasticsearch::writeback_target::validate_writeback_index;
 use crate::elasticsearch::{EsAuthConfig, EsConnectionConfig, EsTlsConfig};
 use crate::template::Template;
 use crate::topology::{BuildContext, BuildError, Sink};
@@ -21,7 +22,7 @@ const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_CONCURRENCY: usize = 2;
 const DEFAULT_RETRY_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(60);
-pub const DEFAULT_WRITEBACK_INDEX: &str = "elastalert";
+pub use crate::elasticsearch::writeback_target::DEFAULT_WRITEBACK_INDEX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -213,18 +214,8 @@ impl ElasticsearchSinkConfig {
                         "\"index\" and \"id_field\" do not apply with mode = \"writeback\"; the indices are named by \"writeback_index\"",
                     ));
                 }
-                let prefix = self.writeback_index.trim();
-                if prefix.is_empty()
-                    || prefix != prefix.to_lowercase()
-                    || prefix.starts_with(['-', '_', '+'])
-                    || prefix.contains([',', '*', ' ', '/', '"'])
-                {
-                    return Err(BuildError::new(format!(
-                        "\"writeback_index\" is {:?}; use a lowercase index name such as \"elastalert\"",
-                        self.writeback_index
-                    )));
-                }
-                Destination::Writeback(WritebackIndices::new(prefix))
+                let prefix = validate_writeback_index(&self.writeback_index).map_err(BuildError::new)?;
+                Destination::Writeback(WritebackIndices::new(&prefix))
             }
         };
         if self.batch.max_events == 0 {

@@ -279,10 +279,15 @@ pub struct Silence {
 }
 
 /// Reads the silences still active at `now` from `<writeback_index>_silence`:
-/// for each silence key of `rule_names` (the rule name itself and every
-/// `rule.value` key; all keys when `rule_names` is empty), the record with
-/// the latest `until`. A missing index means no silences. At most 10 000
-/// records are read.
+/// for each silence key of `rule_names` (the name itself and every
+/// `name.<value>` key, as silence keys are a rule's `realert_key` plus its
+/// query_key value; all keys when `rule_names` is empty), the record with
+/// the latest `until`. `rule_name` is matched as a keyword (the mapping of
+/// `pipe es setup` and `elastalert-create-index`) or through its `.keyword`
+/// sub-field (the dynamic mapping of an index the sink created by writing
+/// to it); hits are checked against the names again, so a mapping that
+/// matches loosely cannot restore another rule's silence. A missing index
+/// means no silences. At most 10 000 records are read.
 pub async fn read_active_silences(
     client: &EsClient,
     writeback_index: &str,
@@ -294,7 +299,9 @@ pub async fn read_active_silences(
         let should: Vec<JsonValue> = rule_names
             .iter()
             .flat_map(|name| {
-                [json!({"term": {"rule_name": name}}), json!({"prefix": {"rule_name": format!("{name}.")}})]
+                ["rule_name", "rule_name.keyword"].into_iter().flat_map(move |field| {
+                    [json!({"term": {field: name}}), json!({"prefix": {field: format!("{name}.")}})]
+                })
             })
             .collect();
         filters.push(json!({"bool": {"should": should, "minimum_should_match": 1}}));
@@ -316,7 +323,7 @@ pub async fn read_active_silences(
             continue;
         };
         let Ok(until) = DateTime::parse_from_rfc3339(until) else { continue };
-        if silences.iter().any(|silence| silence.rule_name == rule_name) {
+        if silences.iter().any(|silence| silence.rule_name == rule_name) || !is_key_of_any(rule_name, rule_names) {
             continue;
         }
         let exponent = source.get("exponent").and_then(JsonValue::as_i64).unwrap_or(0);
@@ -325,9 +332,27 @@ pub async fn read_active_silences(
     Ok(silences)
 }
 
+/// Whether `key` is one of `rule_names` or `<name>.<value>` for one of
+/// them; every key when `rule_names` is empty.
+fn is_key_of_any(key: &str, rule_names: &[&str]) -> bool {
+    rule_names.is_empty()
+        || rule_names
+            .iter()
+            .any(|name| key.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_keys_belong_to_a_rule_by_name_or_name_dot_value() {
+        assert!(is_key_of_any("web errors", &["web errors"]));
+        assert!(is_key_of_any("web errors.web-1", &["other", "web errors"]));
+        assert!(!is_key_of_any("web errors2", &["web errors"]));
+        assert!(!is_key_of_any("web", &["web errors"]));
+        assert!(is_key_of_any("anything", &[]));
+    }
 
     fn fields(value: JsonValue) -> ObjectMap {
         match Value::from(value) {

@@ -11,7 +11,7 @@ use super::poller::ElasticsearchPoller;
 use super::query::{IndexPattern, TimestampFormat};
 use crate::config::units;
 use crate::elasticsearch::connection::default_request_timeout;
-use crate::elasticsearch::{EsAuthConfig, EsConnectionConfig, EsTlsConfig};
+use crate::elasticsearch::{EsAuthConfig, EsConnectionConfig, EsTlsConfig, WritebackTarget, WritebackTargetConfig};
 use crate::topology::{BuildContext, BuildError, Source};
 
 pub const CHECKPOINT_FILE_NAME: &str = "checkpoint.json";
@@ -75,6 +75,10 @@ pub struct ElasticsearchPollerConfig {
     pub retry_initial_backoff: Duration,
     #[serde(default = "default_retry_max_backoff", with = "units::duration")]
     pub retry_max_backoff: Duration,
+    /// Also keep the checkpoint in ElastAlert's status index, so another
+    /// host can take over.
+    #[serde(default)]
+    pub writeback: Option<WritebackTargetConfig>,
 }
 
 fn default_timestamp_field() -> String {
@@ -125,6 +129,8 @@ pub struct PollerSettings {
     pub retry_initial_backoff: Duration,
     pub retry_max_backoff: Duration,
     pub checkpoint_path: PathBuf,
+    /// Where the checkpoint is also kept (`writeback`).
+    pub writeback: Option<WritebackTarget>,
 }
 
 impl ElasticsearchPollerConfig {
@@ -184,6 +190,10 @@ impl ElasticsearchPollerConfig {
                 Some(JsonValue::Object(object.clone()))
             }
         };
+        let writeback = match &self.writeback {
+            Some(writeback) => Some(writeback.resolve(Some(&connection)).map_err(BuildError::new)?),
+            None => None,
+        };
         Ok(PollerSettings {
             connection,
             index,
@@ -201,6 +211,7 @@ impl ElasticsearchPollerConfig {
             retry_initial_backoff: self.retry_initial_backoff,
             retry_max_backoff: self.retry_max_backoff,
             checkpoint_path: cx.data_dir.join(&cx.id).join(CHECKPOINT_FILE_NAME),
+            writeback,
         })
     }
 }
@@ -225,6 +236,28 @@ mod tests {
         assert_eq!(settings.timestamp_field, "@timestamp");
         assert!(settings.point_in_time && settings.query.is_none());
         assert_eq!(settings.checkpoint_path, PathBuf::from("data/es_in/checkpoint.json"));
+        assert!(settings.writeback.is_none());
+    }
+
+    #[test]
+    fn the_writeback_table_defaults_to_the_sources_own_connection() {
+        let own = settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\n[writeback]\n").unwrap();
+        let writeback = own.writeback.expect("writeback");
+        assert_eq!(
+            (writeback.connection.endpoints.as_slice(), writeback.index_prefix.as_str()),
+            (&["http://own:9200".to_string()][..], "elastalert")
+        );
+        let other = settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\nwriteback = { endpoints = [\"http://wb:9200\"], writeback_index = \"wb\" }").unwrap();
+        let writeback = other.writeback.expect("writeback");
+        assert_eq!(
+            (writeback.connection.endpoints.as_slice(), writeback.index_prefix.as_str()),
+            (&["http://wb:9200".to_string()][..], "wb")
+        );
+        let error =
+            settings("endpoints = [\"http://own:9200\"]\nindex = \"a\"\nwriteback = { writeback_index = \"\" }")
+                .err()
+                .unwrap();
+        assert!(error.0.contains("writeback_index"), "{error}");
     }
 
     #[test]

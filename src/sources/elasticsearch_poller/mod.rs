@@ -17,7 +17,11 @@
 //! back a restart catches up); `tiebreaker_field` (a unique keyword field;
 //! needed only where neither `_shard_doc` nor `_id` can break timestamp
 //! ties); `point_in_time` (default true), `pit_keep_alive` (default 1 min);
-//! `retry_initial_backoff` (default 1 s), `retry_max_backoff` (default 60 s).
+//! `retry_initial_backoff` (default 1 s), `retry_max_backoff` (default 60 s);
+//! `writeback` (optional table: `writeback_index`, default `elastalert`;
+//! `startup_timeout`, default 30 s; `endpoints`, `auth.*`, `tls.*`,
+//! `request_timeout`, which default to the source's own connection): also
+//! keep the checkpoint in the writeback index.
 //!
 //! Windows (`windows`): ElastAlert's, `(start, end]` with
 //! `end = now − query_delay`; overlapping runs are de-duplicated by
@@ -38,8 +42,12 @@
 //!
 //! Acknowledgements and checkpoint: the end of the last window whose every
 //! hit was delivered, kept in `DATA_DIR/<source id>/checkpoint.json`,
-//! written after every run when it moved and at shutdown. A restart resumes
-//! from it (never before it, and never further back than
+//! written after every run when it moved and at shutdown. With `writeback`
+//! it is also written to `<writeback_index>_status`, document
+//! `pipe_poller:<source id>` (`rule_name`, `endtime`, `@timestamp`), so
+//! another host can take over; a start-up read of it is retried for
+//! `startup_timeout`, then skipped with a warning. A restart resumes from
+//! the newer of the two (never before it, and never further back than
 //! `old_query_limit`), so no window is skipped; hits emitted but not yet
 //! delivered at shutdown are emitted again (at-least-once). A batch that
 //! comes back errored makes the source read again from the first
@@ -60,10 +68,10 @@
 //! `pipe_component_errors_total{error_type}` for `timeout`,
 //! `connection_failed`, `malformed_response`, `too_many_requests`,
 //! `server_error`, `request_failed`, `shard_failures`, `delivery_failed`,
-//! `checkpoint_write_failed`.
+//! `checkpoint_write_failed`, `checkpoint_read_failed`.
 //!
-//! Never writes to Elasticsearch, never uses scroll, never sorts on `_id`
-//! on Elasticsearch 8.
+//! Never writes to Elasticsearch except its checkpoint document, never
+//! uses scroll, never sorts on `_id` on Elasticsearch 8.
 
 mod checkpoint;
 mod config;

@@ -17,6 +17,12 @@
 //! last window whose every hit was delivered. When a batch comes back
 //! errored the source waits (1 s doubling to 30 s), forgets the hits of the
 //! undelivered windows and reads again from the first of them.
+//!
+//! With `writeback`, the committed end is also written to the writeback
+//! index after the file (`IndexCheckpoint`); a failed index write is counted
+//! and tried again at the next run, never blocking the file checkpoint. At
+//! start-up the newer of the file and the index wins, so a host taking over
+//! another host's source resumes where that one stopped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +41,7 @@ use super::query::{PitReference, QueryBuilder, RawHit, SearchPage, Tiebreaker, W
 use super::windows::{Resume, SeenHits, WindowPlanner};
 use crate::elasticsearch::client::{encode_path_segment, RequestBody};
 use crate::elasticsearch::server::PitApi;
-use crate::elasticsearch::{EsClient, EsError, ServerInfo};
+use crate::elasticsearch::{EsClient, EsError, ServerInfo, WritebackTarget};
 use crate::event::{BatchStatus, EventFinalizer};
 use crate::observability::{ComponentHealth, ComponentMetrics};
 use crate::retry::RetryDelays;
@@ -58,6 +64,7 @@ const ERROR_LABELS: &[&str] = &[
     "shard_failures",
     "delivery_failed",
     "checkpoint_write_failed",
+    "checkpoint_read_failed",
 ];
 
 pub struct ElasticsearchPoller {
@@ -145,8 +152,17 @@ enum Paging {
     Plain,
 }
 
+/// The checkpoint copy in the writeback index.
+struct IndexCheckpoint {
+    client: EsClient,
+    writeback_index: String,
+    /// The end last written (or read at start-up).
+    stored_end: Option<DateTime<Utc>>,
+}
+
 struct Poller {
     settings: PollerSettings,
+    index_checkpoint: Option<IndexCheckpoint>,
     source_id: Arc<str>,
     client: EsClient,
     builder: QueryBuilder,
@@ -206,11 +222,42 @@ async fn run_loop(settings: PollerSettings, cx: SourceContext) -> Result<(), Com
         "polling Elasticsearch"
     );
 
+    let mut resume_end = stored_end;
+    let mut index_checkpoint = None;
+    if let Some(target) = &settings.writeback {
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            opened = open_index_checkpoint(target, &id) => opened,
+        };
+        match opened {
+            Ok(opened) => {
+                if opened.stored_end > resume_end {
+                    tracing::info!(source = %id, file = ?stored_end, index = ?opened.stored_end, "the writeback index holds a newer checkpoint than data_dir; resuming from the index");
+                    resume_end = opened.stored_end;
+                }
+                index_checkpoint = Some(opened);
+            }
+            Err((error, client)) => {
+                poller_metrics.error("checkpoint_read_failed");
+                if error.is_auth() {
+                    tracing::error!(source = %id, %error, "cannot read the checkpoint from the writeback index; resuming from data_dir only");
+                } else {
+                    tracing::warn!(source = %id, %error, "cannot read the checkpoint from the writeback index; resuming from data_dir only");
+                }
+                index_checkpoint = client.map(|client| IndexCheckpoint {
+                    client,
+                    writeback_index: target.index_prefix.clone(),
+                    stored_end: None,
+                });
+            }
+        }
+    }
+
     let (mut planner, resume) = WindowPlanner::new(
         settings.buffer_time,
         settings.query_delay,
         settings.old_query_limit,
-        stored_end,
+        resume_end,
         Utc::now(),
     );
     match resume {
@@ -223,7 +270,7 @@ async fn run_loop(settings: PollerSettings, cx: SourceContext) -> Result<(), Com
             "the checkpoint is older than old_query_limit; resuming from the limit, documents before it are not read"
         ),
     }
-    let initial = WindowMark { seq: 0, end: stored_end };
+    let initial = WindowMark { seq: 0, end: resume_end };
     let builder = QueryBuilder {
         timestamp_field: settings.timestamp_field.clone(),
         timestamp_format: settings.timestamp_format,
@@ -232,6 +279,7 @@ async fn run_loop(settings: PollerSettings, cx: SourceContext) -> Result<(), Com
         track_total_hits: server.has_track_total_hits(),
     };
     let mut poller = Poller {
+        index_checkpoint,
         source_id: Arc::clone(&id),
         client,
         builder,
@@ -305,6 +353,25 @@ async fn run_loop(settings: PollerSettings, cx: SourceContext) -> Result<(), Com
         return Err(ComponentError::new(error));
     }
     Ok(())
+}
+
+/// Builds the writeback client and reads the checkpoint document. On a
+/// failure, the client (when it could be built) comes back with the error,
+/// so the checkpoint is still written there later.
+async fn open_index_checkpoint(
+    target: &WritebackTarget,
+    source_id: &str,
+) -> Result<IndexCheckpoint, (crate::elasticsearch::StartupReadError, Option<EsClient>)> {
+    let client = target.client().map_err(|error| (error, None))?;
+    let read = target
+        .read_at_startup(&client, "the checkpoint", || {
+            checkpoint::load_from_index(&client, &target.index_prefix, source_id)
+        })
+        .await;
+    match read {
+        Ok(stored_end) => Ok(IndexCheckpoint { client, writeback_index: target.index_prefix.clone(), stored_end }),
+        Err(error) => Err((error, Some(client))),
+    }
 }
 
 /// `GET /` with retries. `None` when shutdown came first.
@@ -649,17 +716,31 @@ impl Poller {
         }
     }
 
+    /// The file first (it is what this host resumes from), then the
+    /// writeback index, whose failure is counted and logged only: it is
+    /// written again at the next run.
     async fn store_checkpoint(&mut self) -> Result<(), String> {
         let Some(end) = self.committed().end else { return Ok(()) };
-        if self.stored_end == Some(end) {
+        if self.stored_end != Some(end) {
+            let path = self.settings.checkpoint_path.clone();
+            tokio::task::spawn_blocking(move || checkpoint::store(&path, end))
+                .await
+                .map_err(|error| format!("checkpoint task failed: {error}"))?
+                .map_err(|error| error.to_string())?;
+            self.stored_end = Some(end);
+        }
+        let Some(index) = &mut self.index_checkpoint else { return Ok(()) };
+        if index.stored_end == Some(end) {
             return Ok(());
         }
-        let path = self.settings.checkpoint_path.clone();
-        tokio::task::spawn_blocking(move || checkpoint::store(&path, end))
-            .await
-            .map_err(|error| format!("checkpoint task failed: {error}"))?
-            .map_err(|error| error.to_string())?;
-        self.stored_end = Some(end);
+        match checkpoint::store_in_index(&index.client, &index.writeback_index, &self.source_id, end, Utc::now()).await
+        {
+            Ok(()) => index.stored_end = Some(end),
+            Err(error) => {
+                self.metrics.error("checkpoint_write_failed");
+                tracing::warn!(source = %self.source_id, %error, "cannot write the checkpoint to the writeback index; trying again after the next run");
+            }
+        }
         Ok(())
     }
 }

@@ -109,6 +109,25 @@ impl Index {
         &self.searchable
     }
 
+    /// The searchable documents under the live mapping: Elasticsearch
+    /// applies the mapping update a write causes when the write is indexed,
+    /// not at the next refresh, so a query or sort on a field that only an
+    /// unrefreshed write introduced works (and matches nothing yet) instead
+    /// of failing with "No mapping found".
+    fn searchable_with_live_mapping(&self) -> Arc<IndexSnapshot> {
+        if Arc::ptr_eq(&self.searchable.mapping, &self.mapping) {
+            return Arc::clone(&self.searchable);
+        }
+        let searchable = &self.searchable;
+        Arc::new(IndexSnapshot {
+            name: searchable.name.clone(),
+            uuid: searchable.uuid.clone(),
+            mapping: Arc::clone(&self.mapping),
+            documents: searchable.documents.clone(),
+            number_of_shards: searchable.number_of_shards,
+        })
+    }
+
     pub fn live_documents(&self) -> Vec<Arc<StoredDocument>> {
         let mut documents: Vec<Arc<StoredDocument>> = self.live.values().cloned().collect();
         documents.sort_by_key(|document| document.seq_no);
@@ -512,7 +531,7 @@ impl Cluster {
     ) -> Result<Vec<Arc<IndexSnapshot>>, ApiError> {
         self.refresh_due(Instant::now());
         let names = self.resolve(expression, options)?;
-        Ok(names.iter().filter_map(|name| self.indices.get(name)).map(|index| Arc::clone(&index.searchable)).collect())
+        Ok(names.iter().filter_map(|name| self.indices.get(name)).map(Index::searchable_with_live_mapping).collect())
     }
 
     /// Creates an index from a create-index body (`settings`, `mappings`,
@@ -1067,6 +1086,15 @@ mod tests {
         assert_eq!(pit_view[0].documents.len(), 1);
         assert_eq!(decode_pit_id(&new_id), Some(pit_serial));
         assert_eq!(cluster.searchable_snapshots("logs", TargetOptions::default()).unwrap()[0].documents.len(), 2);
+    }
+
+    #[test]
+    fn a_field_an_unrefreshed_write_mapped_is_searchable_before_the_write_is_visible() {
+        let mut cluster = cluster();
+        index_doc(&mut cluster, "silences", Some("1"), json!({"until": "2026-01-01T00:00:00Z"}), false).unwrap();
+        let snapshots = cluster.searchable_snapshots("silences", TargetOptions::default()).unwrap();
+        assert!(snapshots[0].documents.is_empty(), "not refreshed yet");
+        assert_eq!(snapshots[0].mapping.resolve_leaf("until").unwrap().type_name, "date");
     }
 
     #[test]
