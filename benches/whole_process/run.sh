@@ -3,6 +3,7 @@
 # `pipe` on CONFIG under /usr/bin/time until the source has sent every log,
 # then stops it and prints raw MB per CPU-second of the pipe process and its
 # peak RSS. Usage: benches/whole_process/run.sh sls-blackhole|sls-splunk
+# PERF_DATA=FILE also records a `perf record -g` profile of pipe into FILE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="benches/whole_process/$1.toml"
@@ -21,17 +22,19 @@ hec=$(sed -n 's#listening on ##p' "$work/hec.out")
 
 port=$((20000 + RANDOM % 20000))
 PIPE_DATA_DIR="$work/data" PIPE_API_ADDRESS="127.0.0.1:$port" SLS_ENDPOINT="http://$sls" HEC_ENDPOINT="$hec" RUN_ID=$RANDOM \
-  /usr/bin/time -v -o "$work/time.txt" target/release/pipe run "$config" 2> "$work/pipe.err" &
+  /usr/bin/time -v -o "$work/time.txt" ${PERF_DATA:+perf record -F 499 -g -o "$PERF_DATA" --} \
+  target/release/pipe run "$config" 2> "$work/pipe.err" &
 total=$((shards * groups * logs))
 start=$(date +%s.%N)
 while :; do
-  sent=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_sent_events_total\{component_id="(out|splunk)"/ {print $2}')
+  # The API is not up for the first polls; an empty answer means 0 sent.
+  sent=$( (curl -s "127.0.0.1:$port/metrics" || true) | awk '/^pipe_component_sent_events_total\{component_id="(out|splunk)"/ {print $2}')
   [ "${sent:-0}" -ge "$total" ] 2>/dev/null && break
   sleep 0.2
 done
 end=$(date +%s.%N)
 bytes=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_received_bytes_total\{component_id="sls"/ {print $2}')
-kill -INT "$(pgrep -f "^target/release/pipe run $config")"
+kill -INT "$(pgrep -f "^target/release/pipe run $config" | head -1)"
 wait %3 || true
 cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$work/time.txt")
 rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
