@@ -134,11 +134,10 @@ impl Sink for GateSink {
     }
 }
 
-fn fan_out_pipeline() -> (
-    RunningTopology,
-    mpsc::Sender<(usize, oneshot::Sender<BatchStatusReceiver>)>,
-    mpsc::UnboundedReceiver<Vec<LogEvent>>,
-) {
+/// Asks the hand-fed source for a batch of N events and gets its status back.
+type BatchFeed = mpsc::Sender<(usize, oneshot::Sender<BatchStatusReceiver>)>;
+
+fn fan_out_pipeline() -> (RunningTopology, BatchFeed, mpsc::UnboundedReceiver<Vec<LogEvent>>) {
     let (feed, batches) = mpsc::channel(1);
     let (gate, gated) = mpsc::unbounded_channel();
     let pipeline = BuiltPipeline {

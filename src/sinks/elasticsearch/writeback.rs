@@ -176,7 +176,7 @@ pub fn writeback_documents(
     let passthrough =
         |index: &str, required: &[&str], defaults: &[(&'static str, Value)], new_id: &mut dyn FnMut() -> String| {
             for field in required {
-                if fields.get(*field).is_none_or(Value::is_null) {
+                if fields.get(field).is_none_or(Value::is_null) {
                     return Err(format!("a {kind} writeback event needs the field \"{field}\""));
                 }
             }
@@ -186,7 +186,7 @@ pub fn writeback_documents(
                 source.shift_remove(metadata);
             }
             for (name, value) in defaults {
-                if !source.contains_key(*name) {
+                if !source.contains_key(name) {
                     source.insert(key(name), value.clone());
                 }
             }
