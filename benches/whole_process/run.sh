@@ -4,6 +4,8 @@
 # then stops it and prints raw MB per CPU-second of the pipe process and its
 # peak RSS. Usage: benches/whole_process/run.sh sls-blackhole|sls-splunk
 # PERF_DATA=FILE also records a `perf record -g` profile of pipe into FILE.
+# PIPE_CPUS=LIST / EMULATOR_CPUS=LIST pin pipe and the emulators to CPUs
+# (taskset), so they do not preempt each other on a small machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="benches/whole_process/$1.toml"
@@ -11,19 +13,19 @@ shards=${SHARDS:-4}; groups=${GROUPS_PER_SHARD:-2000}; logs=${LOGS_PER_GROUP:-50
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-target/release/pipe-testkit sls --addr 127.0.0.1:0 --project bench --logstore bench --shards "$shards" \
+${EMULATOR_CPUS:+taskset -c "$EMULATOR_CPUS"} target/release/pipe-testkit sls --addr 127.0.0.1:0 --project bench --logstore bench --shards "$shards" \
   --log-groups-per-shard "$groups" --logs-per-group "$logs" --seed 1 \
   --access-key-id bench-id --access-key-secret bench-secret > "$work/sls.out" &
 until grep -q listening "$work/sls.out"; do sleep 0.2; done
 sls=$(sed -n 's#listening on http://##p' "$work/sls.out")
-target/release/pipe-testkit hec --addr 127.0.0.1:0 --token bench-token --ack > "$work/hec.out" &
+${EMULATOR_CPUS:+taskset -c "$EMULATOR_CPUS"} target/release/pipe-testkit hec --addr 127.0.0.1:0 --token bench-token --ack > "$work/hec.out" &
 until grep -q listening "$work/hec.out"; do sleep 0.2; done
 hec=$(sed -n 's#listening on ##p' "$work/hec.out")
 
 port=$((20000 + RANDOM % 20000))
 PIPE_DATA_DIR="$work/data" PIPE_API_ADDRESS="127.0.0.1:$port" SLS_ENDPOINT="http://$sls" HEC_ENDPOINT="$hec" RUN_ID=$RANDOM \
   /usr/bin/time -v -o "$work/time.txt" ${PERF_DATA:+perf record -F 499 -g -o "$PERF_DATA" --} \
-  target/release/pipe run "$config" 2> "$work/pipe.err" &
+  ${PIPE_CPUS:+taskset -c "$PIPE_CPUS"} target/release/pipe run "$config" 2> "$work/pipe.err" &
 total=$((shards * groups * logs))
 start=$(date +%s.%N)
 while :; do
