@@ -116,7 +116,7 @@ impl LogEvent {
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        find_index(&self.fields, key).and_then(|index| self.fields.get_index(index)).map(|(_, value)| value)
+        self.fields.get(key)
     }
 
     pub fn insert(&mut self, key: impl Into<KeyString>, value: impl Into<Value>) -> Option<Value> {
@@ -138,15 +138,10 @@ impl LogEvent {
     }
 }
 
-/// The position of `key` in `map`.
-pub fn find_index(map: &ObjectMap, key: &str) -> Option<usize> {
-    map.get_index_of(key)
-}
-
 /// Looks up `path` in `map`: the literal key first, then nested segments.
 pub fn lookup_path<'a>(map: &'a ObjectMap, path: &str) -> Option<&'a Value> {
-    if let Some(index) = find_index(map, path) {
-        return map.get_index(index).map(|(_, value)| value);
+    if let Some(value) = map.get(path) {
+        return Some(value);
     }
     let (head, rest) = path.split_once('.')?;
     let mut current = map.get(head)?;
@@ -161,7 +156,7 @@ pub fn lookup_path<'a>(map: &'a ObjectMap, path: &str) -> Option<&'a Value> {
 }
 
 fn lookup_path_mut<'a>(map: &'a mut ObjectMap, path: &str) -> Option<&'a mut Value> {
-    if let Some(index) = find_index(map, path) {
+    if let Some(index) = map.get_index_of(path) {
         return map.get_index_mut(index).map(|(_, value)| value);
     }
     let (head, rest) = path.split_once('.')?;

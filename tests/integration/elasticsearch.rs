@@ -231,7 +231,11 @@ async fn an_outage_longer_than_buffer_time_skips_no_window() {
     wait_for_more_windows(&api, 3.0).await;
 
     assert_exactly_once(&out, &expected_ids(1..=80));
-    assert!(metric(&api, "pipe_source_es_retries_total").await >= 12.0);
+    // Each failed attempt consumes one fault, plus at most one more when the
+    // point in time it opened is closed (a best-effort DELETE, not retried):
+    // twelve faults mean at least six retries.
+    let retries = metric(&api, "pipe_source_es_retries_total").await;
+    assert!(retries >= 6.0, "{retries} retries for 12 faults");
     let (status, health) = http_get(&format!("{api}/health")).await;
     assert_eq!(status, 200, "{health}");
     pipe.signal("INT");
