@@ -45,3 +45,4 @@ awk -v c="$1" -v n="$total" -v b="$bytes" -v s="$start" -v e="$end" -v cpu="$cpu
   printf "raw MB per CPU-second: %.1f\n", b / 1e6 / cpu
 }'
 echo "peak RSS: $((rss / 1024)) MiB"
+awk -F': ' '/Minor .*page faults/ {print "minor page faults: " $2}' "$work/time.txt"
