@@ -23,6 +23,9 @@
 //! of its contents and its group's tags, plus topic, source and 4 bytes of
 //! time (`DemoLog::raw_size` counts the same way).
 //!
+//! Decompressed bodies come from a small pool and return to it when the last
+//! event slicing them is dropped (see `BODY_BUFFERS`).
+//!
 //! Guarantees: malformed input (a bad LZ4 block, a size that does not match,
 //! bad protobuf at any level, a group count that differs from `x-log-count`)
 //! is a `BodyError`, never a panic, and a pull that fails to flatten adds no
