@@ -330,12 +330,15 @@ impl Driver {
             }
             return;
         }
+        self.open_batch_estimated_bytes += batch.iter().map(estimated_envelope_bytes).sum::<usize>();
         if self.open_batch.is_empty() {
             self.open_batch_deadline = Some(Instant::now() + self.options.batch_timeout);
-        }
-        for event in batch {
-            self.open_batch_estimated_bytes += estimated_envelope_bytes(&event);
-            self.open_batch.push(event);
+            // Adopt the incoming vector (a whole SLS pull, often): growing an
+            // empty one event by event reallocated and copied it several
+            // times per batch.
+            self.open_batch = batch;
+        } else {
+            self.open_batch.extend(batch);
         }
     }
 
