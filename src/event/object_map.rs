@@ -63,12 +63,8 @@ impl KeyIndex {
 
     fn rebuild(&mut self, entries: &[(KeyString, Value)]) {
         self.table.clear();
-        for (position, (key, _)) in entries.iter().enumerate() {
-            let hash = self.hash(key);
-            let hasher = &self.hasher;
-            self.table.insert_unique(hash, position, |&existing| {
-                std::hash::BuildHasher::hash_one(hasher, entries[existing].0.as_str())
-            });
+        for position in 0..entries.len() {
+            self.push(entries, position);
         }
     }
 

@@ -90,6 +90,16 @@ async fn wait_for_more_windows(api: &str, count: f64) {
     .await;
 }
 
+/// Starts pipe on `config` and waits until it has delivered the documents
+/// `numbers` and finished two more windows (so a checkpoint covers them).
+async fn run_until_read(config: &Path, out: &Path, numbers: std::ops::RangeInclusive<u32>) -> (Pipe, String) {
+    let pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
+    let api = pipe.api_url().await;
+    wait_for_ids(out, &expected_ids(numbers)).await;
+    wait_for_more_windows(&api, 2.0).await;
+    (pipe, api)
+}
+
 fn assert_exactly_once(out: &Path, expected: &BTreeSet<String>) {
     let delivered = delivered_ids(out);
     let unique: BTreeSet<String> = delivered.iter().cloned().collect();
@@ -139,10 +149,7 @@ async fn a_restart_resumes_from_the_checkpoint_without_rereading() {
     load(&es, 1..=40, -2.0);
     let config = scratch.write("pipe.toml", &poller_pipeline(&scratch, &es.url(), ""));
     let out = scratch.path("out.ndjson");
-    let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
-    let api = pipe.api_url().await;
-    wait_for_ids(&out, &expected_ids(1..=40)).await;
-    wait_for_more_windows(&api, 2.0).await;
+    let (mut pipe, _) = run_until_read(&config, &out, 1..=40).await;
     pipe.signal("INT");
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
     let checkpoint: Value = serde_json::from_str(
@@ -153,10 +160,7 @@ async fn a_restart_resumes_from_the_checkpoint_without_rereading() {
 
     // Written while pipe is down, after the checkpoint.
     load(&es, 41..=60, 0.0);
-    let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
-    let api = pipe.api_url().await;
-    wait_for_ids(&out, &expected_ids(1..=60)).await;
-    wait_for_more_windows(&api, 2.0).await;
+    let (mut pipe, _) = run_until_read(&config, &out, 1..=60).await;
     assert!(pipe.stderr().contains("resuming from the checkpoint"), "{}", pipe.stderr());
     assert_exactly_once(&out, &expected_ids(1..=60));
     pipe.signal("INT");
@@ -171,10 +175,7 @@ async fn another_host_takes_over_from_the_checkpoint_in_the_writeback_index() {
     let host_a = poller_pipeline(&scratch, &es.url(), "writeback = { writeback_index = \"wb\" }");
     let config_a = scratch.write("host_a.toml", &host_a);
     let out = scratch.path("out.ndjson");
-    let mut pipe = Pipe::start(&["run", config_a.to_str().unwrap()], &[]);
-    let api = pipe.api_url().await;
-    wait_for_ids(&out, &expected_ids(1..=40)).await;
-    wait_for_more_windows(&api, 2.0).await;
+    let (mut pipe, _) = run_until_read(&config_a, &out, 1..=40).await;
     pipe.signal("INT");
     assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
     let file: Value =
@@ -189,10 +190,7 @@ async fn another_host_takes_over_from_the_checkpoint_in_the_writeback_index() {
     load(&es, 41..=60, 0.0);
     let host_b = host_a.replace("/data\"", "/data_host_b\"");
     let config_b = scratch.write("host_b.toml", &host_b);
-    let mut pipe = Pipe::start(&["run", config_b.to_str().unwrap()], &[]);
-    let api = pipe.api_url().await;
-    wait_for_ids(&out, &expected_ids(1..=60)).await;
-    wait_for_more_windows(&api, 2.0).await;
+    let (mut pipe, _) = run_until_read(&config_b, &out, 1..=60).await;
     assert!(pipe.stderr().contains("resuming from the index"), "{}", pipe.stderr());
     assert_exactly_once(&out, &expected_ids(1..=60));
     pipe.signal("INT");
@@ -254,10 +252,7 @@ async fn failed_shards_and_malformed_answers_are_read_again() {
     es.handle().faults().malformed_responses(Some("/_search"), 2);
     let config = scratch.write("pipe.toml", &poller_pipeline(&scratch, &es.url(), ""));
     let out = scratch.path("out.ndjson");
-    let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
-    let api = pipe.api_url().await;
-    wait_for_ids(&out, &expected_ids(1..=30)).await;
-    wait_for_more_windows(&api, 2.0).await;
+    let (mut pipe, api) = run_until_read(&config, &out, 1..=30).await;
     assert_exactly_once(&out, &expected_ids(1..=30));
     let (_, metrics) = http_get(&format!("{api}/metrics")).await;
     assert_eq!(
