@@ -110,6 +110,15 @@ impl Harness {
         self.telemetry.health.status_of(SINK_ID)
     }
 
+    /// Waits for the sink to fail and returns the reason /health shows.
+    async fn failure_reason(&self) -> String {
+        wait_for("the sink to fail", || match self.sink_status() {
+            Some(ComponentStatus::Failed { reason }) => Some(reason),
+            _ => None,
+        })
+        .await
+    }
+
     fn dead_letters(&self) -> Vec<serde_json::Value> {
         read_ndjson(&self.data_dir.join("dead_letter").join(format!("{SINK_ID}.ndjson")))
     }
@@ -395,11 +404,7 @@ async fn a_bad_webhook_key_fails_the_sink_on_health_and_dead_letters_the_alert()
     let sink = robot_sink(&wecom, "group_wait = \"0s\"").replace(ROBOT_KEY, "revoked-key-0000");
     let harness = Harness::start(scratch.dir.path(), &sink);
     harness.send(vec![alert("r", "bad-1")]).await;
-    let reason = wait_for("the sink to fail", || match harness.sink_status() {
-        Some(ComponentStatus::Failed { reason }) => Some(reason),
-        _ => None,
-    })
-    .await;
+    let reason = harness.failure_reason().await;
     assert!(reason.contains("93000") && reason.contains("webhook_key"), "{reason}");
     assert!(!reason.contains("revoked-key-0000"), "the key leaked into /health: {reason}");
     let (healthy, _) = harness.telemetry.health.report();
@@ -419,11 +424,7 @@ async fn a_bad_corp_secret_fails_the_sink_and_dead_letters_the_alert() {
     let sink = app_sink(&wecom, "group_wait = \"0s\"").replace(CORP_SECRET, "wrong-secret-9999");
     let harness = Harness::start(scratch.dir.path(), &sink);
     harness.send(vec![alert("r", "bad-2")]).await;
-    let reason = wait_for("the sink to fail", || match harness.sink_status() {
-        Some(ComponentStatus::Failed { reason }) => Some(reason),
-        _ => None,
-    })
-    .await;
+    let reason = harness.failure_reason().await;
     assert!(reason.contains("40001") && reason.contains("corp_secret"), "{reason}");
     assert!(!reason.contains("wrong-secret-9999"), "{reason}");
     assert_eq!(harness.dead_letters().len(), 1);
