@@ -68,32 +68,42 @@ pub(crate) fn parse_iso(text: &str, default_offset_seconds: i32) -> Option<(i64,
     let mut precision = Unit::Year;
     let (mut month, mut day) = (1, 1);
     let (mut hour, mut minute, mut second, mut millisecond) = (0, 0, 0, 0);
-    if cursor.eat_any(b"-/") {
+    // Each part is optional once the previous one is written; the finest
+    // one present sets the precision.
+    'parts: {
+        if !cursor.eat_any(b"-/") {
+            break 'parts;
+        }
         month = cursor.digits(2, 2)?;
         precision = Unit::Month;
-        if cursor.eat_any(b"-/") {
-            day = cursor.digits(2, 2)?;
-            precision = Unit::Day;
-            if cursor.eat_any(b"T ") {
-                hour = cursor.digits(2, 2)?;
-                precision = Unit::Hour;
-                if cursor.eat_any(b":") {
-                    minute = cursor.digits(2, 2)?;
-                    precision = Unit::Minute;
-                    if cursor.eat_any(b":") {
-                        second = cursor.digits(2, 2)?;
-                        precision = Unit::Second;
-                        if cursor.eat_any(b".,") {
-                            let start = cursor.position;
-                            let fraction = cursor.digits(1, 9)?;
-                            let written = cursor.position - start;
-                            millisecond = (fraction as u64 * 1000 / 10u64.pow(written as u32)) as u32;
-                            precision = Unit::Millisecond;
-                        }
-                    }
-                }
-            }
+        if !cursor.eat_any(b"-/") {
+            break 'parts;
         }
+        day = cursor.digits(2, 2)?;
+        precision = Unit::Day;
+        if !cursor.eat_any(b"T ") {
+            break 'parts;
+        }
+        hour = cursor.digits(2, 2)?;
+        precision = Unit::Hour;
+        if !cursor.eat_any(b":") {
+            break 'parts;
+        }
+        minute = cursor.digits(2, 2)?;
+        precision = Unit::Minute;
+        if !cursor.eat_any(b":") {
+            break 'parts;
+        }
+        second = cursor.digits(2, 2)?;
+        precision = Unit::Second;
+        if !cursor.eat_any(b".,") {
+            break 'parts;
+        }
+        let start = cursor.position;
+        let fraction = cursor.digits(1, 9)?;
+        let written = cursor.position - start;
+        millisecond = (fraction as u64 * 1000 / 10u64.pow(written as u32)) as u32;
+        precision = Unit::Millisecond;
     }
     let offset_seconds = match cursor.peek() {
         None => default_offset_seconds,
