@@ -20,6 +20,28 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay`: its position in mimalloc v3's `mi_option_t`
+/// (mimalloc.h). libmimalloc-sys names only the v2 positions; the test
+/// below checks this one against the option's documented default.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// How long freed memory stays with the process before mimalloc returns it
+/// to the OS, in milliseconds; jemalloc's default decay time. mimalloc's own
+/// default (1 s) is shorter than the time a batch spends between the source
+/// and Splunk's acknowledgement, so memory went back to the OS and was
+/// faulted in (zeroed) again for the next batch: a fifth of the process's
+/// CPU time in the SLS to Splunk profile (BENCHMARKS.md).
+const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
+/// Applies pipe's allocator settings unless the operator set mimalloc's
+/// own variable, which wins.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: setting an option is allowed at any time; mimalloc reads
+        // it on every purge decision.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "pipe", version, about = "Stream-processing pipelines for log shipping and alerting")]
 struct Cli {
@@ -160,6 +182,7 @@ fn init_logging(format: LogFormat, verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.verbose);
     match run(cli.command) {
@@ -323,4 +346,25 @@ fn rule_test(
     }
     eprintln!("{line}");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Position 15 is the purge delay only if it holds that option's
+    /// default (1000 ms in mimalloc v3); a libmimalloc-sys that bundles
+    /// another mimalloc fails here instead of tuning the wrong option.
+    #[test]
+    fn the_purge_delay_option_is_the_one_pipe_sets() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reading an option has no preconditions.
+        let default = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(default, 1000, "mi_option_t position {MI_OPTION_PURGE_DELAY} is not purge_delay");
+        tune_allocator();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, PURGE_DELAY_MS);
+    }
 }

@@ -116,7 +116,7 @@ impl EventTime {
 
     /// Writes `SECONDS` or `SECONDS.FRACTION` without trailing zeros.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{}", self.seconds);
+        out.extend_from_slice(itoa::Buffer::new().format(self.seconds).as_bytes());
         if self.nanoseconds != 0 {
             let mut digits = [0u8; 9];
             let mut rest = self.nanoseconds;

@@ -22,7 +22,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Boolean(true) => out.extend_from_slice(b"true"),
         Value::Boolean(false) => out.extend_from_slice(b"false"),
-        Value::Integer(number) => write_number(out, number),
+        Value::Integer(number) => out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes()),
         Value::Float(number) if number.is_finite() => write_number(out, number),
         Value::Float(_) => out.extend_from_slice(b"null"),
         Value::String(text) => write_str(out, text),
@@ -78,15 +78,17 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// The first byte at or after `from` that needs escaping. The last partial
-/// chunk is copied into a buffer padded with spaces (which need no
-/// escaping), so short strings, most keys and values, take one chunk test
-/// instead of a byte-by-byte loop.
+/// The first byte at or after `from` that needs escaping. Whole chunks are
+/// tested at once; the last partial chunk of a string at least a chunk long
+/// is tested as the string's final chunk (overlapping bytes already known
+/// to be clean or handled), and strings shorter than a chunk, most keys and
+/// values, byte by byte against a table: either way without copying the
+/// tail into a padded buffer, a `memcpy` call per string.
 fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let mut position = from;
     while position + CHUNK <= bytes.len() {
         let chunk: &[u8; CHUNK] = bytes[position..position + CHUNK].try_into().expect("the slice is one chunk");
-        if let Some(offset) = first_flagged(chunk) {
+        if let Some(offset) = first_flagged(chunk, 0) {
             return Some(position + offset);
         }
         position += CHUNK;
@@ -94,18 +96,70 @@ fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     if position == bytes.len() {
         return None;
     }
-    let mut tail = [b' '; CHUNK];
-    tail[..bytes.len() - position].copy_from_slice(&bytes[position..]);
-    first_flagged(&tail).map(|offset| position + offset)
+    if OVERLAPPING_TAIL && bytes.len() >= CHUNK {
+        let start = bytes.len() - CHUNK;
+        let chunk: &[u8; CHUNK] = bytes[start..].try_into().expect("the slice is one chunk");
+        return first_flagged(chunk, position - start).map(|offset| start + offset);
+    }
+    let rest = &bytes[position..];
+    if !short_has_escape(rest) {
+        return None;
+    }
+    rest.iter().position(|&byte| NEEDS_ESCAPE[usize::from(byte)]).map(|offset| position + offset)
 }
+
+/// Whether `bytes` (shorter than a chunk) holds a byte that needs escaping,
+/// tested as one or two overlapping words: a clean short string, the common
+/// case, costs no loop.
+fn short_has_escape(bytes: &[u8]) -> bool {
+    let word_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    let half_at = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")));
+    match bytes.len() {
+        8.. => word_flags(word_at(0)) | word_flags(word_at(bytes.len() - 8)) != 0,
+        // The upper half holds the last four bytes, overlapping the first
+        // four when the string is shorter than eight.
+        4.. => word_flags(half_at(0) | half_at(bytes.len() - 4) << 32) != 0,
+        _ => bytes.iter().any(|&byte| NEEDS_ESCAPE[usize::from(byte)]),
+    }
+}
+
+/// The high bit of every byte of `word` that is a control character, `"`
+/// or `\`, with the classic "has a zero byte" and "has a byte below n"
+/// word tricks. A flag may be raised falsely only above a true one (borrows
+/// run upwards), so the lowest flag, and whether there is any, are exact.
+fn word_flags(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |value: u64| value.wrapping_sub(ONES) & !value & HIGH_BITS;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS;
+    below_space | zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+}
+
+/// Control characters, `"` and `\`.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 #[cfg(target_arch = "x86_64")]
 const CHUNK: usize = 16;
-
-/// The first control character, `"` or `\` in `chunk`, sixteen bytes per
-/// test with SSE2 (part of every x86-64 CPU, so no feature detection).
+/// Whether a flag below a chunk's `skip` offset leaves the flags above it
+/// exact, so a string's final chunk may overlap bytes already handled.
 #[cfg(target_arch = "x86_64")]
-fn first_flagged(chunk: &[u8; CHUNK]) -> Option<usize> {
+const OVERLAPPING_TAIL: bool = true;
+
+/// The first control character, `"` or `\` in `chunk` at or after offset
+/// `skip`, sixteen bytes per test with SSE2 (part of every x86-64 CPU, so
+/// no feature detection). Each byte's flag is exact.
+#[cfg(target_arch = "x86_64")]
+fn first_flagged(chunk: &[u8; CHUNK], skip: usize) -> Option<usize> {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
@@ -118,24 +172,23 @@ fn first_flagged(chunk: &[u8; CHUNK]) -> Option<usize> {
         let quote = _mm_cmpeq_epi8(data, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(data, _mm_set1_epi8(b'\\' as i8));
         _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
-    };
+    } & (u32::MAX << skip) as i32;
     (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 const CHUNK: usize = 8;
+/// A true flag's borrow can raise false flags above it, so the final
+/// partial chunk is tested byte by byte instead.
+#[cfg(not(target_arch = "x86_64"))]
+const OVERLAPPING_TAIL: bool = false;
 
 /// The first control character, `"` or `\` in `chunk`, eight bytes per
-/// test with the classic "has a zero byte" and "has a byte below n" word
-/// tricks; the lowest flag is exact (borrows only run upwards).
+/// test (`word_flags`).
 #[cfg(not(target_arch = "x86_64"))]
-fn first_flagged(chunk: &[u8; CHUNK]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let word = u64::from_le_bytes(*chunk);
-    let zero_bytes = |value: u64| value.wrapping_sub(ONES) & !value & HIGH_BITS;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS;
-    let mask = below_space | zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+fn first_flagged(chunk: &[u8; CHUNK], skip: usize) -> Option<usize> {
+    debug_assert_eq!(skip, 0, "chunks never overlap without SSE2");
+    let mask = word_flags(u64::from_le_bytes(*chunk));
     (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize)
 }
 
