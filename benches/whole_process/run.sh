@@ -32,6 +32,8 @@ while :; do
   # The API is not up for the first polls; an empty answer means 0 sent.
   sent=$( (curl -s "127.0.0.1:$port/metrics" || true) | awk '/^pipe_component_sent_events_total\{component_id="(out|splunk)"/ {print $2}')
   [ "${sent:-0}" -ge "$total" ] 2>/dev/null && break
+  # pipe exited early (a configuration error, a crash): show why.
+  kill -0 %3 2>/dev/null || { cat "$work/pipe.err" >&2; exit 1; }
   sleep 0.2
 done
 end=$(date +%s.%N)
