@@ -28,8 +28,11 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::tls::TlsIdentity;
 
 /// A request as the emulator received it.
 #[derive(Debug, Clone)]
@@ -201,6 +204,8 @@ impl std::error::Error for DroppedByFaultPlan {}
 #[derive(Debug)]
 pub struct EmulatorServer {
     address: SocketAddr,
+    /// `https` when serving TLS (`start_tls_on`).
+    scheme: &'static str,
     requests: RequestLog,
     faults: FaultPlan,
     _stop_on_drop: tokio_util::sync::DropGuard,
@@ -214,22 +219,38 @@ impl EmulatorServer {
 
     /// Serves `router` on `address`.
     pub async fn start_on(address: SocketAddr, router: Router) -> std::io::Result<EmulatorServer> {
+        EmulatorServer::serve(address, router, None).await
+    }
+
+    /// Serves `router` over HTTPS on `address` with `identity`'s server
+    /// certificate. A client that does not trust `identity.ca_pem()` fails
+    /// the handshake, and the connection ends without a request.
+    pub async fn start_tls_on(
+        address: SocketAddr,
+        router: Router,
+        identity: &TlsIdentity,
+    ) -> std::io::Result<EmulatorServer> {
+        EmulatorServer::serve(address, router, Some(identity.acceptor())).await
+    }
+
+    async fn serve(address: SocketAddr, router: Router, tls: Option<TlsAcceptor>) -> std::io::Result<EmulatorServer> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let requests = RequestLog::default();
         let faults = FaultPlan::default();
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, router, requests.clone(), faults.clone(), stop.clone()));
-        Ok(EmulatorServer { address, requests, faults, _stop_on_drop: stop.drop_guard() })
+        tokio::spawn(accept_loop(listener, tls, router, requests.clone(), faults.clone(), stop.clone()));
+        Ok(EmulatorServer { address, scheme, requests, faults, _stop_on_drop: stop.drop_guard() })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://127.0.0.1:PORT` (`https` with TLS), without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("{}://{}", self.scheme, self.address)
     }
 
     pub fn requests(&self) -> &RequestLog {
@@ -252,6 +273,7 @@ impl EmulatorServer {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     requests: RequestLog,
     faults: FaultPlan,
@@ -272,10 +294,23 @@ async fn accept_loop(
         let requests = requests.clone();
         let faults = faults.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                 handle(request, router.clone(), requests.clone(), faults.clone())
             });
+            let stream: Box<dyn Connection> = match tls {
+                None => Box::new(stream),
+                // A failed handshake (an untrusting client) just ends the
+                // connection, as a TLS server does.
+                Some(acceptor) => tokio::select! {
+                    _ = stop.cancelled() => return,
+                    handshake = acceptor.accept(stream) => match handshake {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => return,
+                    },
+                },
+            };
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -285,6 +320,11 @@ async fn accept_loop(
         });
     }
 }
+
+/// A plain or TLS connection, served the same way.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
 
 async fn handle(
     request: Request<hyper::body::Incoming>,

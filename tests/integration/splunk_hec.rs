@@ -20,6 +20,7 @@ use pipe::topology::{
 };
 use pipe_demo_logs::DemoLogGenerator;
 use testkit::hec::{HecCode, HecEmulator, HecEndpoint, HecRecordedEvent, HecToken};
+use testkit::tls::TlsIdentity;
 use tokio::sync::oneshot;
 
 use super::support::{http_get, metric_value, read_ndjson, wait_for, wait_for_async, Pipe, Scratch, DEADLINE};
@@ -275,6 +276,78 @@ async fn an_invalid_token_fails_the_sink_on_health_and_acknowledges_nothing() {
     let stderr = pipe.stderr();
     assert!(stderr.contains("refused the token"), "{stderr}");
     assert!(!stderr.contains(WRONG_TOKEN), "the token must never be logged");
+}
+
+/// An HEC emulator serving HTTPS with a certificate from a fresh CA.
+async fn https_emulator() -> (HecEmulator, TlsIdentity) {
+    let identity = TlsIdentity::generate().expect("test certificates");
+    let hec = HecEmulator::builder()
+        .token(HecToken::new(TOKEN).use_ack(true))
+        .tls(identity.clone())
+        .start()
+        .await
+        .expect("start the HEC emulator");
+    assert!(hec.url().starts_with("https://"), "{}", hec.url());
+    (hec, identity)
+}
+
+#[tokio::test]
+async fn https_with_the_servers_ca_in_tls_ca_file_delivers_every_event_once() {
+    const COUNT: u64 = 300;
+    let (hec, identity) = https_emulator().await;
+    let scratch = Scratch::new();
+    let ca_file = scratch.write("hec-ca.pem", identity.ca_pem());
+    let sink = format!("tls.ca_file = {:?}\nacknowledgements.query_interval = \"100ms\"", ca_file.to_str().unwrap());
+    let config = demo_pipeline(&scratch, &format!("count = {COUNT}"), &hec.url(), TOKEN, &sink);
+    let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
+    assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
+
+    let counts = arrivals(&hec.control().events());
+    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (1..=COUNT).collect::<Vec<_>>());
+    assert!(counts.values().all(|count| *count == 1));
+    assert!(pipe.stderr().contains("Splunk HEC health check passed"), "{}", pipe.stderr());
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_delivers_nothing_and_the_log_says_why() {
+    let (hec, _) = https_emulator().await;
+    let scratch = Scratch::new();
+    // `tls.verify` defaults to true and the CA is not given.
+    let sink = "request.retry_initial_backoff = \"50ms\"\nrequest.retry_max_backoff = \"200ms\"";
+    let config = demo_pipeline(&scratch, "count = 100", &hec.url(), TOKEN, sink);
+    let pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
+    let api = pipe.api_url().await;
+
+    wait_for_async("requests to be retried for the failed handshake", || async {
+        let (_, metrics) = http_get(&format!("{api}/metrics")).await;
+        metric_value(&metrics, "pipe_splunk_hec_retries_total", &["reason=\"network\""])
+            .filter(|retries| *retries >= 2.0)
+    })
+    .await;
+    let (_, health) = http_get(&format!("{api}/health")).await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["components"]["splunk"]["status"], "degraded", "{health}");
+    let reason = health["components"]["splunk"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("certificate"), "the reason names the certificate problem: {reason}");
+    let (_, metrics) = http_get(&format!("{api}/metrics")).await;
+    let delivered =
+        metric_value(&metrics, "pipe_component_sent_events_total", &["component_id=\"splunk\""]).unwrap_or(0.0);
+    assert_eq!(delivered, 0.0, "nothing counts as delivered");
+    let stats = hec.control().stats();
+    assert_eq!((stats.requests, stats.health_requests), (0, 0), "no request gets past the handshake");
+    assert!(hec.control().events().is_empty());
+}
+
+#[tokio::test]
+async fn tls_verify_false_accepts_an_unknown_certificate() {
+    const COUNT: u64 = 50;
+    let (hec, _) = https_emulator().await;
+    let scratch = Scratch::new();
+    let sink = "tls.verify = false\nacknowledgements.query_interval = \"100ms\"";
+    let config = demo_pipeline(&scratch, &format!("count = {COUNT}"), &hec.url(), TOKEN, sink);
+    let mut pipe = Pipe::start(&["run", config.to_str().unwrap()], &[]);
+    assert_eq!(pipe.wait_exit().await, 0, "{}", pipe.stderr());
+    assert_eq!(arrivals(&hec.control().events()).len() as u64, COUNT);
 }
 
 /// Emits one batch of the given events, then reports the batch's status.

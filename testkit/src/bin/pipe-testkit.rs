@@ -130,7 +130,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             EmulatorServer::start_on(addr, router).await?.serve_forever().await;
         }
         Emulator::Hec(args) => {
-            let emulator = args.builder().start_on(args.addr).await.map_err(std::io::Error::other)?;
+            let mut builder = args.builder();
+            if let Some(path) = &args.tls_ca_out {
+                let identity = testkit::tls::TlsIdentity::generate().map_err(std::io::Error::other)?;
+                std::fs::write(path, identity.ca_pem())?;
+                builder = builder.tls(identity);
+            }
+            let emulator = builder.start_on(args.addr).await.map_err(std::io::Error::other)?;
             emulator.serve_forever().await;
         }
         Emulator::Wecom(args) => {

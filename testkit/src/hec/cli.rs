@@ -58,6 +58,11 @@ pub struct HecArgs {
     /// Answer 413 above this many body bytes, sent or decompressed.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONTENT_LENGTH)]
     pub max_content_length: usize,
+    /// Serve HTTPS with a certificate for localhost and 127.0.0.1 signed by a
+    /// fresh CA, and write that CA's certificate (PEM) to PATH, for the
+    /// client's `tls.ca_file`.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_out: Option<std::path::PathBuf>,
 }
 
 impl HecArgs {
@@ -127,6 +132,7 @@ mod tests {
             allow_query_string_auth: false,
             raw_requires_channel: false,
             max_content_length: 10,
+            tls_ca_out: None,
         };
         assert!(args.builder().build().is_ok());
         let bad = HecArgs { default_index: None, ..args };

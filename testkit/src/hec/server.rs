@@ -45,6 +45,7 @@ use super::envelope::{
 };
 use crate::connection_drop::dropped_connection_response;
 use crate::http::EmulatorServer;
+use crate::tls::TlsIdentity;
 
 const NOT_FOUND_TEXT: &str = "The requested URL was not found on this server.";
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";
@@ -297,6 +298,7 @@ pub struct HecEmulatorBuilder {
     acks: AckSettings,
     raw_requires_channel: bool,
     max_content_length: usize,
+    tls: Option<TlsIdentity>,
 }
 
 impl Default for HecEmulatorBuilder {
@@ -306,6 +308,7 @@ impl Default for HecEmulatorBuilder {
             acks: AckSettings::default(),
             raw_requires_channel: false,
             max_content_length: DEFAULT_MAX_CONTENT_LENGTH,
+            tls: None,
         }
     }
 }
@@ -340,6 +343,13 @@ impl HecEmulatorBuilder {
         self
     }
 
+    /// Serve HTTPS with `identity`'s certificate (Splunk's default for HEC
+    /// is HTTPS with its own CA); `url()` then starts with `https://`.
+    pub fn tls(mut self, identity: TlsIdentity) -> HecEmulatorBuilder {
+        self.tls = Some(identity);
+        self
+    }
+
     /// The router and its control handle, for serving on a custom harness.
     pub fn build(self) -> Result<(Router, HecControl), HecConfigError> {
         validate_tokens(&self.tokens)?;
@@ -371,8 +381,12 @@ impl HecEmulatorBuilder {
     }
 
     pub async fn start_on(self, address: SocketAddr) -> Result<HecEmulator, HecStartError> {
+        let tls = self.tls.clone();
         let (router, control) = self.build()?;
-        let server = EmulatorServer::start_on(address, router).await?;
+        let server = match &tls {
+            Some(identity) => EmulatorServer::start_tls_on(address, router, identity).await?,
+            None => EmulatorServer::start_on(address, router).await?,
+        };
         Ok(HecEmulator { server, control })
     }
 }
@@ -389,7 +403,8 @@ impl HecEmulator {
         HecEmulatorBuilder::default()
     }
 
-    /// `http://127.0.0.1:PORT`, the HEC base URL (no trailing slash).
+    /// `http://127.0.0.1:PORT` (`https` with TLS), the HEC base URL (no
+    /// trailing slash).
     pub fn url(&self) -> String {
         self.server.url()
     }
