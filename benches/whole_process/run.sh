@@ -6,10 +6,13 @@
 # PERF_DATA=FILE also records a `perf record -g` profile of pipe into FILE.
 # PIPE_CPUS=LIST / EMULATOR_CPUS=LIST pin pipe and the emulators to CPUs
 # (taskset), so they do not preempt each other on a small machine.
+# PIPE_BIN=PATH runs another build of pipe (a frame-pointer build for
+# profiles, or an A/B comparison).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="benches/whole_process/$1.toml"
 shards=${SHARDS:-4}; groups=${GROUPS_PER_SHARD:-2000}; logs=${LOGS_PER_GROUP:-50}
+pipe_bin=${PIPE_BIN:-target/release/pipe}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -25,7 +28,7 @@ hec=$(sed -n 's#listening on ##p' "$work/hec.out")
 port=$((20000 + RANDOM % 20000))
 PIPE_DATA_DIR="$work/data" PIPE_API_ADDRESS="127.0.0.1:$port" SLS_ENDPOINT="http://$sls" HEC_ENDPOINT="$hec" RUN_ID=$RANDOM \
   /usr/bin/time -v -o "$work/time.txt" ${PERF_DATA:+perf record -F 499 -g -o "$PERF_DATA" --} \
-  ${PIPE_CPUS:+taskset -c "$PIPE_CPUS"} target/release/pipe run "$config" 2> "$work/pipe.err" &
+  ${PIPE_CPUS:+taskset -c "$PIPE_CPUS"} "$pipe_bin" run "$config" 2> "$work/pipe.err" &
 total=$((shards * groups * logs))
 start=$(date +%s.%N)
 while :; do
@@ -38,7 +41,7 @@ while :; do
 done
 end=$(date +%s.%N)
 bytes=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_received_bytes_total\{component_id="sls"/ {print $2}')
-kill -INT "$(pgrep -f "^target/release/pipe run $config" | head -1)"
+kill -INT "$(pgrep -f "^$pipe_bin run $config" | head -1)"
 wait %3 || true
 cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$work/time.txt")
 rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
