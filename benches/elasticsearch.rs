@@ -55,6 +55,8 @@ fn search_answer() -> Vec<u8> {
 }
 
 fn poller(c: &mut Criterion) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let body = search_answer();
     let source: Arc<str> = Arc::from("es_in");
     let mut group = c.benchmark_group("poller");
@@ -77,6 +79,8 @@ fn poller(c: &mut Criterion) {
 }
 
 fn sink(c: &mut Criterion) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let events: Vec<LogEvent> = demo_sources()
         .into_iter()
         .map(|source| match Value::from(serde_json::Value::Object(source)) {

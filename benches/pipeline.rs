@@ -65,6 +65,8 @@ fn truncate_config() -> TruncateConfig {
 }
 
 fn transforms(c: &mut Criterion<ThreadCpuTime>) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let (events, bytes) = demo_events(10_000);
     let mut group = c.benchmark_group("transforms");
     group.throughput(Throughput::Bytes(bytes));
@@ -96,6 +98,8 @@ fn transforms(c: &mut Criterion<ThreadCpuTime>) {
 }
 
 fn topology(c: &mut Criterion<ThreadCpuTime>) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     const EVENTS: u64 = 100_000;
     let bytes: u64 = {
         let mut generator = DemoLogGenerator::new(1);

@@ -59,6 +59,8 @@ fn count_matches(query: &Query, events: &[LogEvent]) -> usize {
 }
 
 fn matcher_throughput(criterion: &mut Criterion<ThreadCpuTime>) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let batch = demo_events(BATCH_EVENTS);
     let cold = demo_events(COLD_EVENTS);
     let options = QueryOptions::default();

@@ -125,6 +125,8 @@ fn events(sls_time: bool, offset_ms: i64) -> Vec<Vec<LogEvent>> {
 }
 
 fn bench_frequency(criterion: &mut Criterion) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let mut group = criterion.benchmark_group("rules_frequency_10k_keys");
     group.throughput(Throughput::Elements(EVENTS_PER_ITERATION as u64));
     group.sample_size(20);
@@ -266,6 +268,8 @@ fn demo_batches() -> (Vec<Vec<LogEvent>>, u64) {
 }
 
 fn bench_transform(criterion: &mut Criterion<ThreadCpuTime>) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let (batches, bytes) = demo_batches();
     let mut group = criterion.benchmark_group("rules_transform");
     group.throughput(Throughput::Bytes(bytes));

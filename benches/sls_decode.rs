@@ -41,6 +41,8 @@ fn pull_body() -> PullBody {
 }
 
 fn decode(c: &mut Criterion) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     let body = pull_body();
     let source: Arc<str> = Arc::from("sls");
     let partition: Arc<str> = Arc::from("bench-logs/0");

@@ -131,10 +131,14 @@ fn encoding<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
 }
 
 fn wall_clock(c: &mut Criterion) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     encoding(c, "splunk_hec");
 }
 
 fn cpu_time(c: &mut Criterion<ThreadCpuTime>) {
+    // The binary's memory settings, so the figures are the binary's.
+    pipe::memory::tune();
     encoding(c, "splunk_hec_cpu");
 }
 

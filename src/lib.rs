@@ -8,6 +8,7 @@
 pub mod config;
 pub mod elasticsearch;
 pub mod event;
+pub mod memory;
 pub mod observability;
 pub mod query;
 pub mod retry;
