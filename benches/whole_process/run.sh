@@ -7,7 +7,9 @@
 # PIPE_CPUS=LIST / EMULATOR_CPUS=LIST pin pipe and the emulators to CPUs
 # (taskset), so they do not preempt each other on a small machine.
 # PIPE_BIN=PATH runs another build of pipe (a frame-pointer build for
-# profiles, or an A/B comparison).
+# profiles, or an A/B comparison). A run that has not sent every log after
+# DEADLINE_SECONDS (300) prints pipe's metrics, its log and both emulators'
+# stats, and fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="benches/whole_process/$1.toml"
@@ -31,12 +33,21 @@ PIPE_DATA_DIR="$work/data" PIPE_API_ADDRESS="127.0.0.1:$port" SLS_ENDPOINT="http
   ${PIPE_CPUS:+taskset -c "$PIPE_CPUS"} "$pipe_bin" run "$config" 2> "$work/pipe.err" &
 total=$((shards * groups * logs))
 start=$(date +%s.%N)
+deadline=$(( $(date +%s) + ${DEADLINE_SECONDS:-300} ))
 while :; do
   # The API is not up for the first polls; an empty answer means 0 sent.
   sent=$( (curl -s "127.0.0.1:$port/metrics" || true) | awk '/^pipe_component_sent_events_total\{component_id="(out|splunk)"/ {print $2}')
   [ "${sent:-0}" -ge "$total" ] 2>/dev/null && break
   # pipe exited early (a configuration error, a crash): show why.
   kill -0 %3 2>/dev/null || { cat "$work/pipe.err" >&2; exit 1; }
+  if [ "$(date +%s)" -gt "$deadline" ]; then
+    echo "pipe sent ${sent:-0} of $total logs in ${DEADLINE_SECONDS:-300} s; metrics, log and emulator stats follow" >&2
+    (curl -s "127.0.0.1:$port/metrics" | grep -v '^#') >&2 || true
+    tail -n 50 "$work/pipe.err" >&2
+    curl -s "http://$sls/_testkit/stats" >&2 || true
+    curl -s "$hec/_testkit/stats" >&2 || true
+    exit 1
+  fi
   sleep 0.2
 done
 end=$(date +%s.%N)
