@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 /// task and freed by a sink task on another thread, many small blocks at a
 /// time, which mimalloc's per-thread free lists handle without the lock
 /// traffic and heap trimming of glibc's malloc (see BENCHMARKS.md).
+/// `pipe::memory::tune` sets its options first thing in `main`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,6 +1,7 @@
 //! The loopback HTTP harness every emulator runs on.
 //!
-//! `EmulatorServer::start(router)` binds 127.0.0.1:0, serves HTTP/1.1, and
+//! `EmulatorServer::start(router)` binds 127.0.0.1:0, serves HTTP/1.1 (or
+//! HTTPS with `start_tls_on` and a `tls::TlsIdentity`), and
 //! stops when the server value is dropped (a drop guard cancels the accept
 //! loop and every connection). Before the router sees a request the harness:
 //! 1. buffers the body and appends the request to the `RequestLog`;

@@ -81,9 +81,10 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 /// The first byte at or after `from` that needs escaping. Whole chunks are
 /// tested at once; the last partial chunk of a string at least a chunk long
 /// is tested as the string's final chunk (overlapping bytes already known
-/// to be clean or handled), and strings shorter than a chunk, most keys and
-/// values, byte by byte against a table: either way without copying the
-/// tail into a padded buffer, a `memcpy` call per string.
+/// to be clean or handled), and the rest of a shorter string, most keys and
+/// values, as one or two overlapping words, searched byte by byte only when
+/// they flag something. Neither copies the tail into a padded buffer, which
+/// cost a `memcpy` call per string.
 fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let mut position = from;
     while position + CHUNK <= bytes.len() {
