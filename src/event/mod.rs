@@ -173,7 +173,7 @@ fn lookup_path_mut<'a>(map: &'a mut ObjectMap, path: &str) -> Option<&'a mut Val
 
 impl serde::Serialize for LogEvent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        value::serialize_object(&self.fields, serializer)
+        self.fields.serialize(serializer)
     }
 }
 

@@ -17,7 +17,7 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Field names. Most log field names fit the 24 inline bytes, so building an
@@ -314,17 +314,9 @@ impl Serialize for Value {
                 }
                 seq.end()
             }
-            Value::Object(map) => serialize_object(map, serializer),
+            Value::Object(map) => map.serialize(serializer),
         }
     }
-}
-
-pub(crate) fn serialize_object<S: Serializer>(map: &ObjectMap, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut out = serializer.serialize_map(Some(map.len()))?;
-    for (key, value) in map {
-        out.serialize_entry(key.as_str(), value)?;
-    }
-    out.end()
 }
 
 impl<'de> Deserialize<'de> for Value {
