@@ -66,36 +66,26 @@ pub(crate) fn parse_iso(text: &str, default_offset_seconds: i32) -> Option<(i64,
     let mut cursor = Cursor { bytes, position: 0 };
     let year = cursor.digits(4, 4)? as i32;
     let mut precision = Unit::Year;
-    let (mut month, mut day) = (1, 1);
-    let (mut hour, mut minute, mut second, mut millisecond) = (0, 0, 0, 0);
-    // Each part is optional once the previous one is written; the finest
-    // one present sets the precision.
+    // Month, day, hour, minute and second, each two digits after one of its
+    // separators; each is optional once the previous one is written, and
+    // the finest one present sets the precision.
+    const PARTS: [(&[u8], Unit); 5] = [
+        (b"-/", Unit::Month),
+        (b"-/", Unit::Day),
+        (b"T ", Unit::Hour),
+        (b":", Unit::Minute),
+        (b":", Unit::Second),
+    ];
+    let mut parts = [1, 1, 0, 0, 0];
+    let mut millisecond = 0;
     'parts: {
-        if !cursor.eat_any(b"-/") {
-            break 'parts;
+        for (part, (separators, unit)) in parts.iter_mut().zip(PARTS) {
+            if !cursor.eat_any(separators) {
+                break 'parts;
+            }
+            *part = cursor.digits(2, 2)?;
+            precision = unit;
         }
-        month = cursor.digits(2, 2)?;
-        precision = Unit::Month;
-        if !cursor.eat_any(b"-/") {
-            break 'parts;
-        }
-        day = cursor.digits(2, 2)?;
-        precision = Unit::Day;
-        if !cursor.eat_any(b"T ") {
-            break 'parts;
-        }
-        hour = cursor.digits(2, 2)?;
-        precision = Unit::Hour;
-        if !cursor.eat_any(b":") {
-            break 'parts;
-        }
-        minute = cursor.digits(2, 2)?;
-        precision = Unit::Minute;
-        if !cursor.eat_any(b":") {
-            break 'parts;
-        }
-        second = cursor.digits(2, 2)?;
-        precision = Unit::Second;
         if !cursor.eat_any(b".,") {
             break 'parts;
         }
@@ -105,6 +95,7 @@ pub(crate) fn parse_iso(text: &str, default_offset_seconds: i32) -> Option<(i64,
         millisecond = (fraction as u64 * 1000 / 10u64.pow(written as u32)) as u32;
         precision = Unit::Millisecond;
     }
+    let [month, day, hour, minute, second] = parts;
     let offset_seconds = match cursor.peek() {
         None => default_offset_seconds,
         Some(b'Z' | b'z') => {
