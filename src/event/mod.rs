@@ -10,13 +10,16 @@
 //! then walks nested objects. Array elements are addressed by index
 //! (`items.0.name`).
 
+mod deferred;
 pub mod finalization;
 mod object_map;
 mod value;
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+pub use deferred::{DeferredFields, FieldRef};
 pub use finalization::{BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventFinalizers};
 pub use value::{object_map_with_capacity, KeyString, ObjectMap, ObjectMapBuilder, Str, Value};
 
@@ -52,15 +55,32 @@ impl EventMetadata {
 }
 
 /// A log event: ordered fields plus metadata.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LogEvent {
-    fields: ObjectMap,
+    fields: Fields,
     metadata: EventMetadata,
+}
+
+/// The fields, built or still deferred (see `deferred`).
+#[derive(Clone)]
+enum Fields {
+    Built(ObjectMap),
+    /// `built` caches `source.build()` for shared access; any mutable access
+    /// turns the event into `Built`.
+    Deferred {
+        source: Arc<dyn DeferredFields>,
+        built: OnceLock<ObjectMap>,
+    },
 }
 
 impl LogEvent {
     pub fn new(fields: ObjectMap, metadata: EventMetadata) -> LogEvent {
-        LogEvent { fields, metadata }
+        LogEvent { fields: Fields::Built(fields), metadata }
+    }
+
+    /// An event whose fields `source` builds when they are first needed.
+    pub fn deferred(source: Arc<dyn DeferredFields>, metadata: EventMetadata) -> LogEvent {
+        LogEvent { fields: Fields::Deferred { source, built: OnceLock::new() }, metadata }
     }
 
     /// An event created inside the pipeline (an alert, a test fixture), owned by
@@ -70,16 +90,68 @@ impl LogEvent {
         LogEvent::new(fields, EventMetadata::new(Arc::from(component_id), byte_size))
     }
 
+    /// The fields, built on first use when they were deferred.
     pub fn fields(&self) -> &ObjectMap {
-        &self.fields
+        match &self.fields {
+            Fields::Built(map) => map,
+            Fields::Deferred { source, built } => built.get_or_init(|| source.build()),
+        }
     }
 
     pub fn fields_mut(&mut self) -> &mut ObjectMap {
-        &mut self.fields
+        if let Fields::Deferred { source, built } = &mut self.fields {
+            let map = built.take().unwrap_or_else(|| source.build());
+            self.fields = Fields::Built(map);
+        }
+        match &mut self.fields {
+            Fields::Built(map) => map,
+            Fields::Deferred { .. } => unreachable!("deferred fields were built just above"),
+        }
     }
 
-    pub fn into_parts(self) -> (ObjectMap, EventMetadata) {
-        (self.fields, self.metadata)
+    pub fn into_parts(mut self) -> (ObjectMap, EventMetadata) {
+        let fields = std::mem::take(self.fields_mut());
+        (fields, self.metadata)
+    }
+
+    /// The deferred fields of an event nothing has built yet: a reader that
+    /// only needs every field in order, or a few by name, can use them
+    /// without building a map (see `deferred`).
+    pub fn unbuilt_fields(&self) -> Option<&dyn DeferredFields> {
+        match &self.fields {
+            Fields::Deferred { source, built } if built.get().is_none() => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// How many top-level fields the event has, without building deferred
+    /// fields.
+    pub fn field_count(&self) -> usize {
+        match self.unbuilt_fields() {
+            Some(source) => source.field_count(),
+            None => self.fields().len(),
+        }
+    }
+
+    /// A top-level field, without building deferred fields.
+    pub fn field(&self, key: &str) -> Option<FieldRef<'_>> {
+        match self.unbuilt_fields() {
+            Some(source) => source.field(key),
+            None => self.fields().get(key).map(FieldRef::Value),
+        }
+    }
+
+    /// Calls `visit` for every top-level field, in order, without building
+    /// deferred fields.
+    pub fn visit_fields(&self, visit: &mut dyn FnMut(&str, FieldRef<'_>)) {
+        match self.unbuilt_fields() {
+            Some(source) => source.visit(visit),
+            None => {
+                for (key, value) in self.fields() {
+                    visit(key, FieldRef::Value(value));
+                }
+            }
+        }
     }
 
     pub fn metadata(&self) -> &EventMetadata {
@@ -116,25 +188,37 @@ impl LogEvent {
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key)
+        if let Some(answer) = self.unbuilt_fields().and_then(|source| source.ready(key)) {
+            return answer;
+        }
+        self.fields().get(key)
     }
 
     pub fn insert(&mut self, key: impl Into<KeyString>, value: impl Into<Value>) -> Option<Value> {
-        self.fields.insert(key.into(), value.into())
+        self.fields_mut().insert(key.into(), value.into())
     }
 
     /// Removes a top-level field, keeping the order of the others.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.fields.shift_remove(key)
+        self.fields_mut().shift_remove(key)
     }
 
     /// Looks up a field by dotted path (see the module doc).
     pub fn get_path(&self, path: &str) -> Option<&Value> {
-        lookup_path(&self.fields, path)
+        if let Some(Some(value)) = self.unbuilt_fields().and_then(|source| source.ready(path)) {
+            return Some(value);
+        }
+        lookup_path(self.fields(), path)
     }
 
     pub fn get_path_mut(&mut self, path: &str) -> Option<&mut Value> {
-        lookup_path_mut(&mut self.fields, path)
+        lookup_path_mut(self.fields_mut(), path)
+    }
+}
+
+impl fmt::Debug for LogEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogEvent").field("fields", self.fields()).field("metadata", &self.metadata).finish()
     }
 }
 
@@ -173,7 +257,7 @@ fn lookup_path_mut<'a>(map: &'a mut ObjectMap, path: &str) -> Option<&'a mut Val
 
 impl serde::Serialize for LogEvent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.fields.serialize(serializer)
+        self.fields().serialize(serializer)
     }
 }
 

@@ -69,13 +69,8 @@ pub(crate) fn parse_iso(text: &str, default_offset_seconds: i32) -> Option<(i64,
     // Month, day, hour, minute and second, each two digits after one of its
     // separators; each is optional once the previous one is written, and
     // the finest one present sets the precision.
-    const PARTS: [(&[u8], Unit); 5] = [
-        (b"-/", Unit::Month),
-        (b"-/", Unit::Day),
-        (b"T ", Unit::Hour),
-        (b":", Unit::Minute),
-        (b":", Unit::Second),
-    ];
+    const PARTS: [(&[u8], Unit); 5] =
+        [(b"-/", Unit::Month), (b"-/", Unit::Day), (b"T ", Unit::Hour), (b":", Unit::Minute), (b":", Unit::Second)];
     let mut parts = [1, 1, 0, 0, 0];
     let mut millisecond = 0;
     'parts: {

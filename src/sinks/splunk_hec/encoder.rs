@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::json;
-use crate::event::{LogEvent, Value};
+use crate::event::{FieldRef, LogEvent, Value};
 use crate::template::{MissingField, Template, TemplateError};
 
 /// Nanoseconds within the second, as the SLS SDK flattens them next to
@@ -81,11 +81,24 @@ impl EventTime {
     /// negative or non-finite numbers.
     pub fn from_value(value: &Value) -> Option<EventTime> {
         match value {
-            Value::Integer(seconds) => Some(EventTime { seconds: u64::try_from(*seconds).ok()?, nanoseconds: 0 }),
+            Value::Integer(seconds) => EventTime::from_integer(*seconds),
             Value::Float(seconds) => EventTime::from_f64(*seconds),
             Value::String(text) => EventTime::parse(text.trim()),
             _ => None,
         }
+    }
+
+    /// `from_value` for a field read without building the event's map.
+    pub fn from_field(field: &FieldRef<'_>) -> Option<EventTime> {
+        match field {
+            FieldRef::Value(value) => EventTime::from_value(value),
+            FieldRef::Text(text) => EventTime::parse(text.trim()),
+            FieldRef::Integer(seconds) => EventTime::from_integer(*seconds),
+        }
+    }
+
+    fn from_integer(seconds: i64) -> Option<EventTime> {
+        Some(EventTime { seconds: u64::try_from(seconds).ok()?, nanoseconds: 0 })
     }
 
     fn from_f64(seconds: f64) -> Option<EventTime> {
@@ -336,7 +349,7 @@ impl HecEncoder {
         separator.write(out);
         out.extend_from_slice(b"\"event\":");
         let skipped = time.map(|(_, skipped)| skipped).unwrap_or_default();
-        json::write_object(out, event.fields(), |key| skipped.contains(key));
+        json::write_event(out, event, |key| skipped.contains(key));
         out.push(b'}');
         Ok(())
     }
@@ -369,7 +382,7 @@ impl HecEncoder {
                 Arc::new(RawMetadata { pairs })
             }
         };
-        json::write_object(out, event.fields(), |_| false);
+        json::write_event(out, event, |_| false);
         out.push(b'\n');
         Ok(metadata)
     }
@@ -377,14 +390,15 @@ impl HecEncoder {
     /// The event's time and the fields it came from (left out of `event`).
     fn event_time<'a>(&'a self, event: &LogEvent) -> Option<(EventTime, Skipped<'a>)> {
         let field = self.timestamp_field.as_deref()?;
-        let mut time = EventTime::from_value(field_at(event, field, SLS_TIME_POSITION)?)?;
+        let mut time = EventTime::from_field(&field_at(event, field, SLS_TIME_POSITION)?)?;
         let mut skipped = Skipped { first: Some(field), second: None };
         if time.nanoseconds == 0 && field != SLS_NANOSECONDS_FIELD {
             let nanoseconds = field_at(event, SLS_NANOSECONDS_FIELD, SLS_NANOSECONDS_POSITION)
-                .and_then(|value| match value {
-                    Value::Integer(number) => u32::try_from(*number).ok(),
-                    Value::String(text) => text.trim().parse::<u32>().ok(),
-                    _ => None,
+                .and_then(|field| match field {
+                    FieldRef::Integer(number) | FieldRef::Value(&Value::Integer(number)) => u32::try_from(number).ok(),
+                    FieldRef::Value(Value::String(text)) => text.trim().parse::<u32>().ok(),
+                    FieldRef::Text(text) => text.trim().parse::<u32>().ok(),
+                    FieldRef::Value(_) => None,
                 })
                 .filter(|nanoseconds| *nanoseconds < NANOS_PER_SECOND);
             if let Some(nanoseconds) = nanoseconds {
@@ -418,11 +432,14 @@ impl HecEncoder {
 
 /// Looks at `likely_position` before hashing `name`: the SLS SDK flattens
 /// `__time__` first and `__time_ns_part__` fourth, and two hash lookups per
-/// event showed up in the encoding profile.
-fn field_at<'a>(event: &'a LogEvent, name: &str, likely_position: usize) -> Option<&'a Value> {
+/// event showed up in the encoding profile. Deferred fields answer directly.
+fn field_at<'a>(event: &'a LogEvent, name: &str, likely_position: usize) -> Option<FieldRef<'a>> {
+    if event.unbuilt_fields().is_some() {
+        return event.field(name);
+    }
     match event.fields().get_index(likely_position) {
-        Some((key, value)) if key == name => Some(value),
-        _ => event.get(name),
+        Some((key, value)) if key == name => Some(FieldRef::Value(value)),
+        _ => event.field(name),
     }
 }
 
@@ -594,6 +611,90 @@ mod tests {
             encode(&custom, &late_time),
             r#"{"time":1700000000.25,"event":{"a":1,"__time__":7,"__time_ns_part__":9,"b":2}}"#,
             "only the configured field is left out when it carries its own fraction"
+        );
+    }
+
+    /// SLS events as the source hands them over: deferred, not built.
+    fn deferred_sls_events() -> Vec<LogEvent> {
+        use crate::sources::sls::proto::{batch_metadata, flatten_log_groups, LogGroup, LogGroupList, LogTag};
+        use prost::Message;
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Content {
+            #[prost(string, tag = "1")]
+            key: String,
+            #[prost(string, tag = "2")]
+            value: String,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Log {
+            #[prost(uint32, tag = "1")]
+            time: u32,
+            #[prost(message, repeated, tag = "2")]
+            contents: Vec<Content>,
+            #[prost(fixed32, optional, tag = "4")]
+            time_ns: Option<u32>,
+        }
+        let log = |time_ns: Option<u32>, contents: &[(&str, &str)]| {
+            let contents =
+                contents.iter().map(|(key, value)| Content { key: key.to_string(), value: value.to_string() });
+            Bytes::from(Log { time: 1_700_000_000, contents: contents.collect(), time_ns }.encode_to_vec())
+        };
+        let list = LogGroupList {
+            log_groups: vec![LogGroup {
+                logs: vec![
+                    log(Some(250_000_000), &[("host", "api-1"), ("message", "said \"hi\"\n"), ("ts", "1700000001.5")]),
+                    log(None, &[("host", "api-2"), ("message", "caf\u{e9}")]),
+                ],
+                topic: Some(Bytes::from_static(b"app")),
+                source: Some(Bytes::from_static(b"10.0.0.1")),
+                log_tags: vec![LogTag { key: Bytes::from_static(b"__path__"), value: Bytes::from_static(b"/a.log") }],
+            }],
+        };
+        let mut events = Vec::new();
+        flatten_log_groups(list, &batch_metadata(&Arc::from("sls"), &Arc::from("s/0")), &mut events).unwrap();
+        assert!(events.iter().all(|event| event.unbuilt_fields().is_some()));
+        events
+    }
+
+    #[test]
+    fn deferred_sls_events_encode_exactly_as_built_ones() {
+        let configurations = [
+            settings(),
+            EncoderSettings { timestamp_field: Some("ts".into()), ..settings() },
+            EncoderSettings { timestamp_field: None, ..settings() },
+            EncoderSettings {
+                host: Some("{{ host }}".into()),
+                index: Some("main".into()),
+                indexed_fields: vec!["__topic__".into(), "host".into()],
+                ..settings()
+            },
+            EncoderSettings { target: EndpointTarget::Raw, ..settings() },
+        ];
+        let now = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
+        for settings in configurations {
+            let encoder = HecEncoder::new(settings.clone()).unwrap();
+            let deferred = deferred_sls_events();
+            let built = deferred_sls_events();
+            built.iter().for_each(|event| assert!(!event.fields().is_empty()));
+            let (mut from_deferred, mut from_built) = (Vec::new(), Vec::new());
+            encoder.encode_batch(&deferred, now, &mut from_deferred);
+            encoder.encode_batch(&built, now, &mut from_built);
+            assert_eq!(
+                String::from_utf8(from_deferred).unwrap(),
+                String::from_utf8(from_built).unwrap(),
+                "{settings:?}"
+            );
+        }
+        let mut out = Vec::new();
+        HecEncoder::new(settings()).unwrap().encode_batch(&deferred_sls_events(), now, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"time":1700000000.25,"event":{"__topic__":"app","__source__":"10.0.0.1","__tag__:__path__":"/a.log","#,
+                r#""host":"api-1","message":"said \"hi\"\n","ts":"1700000001.5"}}"#,
+                r#"{"time":1700000000,"event":{"__topic__":"app","__source__":"10.0.0.1","__tag__:__path__":"/a.log","#,
+                "\"host\":\"api-2\",\"message\":\"caf\u{e9}\"}}",
+            )
         );
     }
 

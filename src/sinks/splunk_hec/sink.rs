@@ -644,7 +644,7 @@ impl Driver {
 }
 
 fn estimated_envelope_bytes(event: &LogEvent) -> usize {
-    event.byte_size() + event.fields().len() * ESTIMATED_BYTES_PER_FIELD + ESTIMATED_ENVELOPE_OVERHEAD
+    event.byte_size() + event.field_count() * ESTIMATED_BYTES_PER_FIELD + ESTIMATED_ENVELOPE_OVERHEAD
 }
 
 /// Encodes `events` into requests. Runs on the blocking pool.

@@ -31,13 +31,16 @@
 //! is a `BodyError`, never a panic, and a pull that fails to flatten adds no
 //! events. Never does IO.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
 
 use crate::event::{
-    BatchNotifier, EventFinalizer, EventFinalizers, EventMetadata, KeyString, LogEvent, ObjectMapBuilder, Str, Value,
+    BatchNotifier, DeferredFields, EventFinalizer, EventFinalizers, EventMetadata, FieldRef, KeyString, LogEvent,
+    ObjectMap, ObjectMapBuilder, Str, Value,
 };
 
 /// Refuse to allocate more than this for one decompressed body. The service
@@ -247,7 +250,7 @@ const RECEIVE_TIME_TAG: &[u8] = b"__receive_time__";
 struct LogFields {
     time: u32,
     time_ns: u32,
-    contents: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    contents: Vec<(Range<usize>, Range<usize>)>,
 }
 
 /// Reads one varint at `*position`.
@@ -268,7 +271,7 @@ fn read_varint(bytes: &[u8], position: &mut usize) -> Result<u64, BodyError> {
 
 /// Reads a length-delimited field's range at `*position`.
 #[inline]
-fn read_length_delimited(bytes: &[u8], position: &mut usize) -> Result<std::ops::Range<usize>, BodyError> {
+fn read_length_delimited(bytes: &[u8], position: &mut usize) -> Result<Range<usize>, BodyError> {
     let length = usize::try_from(read_varint(bytes, position)?)
         .map_err(|_| BodyError::Protobuf("a field length overflows".into()))?;
     let start = *position;
@@ -299,40 +302,49 @@ fn skip_field(bytes: &[u8], position: &mut usize, wire_type: u64) -> Result<(), 
 
 /// Parses an encoded `Log`, reusing `fields.contents`.
 fn parse_log(bytes: &[u8], fields: &mut LogFields) -> Result<(), BodyError> {
-    fields.time = 0;
-    fields.time_ns = 0;
     fields.contents.clear();
+    let (time, time_ns) = walk_log(bytes, |key, value| fields.contents.push((key, value)))?;
+    fields.time = time;
+    fields.time_ns = time_ns;
+    Ok(())
+}
+
+/// Walks an encoded `Log`: calls `content` with the (key, value) ranges of
+/// every content in order and returns `(time, time_ns)`.
+#[inline]
+fn walk_log(bytes: &[u8], mut content: impl FnMut(Range<usize>, Range<usize>)) -> Result<(u32, u32), BodyError> {
+    let (mut time, mut time_ns) = (0, 0);
     let mut position = 0;
     while position < bytes.len() {
         let key = read_varint(bytes, &mut position)?;
         match (key >> 3, key & 7) {
-            (1, 0) => fields.time = read_varint(bytes, &mut position)? as u32,
+            (1, 0) => time = read_varint(bytes, &mut position)? as u32,
             (2, 2) => {
-                let content = read_length_delimited(bytes, &mut position)?;
-                let (mut key_range, mut value_range) = (content.start..content.start, content.start..content.start);
-                let mut inner = content.start;
-                while inner < content.end {
-                    let tag = read_varint(&bytes[..content.end], &mut inner)?;
+                let range = read_length_delimited(bytes, &mut position)?;
+                let (mut key_range, mut value_range) = (range.start..range.start, range.start..range.start);
+                let mut inner = range.start;
+                while inner < range.end {
+                    let tag = read_varint(&bytes[..range.end], &mut inner)?;
                     match (tag >> 3, tag & 7) {
-                        (1, 2) => key_range = read_length_delimited(&bytes[..content.end], &mut inner)?,
-                        (2, 2) => value_range = read_length_delimited(&bytes[..content.end], &mut inner)?,
-                        (_, wire_type) => skip_field(&bytes[..content.end], &mut inner, wire_type)?,
+                        (1, 2) => key_range = read_length_delimited(&bytes[..range.end], &mut inner)?,
+                        (2, 2) => value_range = read_length_delimited(&bytes[..range.end], &mut inner)?,
+                        (_, wire_type) => skip_field(&bytes[..range.end], &mut inner, wire_type)?,
                     }
                 }
-                fields.contents.push((key_range, value_range));
+                content(key_range, value_range);
             }
             (4, 5) => {
                 let end = position + 4;
                 let word = bytes
                     .get(position..end)
                     .ok_or_else(|| BodyError::Protobuf("time_ns runs past the end of a log".into()))?;
-                fields.time_ns = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                time_ns = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
                 position = end;
             }
             (_, wire_type) => skip_field(bytes, &mut position, wire_type)?,
         }
     }
-    Ok(())
+    Ok((time, time_ns))
 }
 
 /// Appends one event per log of `list` to `events`, in order, every one
@@ -351,6 +363,10 @@ pub fn flatten_log_groups(
     result
 }
 
+/// Most logs hold fewer contents; more than this are built at once, so the
+/// duplicate-key check below stays cheap.
+const MAX_DEFERRED_CONTENTS: usize = 64;
+
 fn flatten_into(
     list: LogGroupList,
     metadata: &EventMetadata,
@@ -361,53 +377,238 @@ fn flatten_into(
     let mut fields = LogFields { time: 0, time_ns: 0, contents: Vec::with_capacity(32) };
     for group in list.log_groups {
         summary.log_groups += 1;
-        let topic = group.topic.map(Str::from_utf8_lossy).unwrap_or_default();
-        let source = group.source.map(Str::from_utf8_lossy).unwrap_or_default();
-        let mut group_bytes = topic.len() + source.len() + 4;
-        let mut tagged_receive_time = None;
-        let tags: Vec<(KeyString, Str)> = group
-            .log_tags
-            .into_iter()
-            .map(|tag| {
-                group_bytes += tag.key.len() + tag.value.len();
-                if tag.key.as_ref() == RECEIVE_TIME_TAG {
-                    tagged_receive_time =
-                        std::str::from_utf8(&tag.value).ok().and_then(|text| text.trim().parse::<u32>().ok());
-                }
-                let mut name = KeyString::const_new("__tag__:");
-                name.push_str(&String::from_utf8_lossy(&tag.key));
-                (name, Str::from_utf8_lossy(tag.value))
-            })
-            .collect();
+        let (shared, tagged_receive_time) = GroupFields::new(group.topic, group.source, group.log_tags);
+        let shared = Arc::new(shared);
         let mut last_log_time = None;
-        for log in &group.logs {
-            parse_log(log, &mut fields)?;
+        for log in group.logs {
+            parse_log(&log, &mut fields)?;
             last_log_time = Some(fields.time);
-            let mut map = ObjectMapBuilder::with_capacity(4 + tags.len() + fields.contents.len());
-            map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(fields.time)));
-            map.insert(KeyString::const_new("__topic__"), Value::String(topic.clone()));
-            map.insert(KeyString::const_new("__source__"), Value::String(source.clone()));
-            if fields.time_ns != 0 {
-                map.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(fields.time_ns)));
-            }
-            for (name, value) in &tags {
-                map.insert(name.clone(), Value::String(value.clone()));
-            }
-            let mut byte_size = group_bytes;
-            for (key, value) in fields.contents.drain(..) {
+            let mut byte_size = shared.byte_size;
+            for (key, value) in &fields.contents {
                 byte_size += key.len() + value.len();
-                map.insert(key_string(&log[key]), Value::String(Str::from_utf8_lossy(log.slice(value))));
             }
             summary.raw_bytes += byte_size;
             let mut event_metadata = metadata.clone();
             event_metadata.byte_size = byte_size;
-            events.push(LogEvent::new(map.finish(), event_metadata));
+            let log = SlsLog {
+                group: Arc::clone(&shared),
+                log,
+                time: fields.time,
+                time_ns: fields.time_ns,
+                contents: fields.contents.len() as u32,
+            };
+            let event = if shared.deferrable && contents_are_deferrable(&log.log, &fields.contents) {
+                LogEvent::deferred(Arc::new(log), event_metadata)
+            } else {
+                let mut map = log.start_map();
+                for (key, value) in fields.contents.drain(..) {
+                    log.push_content(&mut map, key, value);
+                }
+                LogEvent::new(map.finish(), event_metadata)
+            };
+            events.push(event);
         }
         if let Some(time) = last_log_time.map(|log_time| tagged_receive_time.unwrap_or(log_time)) {
             summary.last_receive_time = Some(time);
         }
     }
     Ok(summary)
+}
+
+/// Whether building the event's map would only append these contents after
+/// the group's fields: every key ASCII, none starting with `__` (so none
+/// replaces `__time__`, `__topic__`, `__source__`, `__time_ns_part__` or a
+/// `__tag__:` field), and no key twice.
+fn contents_are_deferrable(log: &[u8], contents: &[(Range<usize>, Range<usize>)]) -> bool {
+    if contents.len() > MAX_DEFERRED_CONTENTS {
+        return false;
+    }
+    for (position, (key, _)) in contents.iter().enumerate() {
+        let name = &log[key.clone()];
+        if !name.is_ascii() || name.starts_with(b"__") {
+            return false;
+        }
+        if contents[..position].iter().any(|(earlier, _)| &log[earlier.clone()] == name) {
+            return false;
+        }
+    }
+    true
+}
+
+/// What every log of a group shares: `__topic__`, `__source__` and the
+/// `__tag__:KEY` fields, built once per group.
+#[derive(Debug)]
+struct GroupFields {
+    topic: Value,
+    source: Value,
+    tags: Vec<(KeyString, Value)>,
+    /// The raw bytes these fields count for in every log's `byte_size`.
+    byte_size: usize,
+    /// False when two tags turn into the same field name, so that building
+    /// a map would merge them: such a group's logs are built at once.
+    deferrable: bool,
+}
+
+impl GroupFields {
+    /// The group's fields and its `__receive_time__` tag, when it has one.
+    fn new(topic: Option<Bytes>, source: Option<Bytes>, log_tags: Vec<LogTag>) -> (GroupFields, Option<u32>) {
+        let topic = topic.map(Str::from_utf8_lossy).unwrap_or_default();
+        let source = source.map(Str::from_utf8_lossy).unwrap_or_default();
+        let mut byte_size = topic.len() + source.len() + 4;
+        let mut tagged_receive_time = None;
+        let mut deferrable = true;
+        let mut tags: Vec<(KeyString, Value)> = Vec::with_capacity(log_tags.len());
+        for tag in log_tags {
+            byte_size += tag.key.len() + tag.value.len();
+            if tag.key.as_ref() == RECEIVE_TIME_TAG {
+                tagged_receive_time =
+                    std::str::from_utf8(&tag.value).ok().and_then(|text| text.trim().parse::<u32>().ok());
+            }
+            let mut name = KeyString::const_new("__tag__:");
+            name.push_str(&String::from_utf8_lossy(&tag.key));
+            deferrable &= !tags.iter().any(|(earlier, _)| *earlier == name);
+            tags.push((name, Value::String(Str::from_utf8_lossy(tag.value))));
+        }
+        let group =
+            GroupFields { topic: Value::String(topic), source: Value::String(source), tags, byte_size, deferrable };
+        (group, tagged_receive_time)
+    }
+
+    /// The fields named `key` among the group's, when `key` names one of
+    /// them (`None` for anything else).
+    fn get(&self, key: &str) -> Option<Option<&Value>> {
+        match key {
+            "__topic__" => Some(Some(&self.topic)),
+            "__source__" => Some(Some(&self.source)),
+            _ if key.starts_with("__tag__:") => {
+                Some(self.tags.iter().find(|(name, _)| name.as_str() == key).map(|(_, value)| value))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One log as the SDK flattens it, kept in its encoding until a component
+/// needs its fields (see `event::DeferredFields`).
+///
+/// Deferred only when `contents_are_deferrable` and the group's tags are
+/// distinct; then the fields are, in order, `__time__`, `__topic__`,
+/// `__source__`, `__time_ns_part__` when non-zero, the tags, then the
+/// contents, with no key twice.
+#[derive(Debug)]
+struct SlsLog {
+    group: Arc<GroupFields>,
+    /// The encoded `Log`, already walked once without error.
+    log: Bytes,
+    time: u32,
+    time_ns: u32,
+    contents: u32,
+}
+
+impl SlsLog {
+    /// The start of the map the SDK's flattening makes: the fields before
+    /// the contents. `push_content` adds the contents.
+    fn start_map(&self) -> ObjectMapBuilder {
+        let group = &self.group;
+        let mut map = ObjectMapBuilder::with_capacity(4 + group.tags.len() + self.contents as usize);
+        map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(self.time)));
+        map.insert(KeyString::const_new("__topic__"), group.topic.clone());
+        map.insert(KeyString::const_new("__source__"), group.source.clone());
+        if self.time_ns != 0 {
+            map.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(self.time_ns)));
+        }
+        for (name, value) in &group.tags {
+            map.insert(name.clone(), value.clone());
+        }
+        map
+    }
+
+    /// Adds one content: a later key replaces an earlier one in place.
+    #[inline]
+    fn push_content(&self, map: &mut ObjectMapBuilder, key: Range<usize>, value: Range<usize>) {
+        map.insert(key_string(&self.log[key]), Value::String(Str::from_utf8_lossy(self.log.slice(value))));
+    }
+
+    /// Calls `content` with every (key, value) of the log's contents. Keys
+    /// are ASCII (checked before deferring).
+    fn for_each_content<'a>(&'a self, mut content: impl FnMut(&'a str, &'a [u8])) {
+        let log: &'a [u8] = &self.log;
+        // The log was walked without error when it was deferred and its
+        // bytes are immutable, so this walk cannot fail either.
+        let _ = walk_log(log, |key, value| {
+            // SAFETY: `contents_are_deferrable` checked every key is ASCII.
+            let key = unsafe { std::str::from_utf8_unchecked(&log[key]) };
+            content(key, &log[value]);
+        });
+    }
+}
+
+/// A value's text: borrowed when it is valid UTF-8, with invalid sequences
+/// replaced otherwise (as `Str::from_utf8_lossy`).
+fn lossy_text(bytes: &[u8]) -> Cow<'_, str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    String::from_utf8_lossy(bytes)
+}
+
+impl DeferredFields for SlsLog {
+    fn build(&self) -> ObjectMap {
+        let mut map = self.start_map();
+        // Walked without error when deferred (see `for_each_content`).
+        let _ = walk_log(&self.log, |key, value| self.push_content(&mut map, key, value));
+        map.finish()
+    }
+
+    fn field_count(&self) -> usize {
+        3 + usize::from(self.time_ns != 0) + self.group.tags.len() + self.contents as usize
+    }
+
+    fn ready(&self, key: &str) -> Option<Option<&Value>> {
+        if let Some(answer) = self.group.get(key) {
+            return Some(answer);
+        }
+        match key {
+            // Held as numbers, not `Value`s: built on request.
+            "__time__" | "__time_ns_part__" => None,
+            // No content key starts with `__` (see `contents_are_deferrable`).
+            _ if key.starts_with("__") => Some(None),
+            _ => None,
+        }
+    }
+
+    fn field(&self, key: &str) -> Option<FieldRef<'_>> {
+        match key {
+            "__time__" => return Some(FieldRef::Integer(i64::from(self.time))),
+            "__time_ns_part__" => return (self.time_ns != 0).then(|| FieldRef::Integer(i64::from(self.time_ns))),
+            _ => {}
+        }
+        if let Some(answer) = self.group.get(key) {
+            return answer.map(FieldRef::Value);
+        }
+        let mut found = None;
+        self.for_each_content(|name, value| {
+            if found.is_none() && name == key {
+                found = Some(FieldRef::Text(lossy_text(value)));
+            }
+        });
+        found
+    }
+
+    fn visit(&self, visit: &mut dyn FnMut(&str, FieldRef<'_>)) {
+        let group = &self.group;
+        visit("__time__", FieldRef::Integer(i64::from(self.time)));
+        visit("__topic__", FieldRef::Value(&group.topic));
+        visit("__source__", FieldRef::Value(&group.source));
+        if self.time_ns != 0 {
+            visit("__time_ns_part__", FieldRef::Integer(i64::from(self.time_ns)));
+        }
+        for (name, value) in &group.tags {
+            visit(name, FieldRef::Value(value));
+        }
+        self.for_each_content(|key, value| visit(key, FieldRef::Text(lossy_text(value))));
+    }
 }
 
 /// Gives every event a finalizer share of `batch`.
@@ -441,6 +642,8 @@ pub fn batch_metadata(source_id: &Arc<str>, partition: &Arc<str>) -> EventMetada
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// Reference §3.3: one group, topic `topic1`, source `10.0.0.1`, tag
@@ -636,6 +839,130 @@ mod tests {
                     flatten(LogGroupList { log_groups: vec![group(log.slice(..length))] }).is_err(),
                     "cut at {length}"
                 );
+            }
+        }
+    }
+
+    /// Every field as `visit_fields` reports it.
+    fn visited(event: &LogEvent) -> Vec<(String, Value)> {
+        let mut fields = Vec::new();
+        event.visit_fields(&mut |key, field| fields.push((key.to_string(), field.to_value())));
+        fields
+    }
+
+    /// Checks every way of reading `pristine` (not built yet, or built at
+    /// once) against its built map, each on a fresh copy.
+    fn assert_reads_agree_with_the_built_map(pristine: &LogEvent) {
+        let built = pristine.clone().fields().clone();
+        let pairs: Vec<(String, Value)> = built.iter().map(|(key, value)| (key.to_string(), value.clone())).collect();
+        assert_eq!(visited(&pristine.clone()), pairs);
+        assert_eq!(pristine.clone().field_count(), built.len());
+        let mut keys: Vec<String> = built.keys().map(|key| key.to_string()).collect();
+        keys.extend(["__time_ns_part__", "missing", "__missing__", "__tag__:missing", "k.a"].map(String::from));
+        for key in &keys {
+            let expected = built.get(key).cloned();
+            assert_eq!(pristine.clone().field(key).map(|field| field.to_value()), expected, "field({key})");
+            assert_eq!(pristine.clone().get(key).cloned(), expected, "get({key})");
+            assert_eq!(pristine.clone().get_path(key), crate::event::lookup_path(&built, key), "get_path({key})");
+        }
+        let mut changed = pristine.clone();
+        changed.insert("added", 1);
+        assert!(changed.unbuilt_fields().is_none(), "a change builds the fields");
+        assert_eq!(changed.field_count(), built.len() + usize::from(!built.contains_key("added")));
+        assert_eq!(changed.into_parts().0.get("added"), Some(&Value::Integer(1)));
+    }
+
+    #[test]
+    fn plain_logs_stay_unbuilt_while_group_fields_are_read() {
+        let list = LogGroupList {
+            log_groups: vec![LogGroup {
+                logs: vec![encoded_log(10, 5, &[(b"level", b"INFO"), (b"message", b"caf\xc3\xa9 \xff")])],
+                topic: Some(Bytes::from_static(b"app")),
+                source: Some(Bytes::from_static(b"10.0.0.1")),
+                log_tags: vec![LogTag { key: Bytes::from_static(b"__path__"), value: Bytes::from_static(b"/a.log") }],
+            }],
+        };
+        let (events, _) = flatten(list).unwrap();
+        let event = &events[0];
+        assert!(event.unbuilt_fields().is_some(), "a plain log is deferred");
+        assert_eq!(event.get("__topic__").and_then(Value::as_str), Some("app"));
+        assert_eq!(event.get("__tag__:__path__").and_then(Value::as_str), Some("/a.log"));
+        assert_eq!(event.get("__other__"), None);
+        assert_eq!(event.field("message").map(|field| field.to_value()), Some(Value::from("caf\u{e9} \u{fffd}")));
+        assert_eq!(event.field("__time__"), Some(FieldRef::Integer(10)));
+        assert!(event.unbuilt_fields().is_some(), "none of those reads built the fields");
+        assert_reads_agree_with_the_built_map(event);
+        assert_eq!(event.get("level").and_then(Value::as_str), Some("INFO"));
+        assert!(event.unbuilt_fields().is_none(), "a content field is read from the built map");
+    }
+
+    #[test]
+    fn logs_whose_keys_would_merge_are_built_at_once() {
+        let group = |contents: &[(&[u8], &[u8])], tags: &[&'static [u8]]| LogGroup {
+            logs: vec![encoded_log(10, 0, contents)],
+            topic: None,
+            source: None,
+            log_tags: tags
+                .iter()
+                .map(|key| LogTag { key: Bytes::from_static(key), value: Bytes::from_static(b"v") })
+                .collect(),
+        };
+        let list = LogGroupList {
+            log_groups: vec![
+                group(&[(b"a", b"1"), (b"a", b"2")], &[]),
+                group(&[(b"__source__", b"x")], &[]),
+                group(&[(b"\xff", b"x")], &[]),
+                group(&[(b"a", b"1")], &[b"\xfe", b"\xff"]),
+                group(&[(b"a", b"1")], &[b"t"]),
+            ],
+        };
+        let (events, _) = flatten(list).unwrap();
+        let deferred: Vec<bool> = events.iter().map(|event| event.unbuilt_fields().is_some()).collect();
+        assert_eq!(deferred, [false, false, false, false, true]);
+        assert_eq!(events[0].get("a").and_then(Value::as_str), Some("2"));
+        assert_eq!(events[3].fields().len(), 5, "both tags became __tag__:\u{fffd}");
+    }
+
+    fn arbitrary_key() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"__topic__".to_vec()),
+            Just(b"__time__".to_vec()),
+            Just(b"__tag__:t".to_vec()),
+            Just(b"\xff".to_vec()),
+            Just("é".as_bytes().to_vec()),
+            "[ab_.]{0,3}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn deferred_or_built_every_reader_sees_what_building_gives(
+            tags in proptest::collection::vec((prop_oneof![Just(b"t".to_vec()), arbitrary_key()], any::<Vec<u8>>()), 0..3),
+            logs in proptest::collection::vec(
+                (any::<u32>(), 0u32..3, proptest::collection::vec((arbitrary_key(), any::<Vec<u8>>()), 0..6)),
+                1..4,
+            ),
+        ) {
+            let log_group = LogGroup {
+                logs: logs
+                    .iter()
+                    .map(|(time, time_ns, contents)| {
+                        let contents: Vec<(&[u8], &[u8])> =
+                            contents.iter().map(|(key, value)| (key.as_slice(), value.as_slice())).collect();
+                        encoded_log(*time, *time_ns, &contents)
+                    })
+                    .collect(),
+                topic: Some(Bytes::from_static(b"topic")),
+                source: None,
+                log_tags: tags
+                    .iter()
+                    .map(|(key, value)| LogTag { key: Bytes::from(key.clone()), value: Bytes::from(value.clone()) })
+                    .collect(),
+            };
+            let (events, _) = flatten(LogGroupList { log_groups: vec![log_group] }).unwrap();
+            prop_assert_eq!(events.len(), logs.len());
+            for event in &events {
+                assert_reads_agree_with_the_built_map(event);
             }
         }
     }

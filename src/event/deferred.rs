@@ -1,0 +1,70 @@
+//! Deferred fields: an event whose fields are still in the source's wire
+//! encoding, built into an `ObjectMap` only when a component asks for them.
+//!
+//! An SLS pull turns into ten thousand events, and building each one's map
+//! (a 64-byte entry per field, a reference count per value) was the largest
+//! cost of the SLS → Splunk path after gzip. Most events on that path are
+//! never looked at field by field: a transform reads the topic, a sink writes
+//! the fields out in order. So a source may hand over an event as a
+//! `DeferredFields` instead of a map:
+//!
+//! - `ready` answers a lookup the source holds already built (SLS: topic,
+//!   source and tags, shared by a whole log group) without building the rest;
+//! - `visit` and `field` let a sink read every field in order without
+//!   building them (the Splunk HEC encoder does);
+//! - anything else (`LogEvent::fields`, `get_path` on another field, any
+//!   mutable access) builds the map once through `build`, and the event works
+//!   exactly as if the source had built it.
+//!
+//! The contract an implementation keeps: `visit` yields exactly the
+//! (key, value) pairs of `build()`, in its order, and `ready` and `field`
+//! agree with `build()` for every key they answer. A source that cannot keep
+//! it for some input (duplicate keys that `build` would merge, say) builds
+//! that event's map itself instead of deferring it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::value::{ObjectMap, Value};
+
+/// One field as `DeferredFields` reports it, without building a `Value`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldRef<'a> {
+    Value(&'a Value),
+    /// A `Value::String` holding this text.
+    Text(Cow<'a, str>),
+    /// A `Value::Integer`.
+    Integer(i64),
+}
+
+impl FieldRef<'_> {
+    /// The `Value` `build()` holds for this field.
+    pub fn to_value(&self) -> Value {
+        match self {
+            FieldRef::Value(value) => (*value).clone(),
+            FieldRef::Text(text) => Value::from(text.as_ref()),
+            FieldRef::Integer(number) => Value::Integer(*number),
+        }
+    }
+}
+
+/// Fields kept in a source's encoding until they are needed (see the module
+/// doc for the contract).
+pub trait DeferredFields: fmt::Debug + Send + Sync + 'static {
+    /// The fields, built. Called at most once per event (the event keeps the
+    /// result).
+    fn build(&self) -> ObjectMap;
+
+    /// How many fields `build()` returns.
+    fn field_count(&self) -> usize;
+
+    /// `Some(answer)` when `key` is decided without building: `Some(None)`
+    /// means the event has no such field. `None` means "build to find out".
+    fn ready(&self, key: &str) -> Option<Option<&Value>>;
+
+    /// The field named `key` (top level), or `None` when there is none.
+    fn field(&self, key: &str) -> Option<FieldRef<'_>>;
+
+    /// Calls `visit` for every field, in order.
+    fn visit(&self, visit: &mut dyn FnMut(&str, FieldRef<'_>));
+}
