@@ -55,9 +55,10 @@ bytes=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_received_bytes
 kill -INT "$(pgrep -f "^$pipe_bin run $config" | head -1)"
 wait %3 || true
 cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$work/time.txt")
+user=$(awk -F': ' '/User time/ {print $2}' "$work/time.txt")
 rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
-awk -v c="$1" -v n="$total" -v b="$bytes" -v s="$start" -v e="$end" -v cpu="$cpu" 'BEGIN {
-  printf "config=%s logs=%d raw_bytes=%d wall_seconds=%.1f cpu_seconds=%.2f\n", c, n, b, e - s, cpu
+awk -v c="$1" -v n="$total" -v b="$bytes" -v s="$start" -v e="$end" -v cpu="$cpu" -v user="$user" 'BEGIN {
+  printf "config=%s logs=%d raw_bytes=%d wall_seconds=%.1f cpu_seconds=%.2f (user %.2f)\n", c, n, b, e - s, cpu, user
   printf "raw MB per CPU-second: %.1f\n", b / 1e6 / cpu
 }'
 echo "peak RSS: $((rss / 1024)) MiB"

@@ -423,14 +423,21 @@ fn contents_are_deferrable(log: &[u8], contents: &[(Range<usize>, Range<usize>)]
     if contents.len() > MAX_DEFERRED_CONTENTS {
         return false;
     }
+    // A key is compared with the earlier ones only when its 6-bit
+    // fingerprint (length and last byte) has been seen: keys of one log
+    // rarely share both, and most logs then need no comparison at all.
+    let mut seen = 0u64;
     for (position, (key, _)) in contents.iter().enumerate() {
         let name = &log[key.clone()];
         if !name.is_ascii() || name.starts_with(b"__") {
             return false;
         }
-        if contents[..position].iter().any(|(earlier, _)| &log[earlier.clone()] == name) {
+        let last = name.last().copied().unwrap_or(0);
+        let bit = 1u64 << ((name.len() as u64 * 0x9e37_79b9 ^ u64::from(last) * 0x85eb_ca6b) % 64);
+        if seen & bit != 0 && contents[..position].iter().any(|(earlier, _)| &log[earlier.clone()] == name) {
             return false;
         }
+        seen |= bit;
     }
     true
 }
