@@ -48,7 +48,9 @@ while :; do
     curl -s "$hec/_testkit/stats" >&2 || true
     exit 1
   fi
-  sleep 0.2
+  # A scrape renders every metric: once a second keeps the harness's own
+  # load on pipe small (Prometheus scrapes every 15 s by default).
+  sleep 1
 done
 end=$(date +%s.%N)
 bytes=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pipe_component_received_bytes_total\{component_id="sls"/ {print $2}')

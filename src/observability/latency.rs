@@ -33,13 +33,29 @@ impl LatencyRecorder {
     }
 
     /// Records one delivered batch, given each event's receive time.
+    /// Events of one source batch share their receive time, so a run of
+    /// equal times is recorded once with its count.
     pub fn record_batch(&self, received: impl IntoIterator<Item = Instant>) {
         let now = Instant::now();
         let mut recorded = self.0.lock().unwrap();
-        for received_at in received {
+        let mut record = |received_at: Instant, count: u64| {
             let micros = (now.saturating_duration_since(received_at).as_micros() as u64).clamp(1, MAX_TRACKED_MICROS);
-            recorded.histogram.saturating_record(micros);
-            recorded.sum_micros += micros as u128;
+            recorded.histogram.saturating_record_n(micros, count);
+            recorded.sum_micros += u128::from(micros) * u128::from(count);
+        };
+        let mut run: Option<(Instant, u64)> = None;
+        for received_at in received {
+            match &mut run {
+                Some((time, count)) if *time == received_at => *count += 1,
+                _ => {
+                    if let Some((time, count)) = run.replace((received_at, 1)) {
+                        record(time, count);
+                    }
+                }
+            }
+        }
+        if let Some((time, count)) = run {
+            record(time, count);
         }
     }
 
@@ -116,5 +132,18 @@ mod tests {
         let median_line = text.lines().find(|line| line.contains("quantile=\"0.5\"")).unwrap();
         let median: f64 = median_line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(median >= 0.02, "{median}");
+    }
+
+    #[test]
+    fn runs_of_equal_receive_times_count_every_event() {
+        let registry = LatencyRegistry::default();
+        let recorder = registry.recorder("out", "console");
+        let (recent, older) = (Instant::now() - Duration::from_millis(20), Instant::now() - Duration::from_millis(40));
+        recorder.record_batch([recent, recent, older, recent]);
+        assert_eq!(recorder.count(), 4);
+        let text = registry.render();
+        let sum_line = text.lines().find(|line| line.starts_with("pipe_event_latency_seconds_sum")).unwrap();
+        let sum: f64 = sum_line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((0.1..1.0).contains(&sum), "three events of 20 ms and one of 40 ms: {sum}");
     }
 }
