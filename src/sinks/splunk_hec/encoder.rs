@@ -549,7 +549,39 @@ thread_local! {
     static GZIP_STREAM: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
 }
 
+/// gzip with ISA-L's igzip level 1 (built with the `isal` feature), falling
+/// back to zlib-rs if it ever reports an error.
+#[cfg(feature = "isal")]
 fn gzip(body: &[u8]) -> Vec<u8> {
+    thread_local! {
+        /// Output space reused across requests, so it is zeroed only when it
+        /// grows (igzip needs an initialised slice to write into).
+        static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    static FALLBACK_WARNING: std::sync::Once = std::sync::Once::new();
+    // Deflate's worst case (stored blocks) plus the gzip header and trailer.
+    let bound = body.len() + body.len() / 64 + 1024;
+    let compressed = OUTPUT.with_borrow_mut(|output| {
+        if output.len() < bound {
+            output.resize(bound, 0);
+        }
+        isal::compress_into(body, output, isal::CompressionLevel::One, isal::Codec::Gzip)
+            .map(|written| output[..written].to_vec())
+    });
+    compressed.unwrap_or_else(|error| {
+        FALLBACK_WARNING.call_once(|| {
+            tracing::warn!(%error, "ISA-L gzip failed; this and later failures fall back to zlib-rs");
+        });
+        gzip_zlib(body)
+    })
+}
+
+#[cfg(not(feature = "isal"))]
+fn gzip(body: &[u8]) -> Vec<u8> {
+    gzip_zlib(body)
+}
+
+fn gzip_zlib(body: &[u8]) -> Vec<u8> {
     GZIP_STREAM.with_borrow_mut(|stream| {
         let stream = stream.get_or_insert_with(|| flate2::Compress::new_gzip(flate2::Compression::fast(), 15));
         stream.reset();
@@ -811,6 +843,22 @@ mod tests {
             assert_eq!(decompressed, body);
         }
         assert_eq!(compress(&first, Compression::Gzip), compress(&first, Compression::Gzip));
+    }
+
+    #[cfg(feature = "isal")]
+    #[test]
+    fn with_the_isal_feature_igzip_compresses_every_body_including_incompressible_ones() {
+        use rand::{Rng, SeedableRng};
+        let text = br#"{"time":1700000000.5,"event":{"message":"request completed in 12 ms"}}"#.repeat(30_000);
+        let mut noise = vec![0u8; 3 << 20];
+        rand::rngs::SmallRng::seed_from_u64(7).fill(&mut noise[..]);
+        for body in [&text[..], &noise[..], b""] {
+            let payload = gzip(body);
+            assert_ne!(payload, gzip_zlib(body), "igzip wrote it, not the zlib-rs fallback");
+            let mut decompressed = Vec::new();
+            flate2::read::GzDecoder::new(&payload[..]).read_to_end(&mut decompressed).unwrap();
+            assert_eq!(decompressed, body);
+        }
     }
 
     #[test]

@@ -433,7 +433,8 @@ fn contents_are_deferrable(log: &[u8], contents: &[(Range<usize>, Range<usize>)]
             return false;
         }
         let last = name.last().copied().unwrap_or(0);
-        let bit = 1u64 << ((name.len() as u64 * 0x9e37_79b9 ^ u64::from(last) * 0x85eb_ca6b) % 64);
+        let mixed = (name.len() as u64).wrapping_mul(0x9e37_79b9) ^ u64::from(last).wrapping_mul(0x85eb_ca6b);
+        let bit = 1u64 << (mixed % 64);
         if seen & bit != 0 && contents[..position].iter().any(|(earlier, _)| &log[earlier.clone()] == name) {
             return false;
         }
