@@ -7,11 +7,11 @@
 //! decompressed buffer copies no text: each one is a slice of that buffer.
 //! The innermost message, `Log` (`1: time`, `2: Content {1: key, 2:
 //! value}`, `4: time_ns` fixed32), is kept as its encoded bytes and walked by
-//! hand while its event is built: keys are read in place into `KeyString`s
-//! (inline when short) and each value becomes a `Str` over a slice of the
-//! buffer (no copy when it is valid UTF-8; invalid sequences are replaced,
-//! copying only that value). That skips a per-log `Vec` of contents and a
-//! reference count per key, which were most of the decode cost. Fields 2
+//! hand: once while flattening (to check it and count its bytes), again
+//! whenever its fields are read. A built map reads keys in place into
+//! `KeyString`s (inline when short) and makes each value a `Str` over a
+//! slice of the buffer (no copy when it is valid UTF-8; invalid sequences
+//! are replaced, copying only that value). Fields 2
 //! (`Reserved`) and 5 (`MachineUUID`) of a group, and unknown fields of a
 //! log, are skipped.
 //!
@@ -22,6 +22,13 @@
 //! place. Each event's `byte_size` is its raw size: the key and value lengths
 //! of its contents and its group's tags, plus topic, source and 4 bytes of
 //! time (`DemoLog::raw_size` counts the same way).
+//!
+//! The map is not built while flattening: an event holds its log's encoded
+//! bytes and its group's shared fields (`SlsLog`, an
+//! `event::DeferredFields`) and is built on first need into exactly the map
+//! above. A log whose keys that map would merge (a content key starting
+//! with `__`, a repeated or non-ASCII key, two tags with one name) is built
+//! at once instead, so a deferred event's fields never differ from its map.
 //!
 //! Decompressed bodies come from a small pool and return to it when the last
 //! event slicing them is dropped (see `BODY_BUFFERS`).
