@@ -42,21 +42,13 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
 
 /// Appends `map` as a JSON object, leaving out the keys `skip` selects.
 pub fn write_object(out: &mut Vec<u8>, map: &ObjectMap, skip: impl Fn(&str) -> bool) {
-    out.push(b'{');
-    let mut first = true;
+    let mut members = Members::open(out);
     for (key, value) in map {
-        if skip(key) {
-            continue;
+        if !skip(key) {
+            write_value(members.member(key), value);
         }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_str(out, key);
-        out.push(b':');
-        write_value(out, value);
     }
-    out.push(b'}');
+    members.close();
 }
 
 /// Appends one field as `write_value` would write its `Value`.
@@ -71,21 +63,42 @@ pub fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>) {
 /// Appends the event's fields as a JSON object, leaving out the keys `skip`
 /// selects. Deferred fields are read without being built.
 pub fn write_event(out: &mut Vec<u8>, event: &LogEvent, skip: impl Fn(&str) -> bool) {
-    out.push(b'{');
-    let mut first = true;
+    let mut members = Members::open(out);
     event.visit_fields(&mut |key, field| {
-        if skip(key) {
-            return;
+        if !skip(key) {
+            write_field(members.member(key), &field);
         }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_str(out, key);
-        out.push(b':');
-        write_field(out, &field);
     });
-    out.push(b'}');
+    members.close();
+}
+
+/// A JSON object being written: `{`, members separated by commas, `}`.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Members<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Members<'a> {
+        out.push(b'{');
+        Members { out, first: true }
+    }
+
+    /// Writes the separator and `"key":`; the caller writes the value into
+    /// the returned buffer.
+    fn member(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
 }
 
 fn write_number(out: &mut Vec<u8>, number: &impl serde::Serialize) {
