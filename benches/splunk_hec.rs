@@ -1,5 +1,7 @@
 //! HEC encoding throughput: demo events to `/event` envelopes, with and
-//! without gzip. Figures go to BENCHMARKS.md.
+//! without gzip. Figures go to BENCHMARKS.md. The `sls_*` lines encode the
+//! same kind of logs as they come out of an SLS pull (fields deferred, read
+//! straight from the protobuf), which is what the SLS → Splunk process does.
 //!
 //! MB/s are raw log bytes (`LogEvent::byte_size`, the demo log's key and
 //! value text, as SLS counts them), so the figure compares directly with
@@ -19,7 +21,9 @@ use pipe::event::{EventMetadata, LogEvent};
 use pipe::sinks::splunk_hec::encoder::{split_into_requests, Compression};
 use pipe::sinks::splunk_hec::SplunkHecSinkConfig;
 use pipe::sources::demo::demo_log_fields;
+use pipe::sources::sls::proto::{batch_metadata, decode_pull_body, flatten_log_groups, Compression as PullCompression};
 use pipe_demo_logs::DemoLogGenerator;
+use testkit::sls::{demo_log_groups, encode_log_group_entry, DemoData};
 
 /// The allocator the `pipe` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -38,6 +42,25 @@ fn demo_events() -> (Vec<LogEvent>, u64) {
             LogEvent::new(demo_log_fields(&log), EventMetadata::new(Arc::clone(&source), log.raw_size()))
         })
         .collect();
+    let bytes = events.iter().map(LogEvent::byte_size).sum::<usize>() as u64;
+    (events, bytes)
+}
+
+/// One SLS pull of `EVENTS` demo logs (1 000 groups of 10), flattened as
+/// the source does: the events' fields stay deferred.
+fn sls_pull_events() -> (Vec<LogEvent>, u64) {
+    let demo = DemoData::new(7, EVENTS / 10, 10);
+    let (groups, _) = demo_log_groups(&demo, "bench-logs", 0, 1_700_000_000);
+    let mut body = Vec::new();
+    for group in &groups {
+        body.extend_from_slice(&encode_log_group_entry(group));
+    }
+    let length = body.len();
+    let list = decode_pull_body(body.into(), &PullCompression::None, length, groups.len()).expect("valid pull");
+    let mut events = Vec::with_capacity(EVENTS);
+    flatten_log_groups(list, &batch_metadata(&Arc::from("sls"), &Arc::from("bench-logs/0")), &mut events)
+        .expect("valid logs");
+    assert!(events.iter().all(|event| event.unbuilt_fields().is_some()), "demo logs are deferred");
     let bytes = events.iter().map(LogEvent::byte_size).sum::<usize>() as u64;
     (events, bytes)
 }
@@ -96,37 +119,38 @@ impl Measurement for ThreadCpuTime {
 }
 
 fn encoding<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
-    let (events, bytes) = demo_events();
     let encoder = sink_config().build_encoder().expect("encoder");
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let mut buffer = Vec::new();
-    let encoding = encoder.encode_batch(&events, now, &mut buffer);
-    let compressed: usize = split_into_requests(&buffer, &encoding, MAX_REQUEST_BYTES, Compression::Gzip)
-        .iter()
-        .map(|request| request.payload.len())
-        .sum();
-    eprintln!(
-        "{group_name}: {EVENTS} demo events, {bytes} raw bytes, {} envelope bytes, {compressed} gzipped ({:.1}x)",
-        buffer.len(),
-        buffer.len() as f64 / compressed as f64
-    );
     let mut group = c.benchmark_group(group_name);
-    group.throughput(Throughput::Bytes(bytes));
-    group.bench_function("encode_event_envelopes", |b| {
-        b.iter(|| {
-            buffer.clear();
-            let encoding = encoder.encode_batch(&events, now, &mut buffer);
-            assert!(encoding.failures.is_empty());
-            buffer.len()
-        })
-    });
-    group.bench_function("encode_and_gzip_1mb_requests", |b| {
-        b.iter(|| {
-            buffer.clear();
-            let encoding = encoder.encode_batch(&events, now, &mut buffer);
-            split_into_requests(&buffer, &encoding, MAX_REQUEST_BYTES, Compression::Gzip).len()
-        })
-    });
+    for (prefix, (events, bytes)) in [("", demo_events()), ("sls_", sls_pull_events())] {
+        let mut buffer = Vec::new();
+        let encoding = encoder.encode_batch(&events, now, &mut buffer);
+        let compressed: usize = split_into_requests(&buffer, &encoding, MAX_REQUEST_BYTES, Compression::Gzip)
+            .iter()
+            .map(|request| request.payload.len())
+            .sum();
+        eprintln!(
+            "{group_name}/{prefix}: {EVENTS} demo events, {bytes} raw bytes, {} envelope bytes, {compressed} gzipped ({:.1}x)",
+            buffer.len(),
+            buffer.len() as f64 / compressed as f64
+        );
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function(format!("{prefix}encode_event_envelopes"), |b| {
+            b.iter(|| {
+                buffer.clear();
+                let encoding = encoder.encode_batch(&events, now, &mut buffer);
+                assert!(encoding.failures.is_empty());
+                buffer.len()
+            })
+        });
+        group.bench_function(format!("{prefix}encode_and_gzip_1mb_requests"), |b| {
+            b.iter(|| {
+                buffer.clear();
+                let encoding = encoder.encode_batch(&events, now, &mut buffer);
+                split_into_requests(&buffer, &encoding, MAX_REQUEST_BYTES, Compression::Gzip).len()
+            })
+        });
+    }
     group.finish();
 }
 

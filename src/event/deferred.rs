@@ -22,7 +22,6 @@
 //! it for some input (duplicate keys that `build` would merge, say) builds
 //! that event's map itself instead of deferring it.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use super::value::{ObjectMap, Value};
@@ -31,8 +30,11 @@ use super::value::{ObjectMap, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldRef<'a> {
     Value(&'a Value),
-    /// A `Value::String` holding this text.
-    Text(Cow<'a, str>),
+    /// A `Value::String` holding these bytes read as UTF-8, every invalid
+    /// sequence replaced by U+FFFD (`String::from_utf8_lossy`). Left as bytes
+    /// so a writer can check and copy them in one pass
+    /// (`splunk_hec::json::write_lossy_str`).
+    Text(&'a [u8]),
     /// A `Value::Integer`.
     Integer(i64),
 }
@@ -42,7 +44,7 @@ impl FieldRef<'_> {
     pub fn to_value(&self) -> Value {
         match self {
             FieldRef::Value(value) => (*value).clone(),
-            FieldRef::Text(text) => Value::from(text.as_ref()),
+            FieldRef::Text(bytes) => Value::from(String::from_utf8_lossy(bytes).as_ref()),
             FieldRef::Integer(number) => Value::Integer(*number),
         }
     }

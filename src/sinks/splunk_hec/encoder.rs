@@ -92,7 +92,7 @@ impl EventTime {
     pub fn from_field(field: &FieldRef<'_>) -> Option<EventTime> {
         match field {
             FieldRef::Value(value) => EventTime::from_value(value),
-            FieldRef::Text(text) => EventTime::parse(text.trim()),
+            FieldRef::Text(bytes) => EventTime::parse(String::from_utf8_lossy(bytes).trim()),
             FieldRef::Integer(seconds) => EventTime::from_integer(*seconds),
         }
     }
@@ -397,7 +397,7 @@ impl HecEncoder {
                 .and_then(|field| match field {
                     FieldRef::Integer(number) | FieldRef::Value(&Value::Integer(number)) => u32::try_from(number).ok(),
                     FieldRef::Value(Value::String(text)) => text.trim().parse::<u32>().ok(),
-                    FieldRef::Text(text) => text.trim().parse::<u32>().ok(),
+                    FieldRef::Text(bytes) => String::from_utf8_lossy(bytes).trim().parse::<u32>().ok(),
                     FieldRef::Value(_) => None,
                 })
                 .filter(|nanoseconds| *nanoseconds < NANOS_PER_SECOND);

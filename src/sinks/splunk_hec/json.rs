@@ -3,8 +3,8 @@
 //! Why not `serde_json::to_writer`: profiling the `splunk_hec` bench showed
 //! over half the encoding time in serde_json's byte-at-a-time string
 //! escaping. Log text rarely needs escaping, so this writer tests sixteen
-//! bytes at a time (SSE2; eight with word arithmetic elsewhere) and copies
-//! clean runs whole.
+//! bytes at a time (SSE2; eight with word arithmetic elsewhere), storing
+//! each chunk into the output as it tests it.
 //!
 //! Guarantees: the output is byte for byte what `serde_json` writes for the
 //! same `Value` (same escapes, lowercase `\u00XX` for other control
@@ -55,7 +55,7 @@ pub fn write_object(out: &mut Vec<u8>, map: &ObjectMap, skip: impl Fn(&str) -> b
 pub fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>) {
     match field {
         FieldRef::Value(value) => write_value(out, value),
-        FieldRef::Text(text) => write_str(out, text),
+        FieldRef::Text(bytes) => write_lossy_str(out, bytes),
         FieldRef::Integer(number) => out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes()),
     }
 }
@@ -107,64 +107,150 @@ fn write_number(out: &mut Vec<u8>, number: &impl serde::Serialize) {
 
 /// Appends `text` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    write_escaped(out, text.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends `bytes` read as UTF-8, every invalid sequence replaced by U+FFFD
+/// as `String::from_utf8_lossy` replaces it, as a JSON string: what
+/// `write_str` writes for the lossy string, without making it first. ASCII
+/// (nearly all log text) is checked by the same pass that copies it, so
+/// wire bytes are read once instead of three times (UTF-8 check, escape
+/// scan, copy).
+pub fn write_lossy_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut clean_from = 0;
-    while let Some(escape_at) = find_escape(bytes, clean_from) {
-        out.extend_from_slice(&bytes[clean_from..escape_at]);
-        write_escape(out, bytes[escape_at]);
-        clean_from = escape_at + 1;
+    let mut rest = bytes;
+    loop {
+        rest = &rest[copy_clean::<true>(out, rest)..];
+        match rest.split_first() {
+            None => break,
+            Some((&byte, tail)) if byte.is_ascii() => {
+                write_escape(out, byte);
+                rest = tail;
+            }
+            Some(_) => {
+                for chunk in rest.utf8_chunks() {
+                    write_escaped(out, chunk.valid().as_bytes());
+                    if !chunk.invalid().is_empty() {
+                        out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]).as_bytes());
+                    }
+                }
+                break;
+            }
+        }
     }
-    out.extend_from_slice(&bytes[clean_from..]);
     out.push(b'"');
 }
 
-/// The first byte at or after `from` that needs escaping. Whole chunks are
-/// tested at once; the last partial chunk of a string at least a chunk long
-/// is tested as the string's final chunk (overlapping bytes already known
-/// to be clean or handled), and the rest of a shorter string, most keys and
-/// values, as one or two overlapping words, searched byte by byte only when
-/// they flag something. Neither copies the tail into a padded buffer, which
-/// cost a `memcpy` call per string.
-fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut position = from;
-    while position + CHUNK <= bytes.len() {
-        let chunk: &[u8; CHUNK] = bytes[position..position + CHUNK].try_into().expect("the slice is one chunk");
-        if let Some(offset) = first_flagged(chunk, 0) {
-            return Some(position + offset);
-        }
-        position += CHUNK;
+/// Appends `bytes` (valid UTF-8) escaped, without quotes.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut rest = bytes;
+    loop {
+        rest = &rest[copy_clean::<false>(out, rest)..];
+        let Some((&byte, tail)) = rest.split_first() else { break };
+        write_escape(out, byte);
+        rest = tail;
     }
-    if position == bytes.len() {
-        return None;
-    }
-    if OVERLAPPING_TAIL && bytes.len() >= CHUNK {
-        let start = bytes.len() - CHUNK;
-        let chunk: &[u8; CHUNK] = bytes[start..].try_into().expect("the slice is one chunk");
-        return first_flagged(chunk, position - start).map(|offset| start + offset);
-    }
-    let rest = &bytes[position..];
-    if !short_has_escape(rest) {
-        return None;
-    }
-    rest.iter().position(|&byte| NEEDS_ESCAPE[usize::from(byte)]).map(|offset| position + offset)
 }
 
-/// Whether `bytes` (shorter than a chunk) holds a byte that needs escaping,
-/// tested as one or two overlapping words: a clean short string, the common
-/// case, costs no loop.
-fn short_has_escape(bytes: &[u8]) -> bool {
-    let word_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
-    let half_at = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")));
-    match bytes.len() {
-        8.. => word_flags(word_at(0)) | word_flags(word_at(bytes.len() - 8)) != 0,
-        // The upper half holds the last four bytes, overlapping the first
-        // four when the string is shorter than eight.
-        4.. => word_flags(half_at(0) | half_at(bytes.len() - 4) << 32) != 0,
-        _ => bytes.iter().any(|&byte| NEEDS_ESCAPE[usize::from(byte)]),
+/// Appends the longest prefix of `bytes` that needs no escaping (and, with
+/// `ASCII_ONLY`, holds no byte above 0x7f) and returns its length. The
+/// bytes are copied as they are tested, a chunk at a time, straight into
+/// `out`'s spare capacity: no `memcpy` call per string, whose fixed cost
+/// outweighed the copy for the short keys and values logs are made of.
+fn copy_clean<const ASCII_ONLY: bool>(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    out.reserve(bytes.len());
+    let start = out.len();
+    // SAFETY: `reserve` left room for `bytes.len()` more bytes after
+    // `start`; `copy_clean_into` writes only inside it and reports how many
+    // leading bytes it copied, which are therefore initialised.
+    unsafe {
+        let clean = copy_clean_into::<ASCII_ONLY>(bytes, out.as_mut_ptr().add(start));
+        out.set_len(start + clean);
+        clean
     }
 }
+
+/// Copies `bytes` to `to` up to the first flagged byte and returns how many
+/// bytes before it are clean (`bytes.len()` when none is flagged). Bytes
+/// after that count may be written too (whole chunks are stored as they are
+/// loaded); the caller treats them as unwritten.
+///
+/// # Safety
+/// `to` must be valid for writes of `bytes.len()` bytes and must not
+/// overlap `bytes`.
+#[inline]
+unsafe fn copy_clean_into<const ASCII_ONLY: bool>(bytes: &[u8], to: *mut u8) -> usize {
+    let length = bytes.len();
+    let from = bytes.as_ptr();
+    if length >= CHUNK {
+        let mut position = 0;
+        while position + CHUNK <= length {
+            if let Some(offset) = copy_chunk::<ASCII_ONLY>(from.add(position), to.add(position), 0) {
+                return position + offset;
+            }
+            position += CHUNK;
+        }
+        if position < length {
+            // The last, partial chunk as the string's final CHUNK bytes: the
+            // overlap was tested clean already, and storing it again writes
+            // the same bytes.
+            let last = length - CHUNK;
+            if let Some(offset) = copy_chunk::<ASCII_ONLY>(from.add(last), to.add(last), position - last) {
+                return last + offset;
+            }
+        }
+        return length;
+    }
+    // Shorter than a chunk (most keys and values): one or two overlapping
+    // words, so a clean string costs no loop.
+    let flags = |word: u64| word_flags(word) | if ASCII_ONLY { word & HIGH_BITS } else { 0 };
+    match length {
+        8.. => {
+            let (first, last) =
+                (from.cast::<u64>().read_unaligned(), from.add(length - 8).cast::<u64>().read_unaligned());
+            to.cast::<u64>().write_unaligned(first);
+            to.add(length - 8).cast::<u64>().write_unaligned(last);
+            let flagged = flags(u64::from_le(first));
+            if flagged != 0 {
+                return flagged.trailing_zeros() as usize / 8;
+            }
+            let flagged = flags(u64::from_le(last));
+            if flagged != 0 {
+                return length - 8 + flagged.trailing_zeros() as usize / 8;
+            }
+            length
+        }
+        4.. => {
+            let (first, last) =
+                (from.cast::<u32>().read_unaligned(), from.add(length - 4).cast::<u32>().read_unaligned());
+            to.cast::<u32>().write_unaligned(first);
+            to.add(length - 4).cast::<u32>().write_unaligned(last);
+            // The upper half holds the last four bytes, overlapping the
+            // first four when the string is shorter than eight.
+            let flagged = flags(u64::from(u32::from_le(first)) | u64::from(u32::from_le(last)) << 32);
+            match flagged.trailing_zeros() as usize / 8 {
+                8 => length,
+                at @ 0..4 => at,
+                at => length + at - 8,
+            }
+        }
+        _ => {
+            for (index, &byte) in bytes.iter().enumerate() {
+                if NEEDS_ESCAPE[usize::from(byte)] || (ASCII_ONLY && !byte.is_ascii()) {
+                    return index;
+                }
+                to.add(index).write(byte);
+            }
+            length
+        }
+    }
+}
+
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of every byte of `word` that is a control character, `"`
 /// or `\`, with the classic "has a zero byte" and "has a byte below n"
@@ -172,7 +258,6 @@ fn short_has_escape(bytes: &[u8]) -> bool {
 /// run upwards), so the lowest flag, and whether there is any, are exact.
 fn word_flags(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
     let zero_bytes = |value: u64| value.wrapping_sub(ONES) & !value & HIGH_BITS;
     let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS;
     below_space | zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')))
@@ -193,46 +278,52 @@ static NEEDS_ESCAPE: [bool; 256] = {
 
 #[cfg(target_arch = "x86_64")]
 const CHUNK: usize = 16;
-/// Whether a flag below a chunk's `skip` offset leaves the flags above it
-/// exact, so a string's final chunk may overlap bytes already handled.
-#[cfg(target_arch = "x86_64")]
-const OVERLAPPING_TAIL: bool = true;
 
-/// The first control character, `"` or `\` in `chunk` at or after offset
-/// `skip`, sixteen bytes per test with SSE2 (part of every x86-64 CPU, so
-/// no feature detection). Each byte's flag is exact.
+/// Copies the sixteen bytes at `from` to `to` and returns the offset of the
+/// first flagged byte at or after `skip` (control character, `"`, `\`, and
+/// with `ASCII_ONLY` any byte above 0x7f). SSE2 is part of every x86-64
+/// CPU, so there is no feature detection. Each byte's flag is exact.
+///
+/// # Safety
+/// `from` must be valid for reads and `to` for writes of sixteen bytes.
 #[cfg(target_arch = "x86_64")]
-fn first_flagged(chunk: &[u8; CHUNK], skip: usize) -> Option<usize> {
+#[inline]
+unsafe fn copy_chunk<const ASCII_ONLY: bool>(from: *const u8, to: *mut u8, skip: usize) -> Option<usize> {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
     };
-    // SAFETY: SSE2 is in the x86-64 baseline; the load is unaligned and reads
-    // exactly the sixteen bytes of `chunk`.
-    let mask = unsafe {
-        let data = _mm_loadu_si128(chunk.as_ptr().cast());
-        // `min(byte, 0x1f) == byte` exactly when the byte is below 0x20.
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(data, _mm_set1_epi8(0x1f)), data);
-        let quote = _mm_cmpeq_epi8(data, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(data, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
-    } & (u32::MAX << skip) as i32;
+    let data = _mm_loadu_si128(from.cast());
+    _mm_storeu_si128(to.cast(), data);
+    // `min(byte, 0x1f) == byte` exactly when the byte is below 0x20.
+    let control = _mm_cmpeq_epi8(_mm_min_epu8(data, _mm_set1_epi8(0x1f)), data);
+    let quote = _mm_cmpeq_epi8(data, _mm_set1_epi8(b'"' as i8));
+    let backslash = _mm_cmpeq_epi8(data, _mm_set1_epi8(b'\\' as i8));
+    let mut mask = _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32;
+    if ASCII_ONLY {
+        // The high bit of each byte is set exactly above 0x7f.
+        mask |= _mm_movemask_epi8(data) as u32;
+    }
+    mask &= u32::MAX << skip;
     (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 const CHUNK: usize = 8;
-/// A true flag's borrow can raise false flags above it, so the final
-/// partial chunk is tested byte by byte instead.
-#[cfg(not(target_arch = "x86_64"))]
-const OVERLAPPING_TAIL: bool = false;
 
-/// The first control character, `"` or `\` in `chunk`, eight bytes per
-/// test (`word_flags`).
+/// Copies the eight bytes at `from` to `to` and returns the offset of the
+/// first flagged byte at or after `skip`, with `word_flags`. The bytes
+/// below `skip` are clean (tested before), so they raise no false flags.
+///
+/// # Safety
+/// `from` must be valid for reads and `to` for writes of eight bytes.
 #[cfg(not(target_arch = "x86_64"))]
-fn first_flagged(chunk: &[u8; CHUNK], skip: usize) -> Option<usize> {
-    debug_assert_eq!(skip, 0, "chunks never overlap without SSE2");
-    let mask = word_flags(u64::from_le_bytes(*chunk));
-    (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize)
+#[inline]
+unsafe fn copy_chunk<const ASCII_ONLY: bool>(from: *const u8, to: *mut u8, skip: usize) -> Option<usize> {
+    let word = from.cast::<u64>().read_unaligned();
+    to.cast::<u64>().write_unaligned(word);
+    let word = u64::from_le(word);
+    let mask = (word_flags(word) | if ASCII_ONLY { word & HIGH_BITS } else { 0 }) & (u64::MAX << (skip * 8));
+    (mask != 0).then(|| mask.trailing_zeros() as usize / 8)
 }
 
 fn write_escape(out: &mut Vec<u8>, byte: u8) {
@@ -282,6 +373,30 @@ mod tests {
     }
 
     #[test]
+    fn lossy_bytes_of_every_length_and_flag_position_match_serde_json() {
+        // Each length through two chunks, with one flagged byte (a quote, a
+        // control character, a non-ASCII letter, an invalid byte, the first
+        // byte of a cut-off sequence) at each position: every branch of
+        // `copy_clean_into`, at each offset.
+        for length in 0..=40 {
+            for flagged in [&b"\""[..], b"\n", "\u{e9}".as_bytes(), b"\xff", b"\xe2\x82"] {
+                for at in 0..=length {
+                    let mut bytes = vec![b'a'; length];
+                    bytes.splice(at..at, flagged.iter().copied());
+                    let mut out = Vec::new();
+                    write_lossy_str(&mut out, &bytes);
+                    let expected = serde_json::to_string(&String::from_utf8_lossy(&bytes)).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), expected, "{bytes:?}");
+                }
+            }
+            let clean = vec![b'a'; length];
+            let mut out = Vec::new();
+            write_lossy_str(&mut out, &clean);
+            assert_eq!(out.len(), length + 2);
+        }
+    }
+
+    #[test]
     fn values_match_serde_json() {
         let value: Value =
             serde_json::from_str(r#"{"a":[1,-2,3.5,true,false,null,"x"],"b":{"c":"d\ne"},"e":1e300}"#).unwrap();
@@ -304,6 +419,18 @@ mod tests {
         #[test]
         fn any_string_is_written_as_serde_json_writes_it(text in any::<String>()) {
             prop_assert_eq!(written(&Value::from(text.as_str())), serde_json::to_string(&text).unwrap());
+        }
+
+        #[test]
+        fn lossy_bytes_are_written_as_serde_json_writes_their_lossy_string(
+            prefix in "[a-z]{0,3}",
+            bytes in prop::collection::vec(prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => 0x80u8..], 0..70),
+        ) {
+            // After other output, as in an envelope: what is there stays.
+            let mut out = prefix.clone().into_bytes();
+            write_lossy_str(&mut out, &bytes);
+            let expected = prefix + &serde_json::to_string(&String::from_utf8_lossy(&bytes)).unwrap();
+            prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
 
         #[test]

@@ -38,7 +38,6 @@
 //! is a `BodyError`, never a panic, and a pull that fails to flatten adds no
 //! events. Never does IO.
 
-use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -558,16 +557,6 @@ impl SlsLog {
     }
 }
 
-/// A value's text: borrowed when it is valid UTF-8, with invalid sequences
-/// replaced otherwise (as `Str::from_utf8_lossy`).
-fn lossy_text(bytes: &[u8]) -> Cow<'_, str> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is valid UTF-8.
-        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
-    }
-    String::from_utf8_lossy(bytes)
-}
-
 impl DeferredFields for SlsLog {
     fn build(&self) -> ObjectMap {
         let mut map = self.start_map();
@@ -605,7 +594,7 @@ impl DeferredFields for SlsLog {
         let mut found = None;
         self.for_each_content(|name, value| {
             if found.is_none() && name == key {
-                found = Some(FieldRef::Text(lossy_text(value)));
+                found = Some(FieldRef::Text(value));
             }
         });
         found
@@ -622,7 +611,7 @@ impl DeferredFields for SlsLog {
         for (name, value) in &group.tags {
             visit(name, FieldRef::Value(value));
         }
-        self.for_each_content(|key, value| visit(key, FieldRef::Text(lossy_text(value))));
+        self.for_each_content(|key, value| visit(key, FieldRef::Text(value)));
     }
 }
 
@@ -950,6 +939,48 @@ mod tests {
     }
 
     proptest! {
+        /// The LZ4 decoder runs on whatever the network delivered: a
+        /// corrupted block (bytes changed, cut short) or a wrong announced
+        /// size is an error or the exact bytes, never a panic, and a reused
+        /// buffer never shows an earlier body's bytes.
+        #[test]
+        fn corrupted_lz4_blocks_are_errors_never_panics(
+            raw in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), any::<u8>()], 1..600),
+            changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+            announced_delta in -2i64..3,
+        ) {
+            let mut block = lz4_flex::block::compress(&raw);
+            for (at, byte) in &changes {
+                let at = at.index(block.len());
+                block[at] = *byte;
+            }
+            if changes.len() % 2 == 1 {
+                block.truncate(cut.index(block.len() + 1));
+            }
+            let announced = usize::try_from(raw.len() as i64 + announced_delta).unwrap_or(0);
+            // Fill the buffer pool with another body's bytes first.
+            drop(decompress(Bytes::from(lz4_flex::block::compress(&vec![b'z'; 700])), &Compression::Lz4, 700));
+            match decompress(Bytes::from(block.clone()), &Compression::Lz4, announced) {
+                Ok(body) => {
+                    prop_assert_eq!(body.len(), announced);
+                    if changes.is_empty() && announced == raw.len() {
+                        prop_assert_eq!(body.as_ref(), raw.as_slice());
+                    }
+                    // Whatever came out is what the block says, not leftovers
+                    // (an announced size of 0 is an empty pull, not decoded).
+                    prop_assume!(announced > 0);
+                    let mut fresh = vec![0u8; announced];
+                    prop_assert_eq!(lz4_flex::block::decompress_into(&block, &mut fresh).ok(), Some(announced));
+                    prop_assert_eq!(body.as_ref(), fresh.as_slice());
+                }
+                Err(error) => prop_assert!(
+                    matches!(error, BodyError::Lz4 { .. } | BodyError::RawSizeMismatch { .. }),
+                    "{error:?}"
+                ),
+            }
+        }
+
         #[test]
         fn deferred_or_built_every_reader_sees_what_building_gives(
             tags in proptest::collection::vec((prop_oneof![Just(b"t".to_vec()), arbitrary_key()], any::<Vec<u8>>()), 0..3),
