@@ -150,8 +150,34 @@ fn encoding<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
                 split_into_requests(&buffer, &encoding, MAX_REQUEST_BYTES, Compression::Gzip).len()
             })
         });
+        if prefix == "sls_" {
+            // gzip alone on the same bodies: pipe's own against zlib-rs at
+            // level 1 (what the sink used before), one reused stream.
+            let bodies: Vec<&[u8]> = buffer.chunks(MAX_REQUEST_BYTES).collect();
+            group.bench_function("sls_gzip_only", |b| {
+                b.iter(|| bodies.iter().map(|body| pipe::sinks::gzip::gzip(body).len()).sum::<usize>())
+            });
+            let mut stream = flate2::Compress::new_gzip(flate2::Compression::fast(), 15);
+            group.bench_function("sls_gzip_only_zlib_rs_level_1", |b| {
+                b.iter(|| bodies.iter().map(|body| zlib_rs_gzip(&mut stream, body).len()).sum::<usize>())
+            });
+        }
     }
     group.finish();
+}
+
+fn zlib_rs_gzip(stream: &mut flate2::Compress, body: &[u8]) -> Vec<u8> {
+    stream.reset();
+    let mut out = Vec::with_capacity(body.len() / 4 + 64);
+    loop {
+        let consumed = usize::try_from(stream.total_in()).expect("a body fits in memory");
+        let status =
+            stream.compress_vec(&body[consumed..], &mut out, flate2::FlushCompress::Finish).expect("in memory");
+        if status == flate2::Status::StreamEnd {
+            return out;
+        }
+        out.reserve(out.capacity().max(4096));
+    }
 }
 
 fn wall_clock(c: &mut Criterion) {

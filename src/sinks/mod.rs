@@ -14,6 +14,7 @@ pub mod console;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod file;
+pub mod gzip;
 pub mod http;
 pub mod redact;
 pub mod splunk_hec;

@@ -24,7 +24,6 @@
 //! event to the same bytes).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -532,9 +531,9 @@ fn same_metadata(left: &Arc<RawMetadata>, right: &Arc<RawMetadata>) -> bool {
     Arc::ptr_eq(left, right) || left == right
 }
 
-/// gzip at level 1: the fastest level keeps compression from dominating
-/// the sink's CPU, and repetitive JSON logs still shrink several times over
-/// (the `splunk_hec` bench prints the ratio).
+/// gzip at zlib's level-1 ratio: the fastest setting keeps compression
+/// from dominating the sink's CPU, and repetitive JSON logs still shrink
+/// about seven times (the `splunk_hec` bench prints the ratio).
 pub fn compress(body: &[u8], compression: Compression) -> Bytes {
     match compression {
         Compression::None => Bytes::copy_from_slice(body),
@@ -542,17 +541,11 @@ pub fn compress(body: &[u8], compression: Compression) -> Bytes {
     }
 }
 
-thread_local! {
-    /// One gzip stream per thread, reset between requests. A new stream
-    /// allocates and clears its window and hash tables (about 300 KB), which
-    /// the whole-process profile showed as page faults on every request.
-    static GZIP_STREAM: RefCell<Option<flate2::Compress>> = const { RefCell::new(None) };
-}
-
 /// gzip with ISA-L's igzip level 1 (built with the `isal` feature), falling
-/// back to zlib-rs if it ever reports an error.
+/// back to pipe's own gzip if it ever reports an error.
 #[cfg(feature = "isal")]
 fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::cell::RefCell;
     thread_local! {
         /// Output space reused across requests, so it is zeroed only when it
         /// grows (igzip needs an initialised slice to write into).
@@ -570,33 +563,15 @@ fn gzip(body: &[u8]) -> Vec<u8> {
     });
     compressed.unwrap_or_else(|error| {
         FALLBACK_WARNING.call_once(|| {
-            tracing::warn!(%error, "ISA-L gzip failed; this and later failures fall back to zlib-rs");
+            tracing::warn!(%error, "ISA-L gzip failed; this and later failures fall back to pipe's own gzip");
         });
-        gzip_zlib(body)
+        crate::sinks::gzip::gzip(body)
     })
 }
 
 #[cfg(not(feature = "isal"))]
 fn gzip(body: &[u8]) -> Vec<u8> {
-    gzip_zlib(body)
-}
-
-fn gzip_zlib(body: &[u8]) -> Vec<u8> {
-    GZIP_STREAM.with_borrow_mut(|stream| {
-        let stream = stream.get_or_insert_with(|| flate2::Compress::new_gzip(flate2::Compression::fast(), 15));
-        stream.reset();
-        let mut out = Vec::with_capacity(body.len() / 4 + 64);
-        loop {
-            let consumed = usize::try_from(stream.total_in()).expect("a body fits in memory");
-            let status = stream
-                .compress_vec(&body[consumed..], &mut out, flate2::FlushCompress::Finish)
-                .expect("compressing into memory cannot fail");
-            if status == flate2::Status::StreamEnd {
-                return out;
-            }
-            out.reserve(out.capacity().max(4096));
-        }
-    })
+    crate::sinks::gzip::gzip(body)
 }
 
 #[cfg(test)]
@@ -832,7 +807,7 @@ mod tests {
     }
 
     #[test]
-    fn the_reused_gzip_stream_starts_afresh_for_every_body() {
+    fn gzip_state_reused_on_a_thread_starts_afresh_for_every_body() {
         let first: Vec<u8> = (0..200_000u32).flat_map(|number| number.to_le_bytes()).collect();
         let second = b"a second, shorter body".repeat(3);
         let mut decompressed = Vec::new();
@@ -854,7 +829,7 @@ mod tests {
         rand::rngs::SmallRng::seed_from_u64(7).fill(&mut noise[..]);
         for body in [&text[..], &noise[..], b""] {
             let payload = gzip(body);
-            assert_ne!(payload, gzip_zlib(body), "igzip wrote it, not the zlib-rs fallback");
+            assert_ne!(payload, crate::sinks::gzip::gzip(body), "igzip wrote it, not the fallback");
             let mut decompressed = Vec::new();
             flate2::read::GzDecoder::new(&payload[..]).read_to_end(&mut decompressed).unwrap();
             assert_eq!(decompressed, body);
