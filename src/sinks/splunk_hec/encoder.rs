@@ -348,7 +348,16 @@ impl HecEncoder {
         separator.write(out);
         out.extend_from_slice(b"\"event\":");
         let skipped = time.map(|(_, skipped)| skipped).unwrap_or_default();
-        json::write_event(out, event, |key| skipped.contains(key));
+        // Keys are unique within an event, so once every skipped key has
+        // gone by, the rest are written without comparing.
+        let unseen = std::cell::Cell::new(skipped.len());
+        json::write_event(out, event, |key| {
+            let skip = unseen.get() > 0 && skipped.contains(key);
+            if skip {
+                unseen.set(unseen.get() - 1);
+            }
+            skip
+        });
         out.push(b'}');
         Ok(())
     }
@@ -470,6 +479,10 @@ struct Skipped<'a> {
 }
 
 impl Skipped<'_> {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + usize::from(self.second.is_some())
+    }
+
     fn contains(&self, key: &str) -> bool {
         self.first == Some(key) || self.second == Some(key)
     }

@@ -86,12 +86,14 @@ impl<'a> Members<'a> {
 
     /// Writes the separator and `"key":`; the caller writes the value into
     /// the returned buffer.
+    #[inline]
     fn member(&mut self, key: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.out.push(b',');
-        }
+        let separator: &[u8] = if self.first { b"" } else { b"," };
         self.first = false;
-        write_str(self.out, key);
+        if let Some(rest) = write_quoted_clean::<false>(self.out, separator, key.as_bytes()) {
+            write_escaped(self.out, rest);
+            self.out.push(b'"');
+        }
         self.out.push(b':');
         self.out
     }
@@ -106,11 +108,12 @@ fn write_number(out: &mut Vec<u8>, number: &impl serde::Serialize) {
 }
 
 /// Appends `text` as a JSON string.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    out.reserve(text.len() + 2);
-    out.push(b'"');
-    write_escaped(out, text.as_bytes());
-    out.push(b'"');
+    if let Some(rest) = write_quoted_clean::<false>(out, b"", text.as_bytes()) {
+        write_escaped(out, rest);
+        out.push(b'"');
+    }
 }
 
 /// Appends `bytes` read as UTF-8, every invalid sequence replaced by U+FFFD
@@ -119,17 +122,55 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 /// (nearly all log text) is checked by the same pass that copies it, so
 /// wire bytes are read once instead of three times (UTF-8 check, escape
 /// scan, copy).
+#[inline]
 pub fn write_lossy_str(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
+    if let Some(rest) = write_quoted_clean::<true>(out, b"", bytes) {
+        write_lossy_rest(out, rest);
+    }
+}
+
+/// Appends `prefix`, then `"` and the clean start of `bytes` (as
+/// `copy_clean`). When that is all of `bytes`, closes the string and
+/// returns `None`; otherwise returns the rest, from the first byte that
+/// needs escaping (or, with `ASCII_ONLY`, is not ASCII). One capacity check
+/// and no call for the common case: a short, clean key or value.
+#[inline(always)]
+fn write_quoted_clean<'a, const ASCII_ONLY: bool>(
+    out: &mut Vec<u8>,
+    prefix: &[u8],
+    bytes: &'a [u8],
+) -> Option<&'a [u8]> {
+    out.reserve(prefix.len() + bytes.len() + 2);
+    let start = out.len();
+    // SAFETY: `reserve` made room for the prefix, both quotes and every byte
+    // of `bytes` after `start`; each write below stays inside it, and the
+    // length only grows over bytes written.
+    unsafe {
+        let to = out.as_mut_ptr().add(start);
+        std::ptr::copy_nonoverlapping(prefix.as_ptr(), to, prefix.len());
+        let to = to.add(prefix.len());
+        to.write(b'"');
+        let clean = copy_clean_into::<ASCII_ONLY>(bytes, to.add(1));
+        if clean == bytes.len() {
+            to.add(1 + clean).write(b'"');
+            out.set_len(start + prefix.len() + clean + 2);
+            return None;
+        }
+        out.set_len(start + prefix.len() + clean + 1);
+        Some(&bytes[clean..])
+    }
+}
+
+/// The rest of a lossy string from its first flagged byte, and the closing
+/// quote.
+fn write_lossy_rest(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut rest = bytes;
     loop {
-        rest = &rest[copy_clean::<true>(out, rest)..];
         match rest.split_first() {
             None => break,
             Some((&byte, tail)) if byte.is_ascii() => {
                 write_escape(out, byte);
-                rest = tail;
+                rest = &tail[copy_clean::<true>(out, tail)..];
             }
             Some(_) => {
                 for chunk in rest.utf8_chunks() {
@@ -238,15 +279,22 @@ unsafe fn copy_clean_into<const ASCII_ONLY: bool>(bytes: &[u8], to: *mut u8) -> 
                 at => length + at - 8,
             }
         }
-        _ => {
-            for (index, &byte) in bytes.iter().enumerate() {
-                if NEEDS_ESCAPE[usize::from(byte)] || (ASCII_ONLY && !byte.is_ascii()) {
-                    return index;
-                }
-                to.add(index).write(byte);
+        1.. => {
+            // The first, middle and last bytes cover all of one to three,
+            // in order, so the lowest flag is the first flagged byte.
+            let (first, middle, last) = (*from, *from.add(length / 2), *from.add(length - 1));
+            to.write(first);
+            to.add(length / 2).write(middle);
+            to.add(length - 1).write(last);
+            let word = u32::from_le_bytes([first, middle, last, b' ']);
+            match flags(u64::from(word) | 0x2020_2020_0000_0000).trailing_zeros() / 8 {
+                0 => 0,
+                1 => length / 2,
+                2 => length - 1,
+                _ => length,
             }
-            length
         }
+        0 => 0,
     }
 }
 
