@@ -311,7 +311,6 @@ fn word_flags(word: u64) -> u64 {
     below_space | zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')))
 }
 
-
 #[cfg(target_arch = "x86_64")]
 const CHUNK: usize = 16;
 
