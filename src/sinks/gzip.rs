@@ -11,7 +11,7 @@
 //! inside deflate's 32 KB window), the hash table is cleared once per body,
 //! and the whole body is one block. On HEC envelope bodies this is about a
 //! third faster than zlib-rs level 1 at the same ratio (the `splunk_hec`
-//! bench's `gzip_only` lines; BENCHMARKS.md).
+//! bench's `sls_gzip_only*` lines; BENCHMARKS.md).
 //!
 //! Output: one gzip member (RFC 1952) holding one final deflate block with
 //! fixed codes (RFC 1951 §3.2.6), or stored blocks when fixed codes would
