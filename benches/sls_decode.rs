@@ -15,11 +15,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipe::event::{BatchNotifier, BatchStatusReceiver, LogEvent};
 use pipe::sources::sls::proto::{attach_finalizers, batch_metadata, decode_pull_body, flatten_log_groups, Compression};
-use testkit::sls::{demo_log_groups, encode_log_group_entry, lz4_block_compress, DemoData};
+
+#[path = "support/sls_pull.rs"]
+mod sls_pull;
+use sls_pull::{demo_pull, PullBody};
 
 /// The allocator the `pipe` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -28,21 +30,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const LOG_GROUPS: usize = 1000;
 const LOGS_PER_GROUP: usize = 10;
 
-struct PullBody {
-    raw: Bytes,
-    compressed: Bytes,
-    raw_log_bytes: u64,
-}
-
 fn pull_body() -> PullBody {
-    let demo = DemoData::new(7, LOG_GROUPS, LOGS_PER_GROUP);
-    let (groups, summary) = demo_log_groups(&demo, "bench-logs", 0, 1_700_000_000);
-    let mut raw = Vec::new();
-    for group in &groups {
-        raw.extend_from_slice(&encode_log_group_entry(group));
-    }
-    let compressed = lz4_block_compress(&raw);
-    PullBody { raw: Bytes::from(raw), compressed: Bytes::from(compressed), raw_log_bytes: summary.raw_bytes as u64 }
+    demo_pull(LOG_GROUPS, LOGS_PER_GROUP)
 }
 
 fn decode(c: &mut Criterion) {

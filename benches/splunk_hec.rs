@@ -23,7 +23,10 @@ use pipe::sinks::splunk_hec::SplunkHecSinkConfig;
 use pipe::sources::demo::demo_log_fields;
 use pipe::sources::sls::proto::{batch_metadata, decode_pull_body, flatten_log_groups, Compression as PullCompression};
 use pipe_demo_logs::DemoLogGenerator;
-use testkit::sls::{demo_log_groups, encode_log_group_entry, DemoData};
+
+#[path = "support/sls_pull.rs"]
+mod sls_pull;
+use sls_pull::demo_pull;
 
 /// The allocator the `pipe` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -49,14 +52,9 @@ fn demo_events() -> (Vec<LogEvent>, u64) {
 /// One SLS pull of `EVENTS` demo logs (1 000 groups of 10), flattened as
 /// the source does: the events' fields stay deferred.
 fn sls_pull_events() -> (Vec<LogEvent>, u64) {
-    let demo = DemoData::new(7, EVENTS / 10, 10);
-    let (groups, _) = demo_log_groups(&demo, "bench-logs", 0, 1_700_000_000);
-    let mut body = Vec::new();
-    for group in &groups {
-        body.extend_from_slice(&encode_log_group_entry(group));
-    }
-    let length = body.len();
-    let list = decode_pull_body(body.into(), &PullCompression::None, length, groups.len()).expect("valid pull");
+    let pull = demo_pull(EVENTS / 10, 10);
+    let list = decode_pull_body(pull.raw.clone(), &PullCompression::None, pull.raw.len(), pull.log_groups)
+        .expect("valid pull");
     let mut events = Vec::with_capacity(EVENTS);
     flatten_log_groups(list, &batch_metadata(&Arc::from("sls"), &Arc::from("bench-logs/0")), &mut events)
         .expect("valid logs");

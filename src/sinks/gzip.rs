@@ -101,15 +101,13 @@ fn deflate_fixed(input: &[u8], positions: &mut [u32], out: &mut Vec<u8>) {
             );
             at += matched;
         } else {
-            let (code, count) = LITERAL_CODES[usize::from(input[at])];
-            bits.put(u64::from(code), u32::from(count));
+            bits.put_literal(input[at]);
             at += 1;
         }
         bits.flush();
     }
     for &byte in &input[at..] {
-        let (code, count) = LITERAL_CODES[usize::from(byte)];
-        bits.put(u64::from(code), u32::from(count));
+        bits.put_literal(byte);
         bits.flush();
     }
     // End of block: symbol 256, seven zero bits.
@@ -158,6 +156,12 @@ impl BitWriter<'_> {
         debug_assert!(self.count + count <= 64 && bits >> count == 0);
         self.buffer |= bits << self.count;
         self.count += count;
+    }
+
+    #[inline]
+    fn put_literal(&mut self, byte: u8) {
+        let (code, count) = LITERAL_CODES[usize::from(byte)];
+        self.put(u64::from(code), u32::from(count));
     }
 
     /// Makes room for the next symbol (up to 31 bits).

@@ -347,17 +347,8 @@ impl HecEncoder {
         self.write_indexed_fields(event, &mut separator, out);
         separator.write(out);
         out.extend_from_slice(b"\"event\":");
-        let skipped = time.map(|(_, skipped)| skipped).unwrap_or_default();
-        // Keys are unique within an event, so once every skipped key has
-        // gone by, the rest are written without comparing.
-        let unseen = std::cell::Cell::new(skipped.len());
-        json::write_event(out, event, |key| {
-            let skip = unseen.get() > 0 && skipped.contains(key);
-            if skip {
-                unseen.set(unseen.get() - 1);
-            }
-            skip
-        });
+        let mut skipped = time.map(|(_, skipped)| skipped).unwrap_or_default();
+        json::write_event(out, event, |key| skipped.take(key));
         out.push(b'}');
         Ok(())
     }
@@ -479,12 +470,18 @@ struct Skipped<'a> {
 }
 
 impl Skipped<'_> {
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + usize::from(self.second.is_some())
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        self.first == Some(key) || self.second == Some(key)
+    /// Whether `key` is skipped. Keys are unique within an event, so a
+    /// match is forgotten: once both have gone by, the rest of the keys are
+    /// not compared.
+    fn take(&mut self, key: &str) -> bool {
+        if self.first == Some(key) {
+            self.first = None;
+        } else if self.second == Some(key) {
+            self.second = None;
+        } else {
+            return false;
+        }
+        true
     }
 }
 

@@ -62,7 +62,7 @@ pub fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>) {
 
 /// Appends the event's fields as a JSON object, leaving out the keys `skip`
 /// selects. Deferred fields are read without being built.
-pub fn write_event(out: &mut Vec<u8>, event: &LogEvent, skip: impl Fn(&str) -> bool) {
+pub fn write_event(out: &mut Vec<u8>, event: &LogEvent, mut skip: impl FnMut(&str) -> bool) {
     let mut members = Members::open(out);
     event.visit_fields(&mut |key, field| {
         if !skip(key) {
@@ -90,10 +90,7 @@ impl<'a> Members<'a> {
     fn member(&mut self, key: &str) -> &mut Vec<u8> {
         let separator: &[u8] = if self.first { b"" } else { b"," };
         self.first = false;
-        if let Some(rest) = write_quoted_clean::<false>(self.out, separator, key.as_bytes()) {
-            write_escaped(self.out, rest);
-            self.out.push(b'"');
-        }
+        write_quoted(self.out, separator, key);
         self.out.push(b':');
         self.out
     }
@@ -110,7 +107,13 @@ fn write_number(out: &mut Vec<u8>, number: &impl serde::Serialize) {
 /// Appends `text` as a JSON string.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    if let Some(rest) = write_quoted_clean::<false>(out, b"", text.as_bytes()) {
+    write_quoted(out, b"", text);
+}
+
+/// Appends `prefix` and `text` as a JSON string.
+#[inline(always)]
+fn write_quoted(out: &mut Vec<u8>, prefix: &[u8], text: &str) {
+    if let Some(rest) = write_quoted_clean::<false>(out, prefix, text.as_bytes()) {
         write_escaped(out, rest);
         out.push(b'"');
     }
@@ -176,7 +179,7 @@ fn write_lossy_rest(out: &mut Vec<u8>, bytes: &[u8]) {
                 for chunk in rest.utf8_chunks() {
                     write_escaped(out, chunk.valid().as_bytes());
                     if !chunk.invalid().is_empty() {
-                        out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]).as_bytes());
+                        out.extend_from_slice("\u{fffd}".as_bytes());
                     }
                 }
                 break;
