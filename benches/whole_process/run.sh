@@ -3,7 +3,8 @@
 # `pipe` on CONFIG under /usr/bin/time until the source has sent every log,
 # then stops it and prints raw MB per CPU-second of the pipe process and its
 # peak RSS. Usage: benches/whole_process/run.sh sls-blackhole|sls-splunk
-# PERF_DATA=FILE also records a `perf record -g` profile of pipe into FILE.
+# PERF_DATA=FILE also records a `perf record -g` profile of pipe into FILE
+# (PERF_EVENT="-e page-faults -g", say, records another event instead).
 # PIPE_CPUS=LIST / EMULATOR_CPUS=LIST pin pipe and the emulators to CPUs
 # (taskset), so they do not preempt each other on a small machine.
 # PIPE_BIN=PATH runs another build of pipe (a frame-pointer build for
@@ -29,7 +30,7 @@ hec=$(sed -n 's#listening on ##p' "$work/hec.out")
 
 port=$((20000 + RANDOM % 20000))
 PIPE_DATA_DIR="$work/data" PIPE_API_ADDRESS="127.0.0.1:$port" SLS_ENDPOINT="http://$sls" HEC_ENDPOINT="$hec" RUN_ID=$RANDOM \
-  /usr/bin/time -v -o "$work/time.txt" ${PERF_DATA:+perf record -F 499 -g -o "$PERF_DATA" --} \
+  /usr/bin/time -v -o "$work/time.txt" ${PERF_DATA:+perf record ${PERF_EVENT:--F 499 -g} -o "$PERF_DATA" --} \
   ${PIPE_CPUS:+taskset -c "$PIPE_CPUS"} "$pipe_bin" run "$config" 2> "$work/pipe.err" &
 total=$((shards * groups * logs))
 start=$(date +%s.%N)

@@ -177,6 +177,8 @@ static BODY_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec:
 const MAX_IDLE_BODY_BUFFERS: usize = 8;
 /// Larger bodies are not kept: rare, and they would pin too much memory.
 const MAX_POOLED_BODY_BYTES: usize = 16 << 20;
+/// New buffers' capacity is rounded up to a multiple of this.
+const BODY_BUFFER_GRANULE: usize = 1 << 20;
 
 /// A decompressed body that returns its buffer to `BODY_BUFFERS` when the
 /// last `Bytes` slice of it is dropped.
@@ -189,12 +191,25 @@ impl PooledBody {
     /// contents are whatever the last body left there: the caller
     /// overwrites all of it.
     fn take(size: usize) -> PooledBody {
-        let idle = if size <= MAX_POOLED_BODY_BYTES {
-            BODY_BUFFERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
-        } else {
-            None
-        };
-        let mut buffer = idle.unwrap_or_default();
+        let (mut idle, mut discarded) = (None, None);
+        if size <= MAX_POOLED_BODY_BYTES {
+            let mut buffers = BODY_BUFFERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The smallest idle buffer that holds `size` bytes. When none
+            // does, the smallest one is let go (after the lock), so buffers
+            // too small for the pulls that come now do not keep their places.
+            let fit = (0..buffers.len()).filter(|&at| buffers[at].capacity() >= size);
+            let smallest = (0..buffers.len()).min_by_key(|&at| buffers[at].capacity());
+            match fit.min_by_key(|&at| buffers[at].capacity()) {
+                Some(at) => idle = Some(buffers.swap_remove(at)),
+                None => discarded = smallest.map(|at| buffers.swap_remove(at)),
+            }
+        }
+        drop(discarded);
+        // A new buffer gets room for somewhat larger pulls, so pulls of
+        // slightly varying size keep reusing it: growing a buffer would copy
+        // its old bytes into freshly faulted-in pages.
+        let mut buffer = idle.unwrap_or_else(|| Vec::with_capacity(size.next_multiple_of(BODY_BUFFER_GRANULE)));
+        // Only the bytes past the buffer's last length are zeroed.
         buffer.resize(size, 0);
         PooledBody { buffer }
     }
