@@ -158,8 +158,19 @@ impl EventFinalizers {
         self.0.len()
     }
 
+    /// Adds `other`'s finalizers. One that points at the same batch as the
+    /// last one held is folded into it: the list settles as a whole with one
+    /// status, so one copy of the batch's share reports exactly what both
+    /// would (the batch takes the worst status; a list dropped unsettled
+    /// errs either way). A sink settling a request of ten thousand events
+    /// from one SLS pull then holds one finalizer, not ten thousand.
     pub fn merge(&mut self, other: EventFinalizers) {
-        self.0.extend(other.0);
+        for mut finalizer in other.0 {
+            match self.0.last() {
+                Some(last) if Arc::ptr_eq(&last.batch, &finalizer.batch) => finalizer.settled = true,
+                _ => self.0.push(finalizer),
+            }
+        }
     }
 
     /// Settles every finalizer with `status`.
@@ -196,6 +207,28 @@ mod tests {
         copy.update_status(BatchStatus::Errored);
         finalizer.update_status(BatchStatus::Delivered);
         assert_eq!(receiver.await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn merged_copies_of_one_batch_fold_and_settle_as_they_would_apart() {
+        let (first, first_status) = finalizer_pair();
+        let (second, second_status) = finalizer_pair();
+        let mut merged = EventFinalizers::default();
+        for finalizer in [first.clone(), first.clone(), second.clone(), second, first.clone()] {
+            merged.merge(EventFinalizers::new(finalizer));
+        }
+        assert_eq!(merged.len(), 3, "runs of one batch fold: first, second, first");
+        merged.update_status(BatchStatus::Delivered);
+        first.update_status(BatchStatus::Delivered);
+        assert_eq!(first_status.await, BatchStatus::Delivered);
+        assert_eq!(second_status.await, BatchStatus::Delivered);
+
+        let (finalizer, status) = finalizer_pair();
+        let mut merged = EventFinalizers::new(finalizer.clone());
+        merged.merge(EventFinalizers::new(finalizer.clone()));
+        finalizer.update_status(BatchStatus::Delivered);
+        drop(merged);
+        assert_eq!(status.await, BatchStatus::Errored, "a folded list dropped unsettled still errs");
     }
 
     #[tokio::test]

@@ -659,29 +659,43 @@ fn encode_requests(
 ) -> Encoded {
     buffer.clear();
     let mut encoding = encoder.encode_batch(&events, now, &mut buffer);
-    let mut failures = encoding.take_failures().into_iter().peekable();
+    let failures = encoding.take_failures();
     let mut unencodable = Vec::new();
-    let mut encoded_events = Vec::with_capacity(events.len());
-    for (index, event) in events.into_iter().enumerate() {
-        match failures.next_if(|(failed, _)| *failed == index) {
-            Some((_, error)) => unencodable.push((event, error.to_string())),
-            None => encoded_events.push(event),
+    // Usually every event encodes and the batch fills one request: the
+    // events then move into it as they are, never copied element by element.
+    let mut encoded_events = if failures.is_empty() {
+        events
+    } else {
+        let mut failures = failures.into_iter().peekable();
+        let mut encoded_events = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            match failures.next_if(|(failed, _)| *failed == index) {
+                Some((_, error)) => unencodable.push((event, error.to_string())),
+                None => encoded_events.push(event),
+            }
         }
-    }
-    let mut encoded_events = encoded_events.into_iter();
-    let requests = split_into_requests(&buffer, &encoding, max_bytes, compression)
-        .into_iter()
-        .map(|slice| Request {
-            contents: Contents::Events {
-                events: encoded_events.by_ref().take(slice.events.len()).collect(),
-                ends: slice.ends,
-            },
+        encoded_events
+    };
+    let slices = split_into_requests(&buffer, &encoding, max_bytes, compression);
+    let mut requests = Vec::with_capacity(slices.len());
+    // From the last request back, so each takes the tail of what is left
+    // and the first takes the rest whole.
+    for (position, slice) in slices.into_iter().enumerate().rev() {
+        debug_assert_eq!(encoded_events.len(), slice.events.end);
+        let events = if position == 0 {
+            std::mem::take(&mut encoded_events)
+        } else {
+            encoded_events.split_off(slice.events.start)
+        };
+        requests.push(Request {
+            contents: Contents::Events { events, ends: slice.ends },
             payload: slice.payload,
             body_bytes: slice.body_bytes,
             raw_metadata: slice.raw_metadata,
             failures: 0,
-        })
-        .collect();
+        });
+    }
+    requests.reverse();
     Encoded { requests, unencodable, buffer, new_batch }
 }
 
@@ -784,6 +798,44 @@ mod tests {
         assert_eq!(split_partial(events, &ends, 5).err().unwrap().len(), 5);
     }
 
+    #[test]
+    fn every_request_carries_the_events_of_its_envelopes() {
+        for failing in [None, Some(0), Some(3), Some(6)] {
+            let events: Vec<LogEvent> = (0..7)
+                .map(|n| {
+                    let host = if Some(n) == failing { String::new() } else { r#""h":"x","#.to_string() };
+                    event(&format!(r#"{{{host}"n":{n},"__time__":1}}"#))
+                })
+                .collect();
+            let encoded = encode_requests(
+                &encoder(Some("{{ h }}")),
+                events,
+                Vec::new(),
+                70,
+                Compression::None,
+                chrono::Utc::now(),
+                true,
+            );
+            assert_eq!(encoded.unencodable.len(), usize::from(failing.is_some()));
+            assert!(encoded.requests.len() > 2, "a small max_bytes cuts the batch into several requests");
+            let mut seen = Vec::new();
+            for request in &encoded.requests {
+                let Contents::Events { events, .. } = &request.contents else {
+                    panic!("a first send keeps its events")
+                };
+                let sent: Vec<Value> = serde_json::Deserializer::from_slice(&request.payload)
+                    .into_iter::<serde_json::Value>()
+                    .map(|envelope| Value::from(envelope.unwrap()["event"]["n"].as_i64().unwrap()))
+                    .collect();
+                let carried: Vec<Value> = events.iter().map(|event| event.get("n").unwrap().clone()).collect();
+                assert_eq!(sent, carried, "failing event {failing:?}");
+                seen.extend(carried);
+            }
+            let expected: Vec<Value> = (0..7).filter(|n| Some(*n) != failing).map(Value::from).collect();
+            assert_eq!(seen, expected);
+        }
+    }
+
     #[tokio::test]
     async fn encoding_sets_unrenderable_events_aside_and_keeps_finalizers_with_their_events() {
         let (notifier, status) = BatchNotifier::new_with_receiver();
@@ -813,7 +865,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(ends.last().copied(), Some(request.body_bytes));
         let settlement = request.into_settlement();
-        assert_eq!((settlement.events, settlement.finalizers.len()), (2, 2));
+        assert_eq!((settlement.events, settlement.finalizers.len()), (2, 1), "one batch's finalizers fold into one");
         settlement.finalizers.update_status(BatchStatus::Delivered);
         for (event, _) in encoded.unencodable {
             event.settle(BatchStatus::Delivered);
