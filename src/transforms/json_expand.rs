@@ -140,7 +140,7 @@ impl FunctionTransform for JsonExpand {
         for event in &mut batch {
             self.expand(event);
         }
-        output.default.append(&mut batch);
+        output.append(&mut batch);
     }
 }
 

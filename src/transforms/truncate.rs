@@ -124,7 +124,7 @@ impl FunctionTransform for Truncate {
         for event in &mut batch {
             self.truncate(event);
         }
-        output.default.append(&mut batch);
+        output.append(&mut batch);
     }
 }
 
