@@ -798,6 +798,20 @@ mod tests {
         assert_eq!(split_partial(events, &ends, 5).err().unwrap().len(), 5);
     }
 
+    /// A first send of `events` with `host` templated from field `h`, in
+    /// uncompressed requests of at most `max_bytes`.
+    fn encode_uncompressed(events: Vec<LogEvent>, max_bytes: usize) -> Encoded {
+        encode_requests(
+            &encoder(Some("{{ h }}")),
+            events,
+            Vec::new(),
+            max_bytes,
+            Compression::None,
+            chrono::Utc::now(),
+            true,
+        )
+    }
+
     #[test]
     fn every_request_carries_the_events_of_its_envelopes() {
         for failing in [None, Some(0), Some(3), Some(6)] {
@@ -807,15 +821,7 @@ mod tests {
                     event(&format!(r#"{{{host}"n":{n},"__time__":1}}"#))
                 })
                 .collect();
-            let encoded = encode_requests(
-                &encoder(Some("{{ h }}")),
-                events,
-                Vec::new(),
-                70,
-                Compression::None,
-                chrono::Utc::now(),
-                true,
-            );
+            let encoded = encode_uncompressed(events, 70);
             assert_eq!(encoded.unencodable.len(), usize::from(failing.is_some()));
             assert!(encoded.requests.len() > 2, "a small max_bytes cuts the batch into several requests");
             let mut seen = Vec::new();
@@ -844,15 +850,7 @@ mod tests {
             .map(|json| event(json).with_finalizer(EventFinalizer::new(Arc::clone(&notifier))))
             .collect();
         drop(notifier);
-        let encoded = encode_requests(
-            &encoder(Some("{{ h }}")),
-            events,
-            Vec::new(),
-            1_000_000,
-            Compression::None,
-            chrono::Utc::now(),
-            true,
-        );
+        let encoded = encode_uncompressed(events, 1_000_000);
         assert_eq!(encoded.unencodable.len(), 1);
         assert!(encoded.unencodable[0].1.contains("\"host\""), "{}", encoded.unencodable[0].1);
         assert_eq!(encoded.requests.len(), 1);

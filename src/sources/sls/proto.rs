@@ -197,11 +197,13 @@ impl PooledBody {
             // The smallest idle buffer that holds `size` bytes. When none
             // does, the smallest one is let go (after the lock), so buffers
             // too small for the pulls that come now do not keep their places.
-            let fit = (0..buffers.len()).filter(|&at| buffers[at].capacity() >= size);
-            let smallest = (0..buffers.len()).min_by_key(|&at| buffers[at].capacity());
-            match fit.min_by_key(|&at| buffers[at].capacity()) {
-                Some(at) => idle = Some(buffers.swap_remove(at)),
-                None => discarded = smallest.map(|at| buffers.swap_remove(at)),
+            let capacity = |at: &usize| buffers[*at].capacity();
+            let fit = (0..buffers.len()).filter(|at| capacity(at) >= size).min_by_key(capacity);
+            let smallest = (0..buffers.len()).min_by_key(capacity);
+            match (fit, smallest) {
+                (Some(at), _) => idle = Some(buffers.swap_remove(at)),
+                (None, Some(at)) => discarded = Some(buffers.swap_remove(at)),
+                (None, None) => {}
             }
         }
         drop(discarded);
