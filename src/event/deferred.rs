@@ -11,7 +11,10 @@
 //! - `ready` answers a lookup the source holds already built (SLS: topic,
 //!   source and tags, shared by a whole log group) without building the rest;
 //! - `visit` and `field` let a sink read every field in order without
-//!   building them (the Splunk HEC encoder does);
+//!   building them (the Splunk HEC encoder does); `visit` hands fields that
+//!   many events share (SLS: a log group's topic, source and tags) over as
+//!   one `Visit::Shared` run, so a writer can encode such a run once and
+//!   copy it for every event that holds it;
 //! - anything else (`LogEvent::fields`, `get_path` on another field, any
 //!   mutable access) builds the map once through `build`, and the event works
 //!   exactly as if the source had built it.
@@ -24,7 +27,7 @@
 
 use std::fmt;
 
-use super::value::{ObjectMap, Value};
+use super::value::{KeyString, ObjectMap, Value};
 
 /// One field as `DeferredFields` reports it, without building a `Value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +53,17 @@ impl FieldRef<'_> {
     }
 }
 
+/// One step of `DeferredFields::visit`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Visit<'a> {
+    Field(&'a str, FieldRef<'a>),
+    /// Fields, in order, that other events hold too: the very same slice
+    /// (same address and length) always holds the same fields, so a writer
+    /// may encode it once and reuse the encoding for every event visited
+    /// while it keeps the slice borrowed.
+    Shared(&'a [(KeyString, Value)]),
+}
+
 /// Fields kept in a source's encoding until they are needed (see the module
 /// doc for the contract).
 pub trait DeferredFields: fmt::Debug + Send + Sync + 'static {
@@ -67,6 +81,7 @@ pub trait DeferredFields: fmt::Debug + Send + Sync + 'static {
     /// The field named `key` (top level), or `None` when there is none.
     fn field(&self, key: &str) -> Option<FieldRef<'_>>;
 
-    /// Calls `visit` for every field, in order.
-    fn visit(&self, visit: &mut dyn FnMut(&str, FieldRef<'_>));
+    /// Calls `visit` for every field, in order: one at a time, or in runs
+    /// shared with other events.
+    fn visit<'a>(&'a self, visit: &mut dyn FnMut(Visit<'a>));
 }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-pub use deferred::{DeferredFields, FieldRef};
+pub use deferred::{DeferredFields, FieldRef, Visit};
 pub use finalization::{BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventFinalizers};
 pub use value::{object_map_with_capacity, KeyString, ObjectMap, ObjectMapBuilder, Str, Value};
 
@@ -144,11 +144,24 @@ impl LogEvent {
     /// Calls `visit` for every top-level field, in order, without building
     /// deferred fields.
     pub fn visit_fields(&self, visit: &mut dyn FnMut(&str, FieldRef<'_>)) {
+        self.visit_runs(&mut |step| match step {
+            Visit::Field(key, field) => visit(key, field),
+            Visit::Shared(fields) => {
+                for (key, value) in fields {
+                    visit(key, FieldRef::Value(value));
+                }
+            }
+        });
+    }
+
+    /// Like `visit_fields`, but fields that other events share may come as
+    /// one `Visit::Shared` run (see `deferred`).
+    pub fn visit_runs<'a>(&'a self, visit: &mut dyn FnMut(Visit<'a>)) {
         match self.unbuilt_fields() {
             Some(source) => source.visit(visit),
             None => {
                 for (key, value) in self.fields() {
-                    visit(key, FieldRef::Value(value));
+                    visit(Visit::Field(key, FieldRef::Value(value)));
                 }
             }
         }

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::json;
+use super::json::{self, SharedRuns};
 use crate::event::{FieldRef, LogEvent, Value};
 use crate::template::{MissingField, Template, TemplateError};
 
@@ -287,10 +287,11 @@ impl HecEncoder {
     /// Encodes `events` in order, appending to `out`.
     pub fn encode_batch(&self, events: &[LogEvent], now: DateTime<Utc>, out: &mut Vec<u8>) -> BatchEncoding {
         let mut encoding = BatchEncoding { ends: Vec::with_capacity(events.len()), ..BatchEncoding::default() };
+        let mut runs = SharedRuns::default();
         for (index, event) in events.iter().enumerate() {
             let result = match self.target {
-                EndpointTarget::Event => self.encode_envelope(event, now, out),
-                EndpointTarget::Raw => self.encode_raw_line(event, now, out).map(|metadata| {
+                EndpointTarget::Event => self.encode_envelope(event, now, &mut runs, out),
+                EndpointTarget::Raw => self.encode_raw_line(event, now, &mut runs, out).map(|metadata| {
                     encoding.raw_metadata.push(metadata);
                 }),
             };
@@ -306,10 +307,11 @@ impl HecEncoder {
     }
 
     /// Appends one `/event` envelope for `event`. On error `out` is unchanged.
-    pub fn encode_envelope(
+    fn encode_envelope<'a>(
         &self,
-        event: &LogEvent,
+        event: &'a LogEvent,
         now: DateTime<Utc>,
+        runs: &mut SharedRuns<'a>,
         out: &mut Vec<u8>,
     ) -> Result<(), UnrenderableMetadata> {
         let mut rendered: [Option<Cow<'_, [u8]>>; 4] = [None, None, None, None];
@@ -348,7 +350,7 @@ impl HecEncoder {
         separator.write(out);
         out.extend_from_slice(b"\"event\":");
         let mut skipped = time.map(|(_, skipped)| skipped).unwrap_or_default();
-        json::write_event(out, event, |key| skipped.take(key));
+        json::write_event(out, event, runs, |key| skipped.take(key));
         out.push(b'}');
         Ok(())
     }
@@ -356,10 +358,11 @@ impl HecEncoder {
     /// Appends one `/raw` line (the event as JSON, unchanged: Splunk's
     /// timestamp extraction reads the time from it) and returns the query
     /// metadata it needs. On error `out` is unchanged.
-    pub fn encode_raw_line(
+    fn encode_raw_line<'a>(
         &self,
-        event: &LogEvent,
+        event: &'a LogEvent,
         now: DateTime<Utc>,
+        runs: &mut SharedRuns<'a>,
         out: &mut Vec<u8>,
     ) -> Result<Arc<RawMetadata>, UnrenderableMetadata> {
         let metadata = match &self.static_raw_metadata {
@@ -381,7 +384,7 @@ impl HecEncoder {
                 Arc::new(RawMetadata { pairs })
             }
         };
-        json::write_event(out, event, |_| false);
+        json::write_event(out, event, runs, |_| false);
         out.push(b'\n');
         Ok(metadata)
     }
@@ -609,7 +612,8 @@ mod tests {
 
     fn encode(encoder: &HecEncoder, event: &LogEvent) -> String {
         let mut out = Vec::new();
-        encoder.encode_envelope(event, Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(), &mut out).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
+        encoder.encode_envelope(event, now, &mut SharedRuns::default(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -656,16 +660,43 @@ mod tests {
                 contents.iter().map(|(key, value)| Content { key: key.to_string(), value: value.to_string() });
             Bytes::from(Log { time: 1_700_000_000, contents: contents.collect(), time_ns }.encode_to_vec())
         };
+        let tag = |key: &'static str, value: &'static str| LogTag {
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(value.as_bytes()),
+        };
+        // Groups whose shared fields (`Visit::Shared`) come as one run or
+        // two (around `__time_ns_part__`), with and without tags.
         let list = LogGroupList {
-            log_groups: vec![LogGroup {
-                logs: vec![
-                    log(Some(250_000_000), &[("host", "api-1"), ("message", "said \"hi\"\n"), ("ts", "1700000001.5")]),
-                    log(None, &[("host", "api-2"), ("message", "caf\u{e9}")]),
-                ],
-                topic: Some(Bytes::from_static(b"app")),
-                source: Some(Bytes::from_static(b"10.0.0.1")),
-                log_tags: vec![LogTag { key: Bytes::from_static(b"__path__"), value: Bytes::from_static(b"/a.log") }],
-            }],
+            log_groups: vec![
+                LogGroup {
+                    logs: vec![
+                        log(
+                            Some(250_000_000),
+                            &[("host", "api-1"), ("message", "said \"hi\"\n"), ("ts", "1700000001.5")],
+                        ),
+                        log(None, &[("host", "api-2"), ("message", "caf\u{e9}")]),
+                    ],
+                    topic: Some(Bytes::from_static(b"app")),
+                    source: Some(Bytes::from_static(b"10.0.0.1")),
+                    log_tags: vec![tag("__path__", "/a.log")],
+                },
+                LogGroup {
+                    logs: vec![log(None, &[("host", "db-1")]), log(Some(7), &[("host", "db-2"), ("ts", "1700000002")])],
+                    topic: Some(Bytes::from_static(b"db")),
+                    source: None,
+                    log_tags: Vec::new(),
+                },
+                LogGroup {
+                    logs: vec![
+                        log(Some(1), &[("message", "one")]),
+                        log(None, &[("message", "two")]),
+                        log(Some(3), &[("message", "three")]),
+                    ],
+                    topic: None,
+                    source: Some(Bytes::from_static(b"10.0.0.2")),
+                    log_tags: vec![tag("__receive_time__", "1700000009"), tag("__hostname__", "web-1")],
+                },
+            ],
         };
         let mut events = Vec::new();
         flatten_log_groups(list, &batch_metadata(&Arc::from("sls"), &Arc::from("s/0")), &mut events).unwrap();
@@ -678,6 +709,8 @@ mod tests {
         let configurations = [
             settings(),
             EncoderSettings { timestamp_field: Some("ts".into()), ..settings() },
+            // A field of a shared run: that run is written without it.
+            EncoderSettings { timestamp_field: Some("__tag__:__receive_time__".into()), ..settings() },
             EncoderSettings { timestamp_field: None, ..settings() },
             EncoderSettings {
                 host: Some("{{ host }}".into()),
@@ -703,7 +736,7 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        HecEncoder::new(settings()).unwrap().encode_batch(&deferred_sls_events(), now, &mut out);
+        HecEncoder::new(settings()).unwrap().encode_batch(&deferred_sls_events()[..2], now, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
@@ -765,7 +798,8 @@ mod tests {
             )
         );
         let mut out = b"prefix".to_vec();
-        let error = encoder.encode_envelope(&event(r#"{"msg":"x"}"#), Utc::now(), &mut out).unwrap_err();
+        let event = event(r#"{"msg":"x"}"#);
+        let error = encoder.encode_envelope(&event, Utc::now(), &mut SharedRuns::default(), &mut out).unwrap_err();
         assert_eq!(error.to_string(), "cannot render \"host\": the event has no field \"__tag__:hostname\"");
         assert_eq!(out, b"prefix", "a failed envelope leaves the buffer as it was");
     }

@@ -12,7 +12,7 @@
 //! the tests compare the two on arbitrary input. Never fails, never
 //! allocates except to grow `out`.
 
-use crate::event::{FieldRef, LogEvent, ObjectMap, Value};
+use crate::event::{FieldRef, KeyString, LogEvent, ObjectMap, Value, Visit};
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -61,15 +61,90 @@ pub fn write_field(out: &mut Vec<u8>, field: &FieldRef<'_>) {
 }
 
 /// Appends the event's fields as a JSON object, leaving out the keys `skip`
-/// selects. Deferred fields are read without being built.
-pub fn write_event(out: &mut Vec<u8>, event: &LogEvent, mut skip: impl FnMut(&str) -> bool) {
+/// selects. Deferred fields are read without being built; runs of fields
+/// that events share are encoded once per `runs`.
+pub fn write_event<'a>(
+    out: &mut Vec<u8>,
+    event: &'a LogEvent,
+    runs: &mut SharedRuns<'a>,
+    mut skip: impl FnMut(&str) -> bool,
+) {
     let mut members = Members::open(out);
-    event.visit_fields(&mut |key, field| {
-        if !skip(key) {
-            write_field(members.member(key), &field);
+    event.visit_runs(&mut |step| match step {
+        Visit::Field(key, field) => {
+            if !skip(key) {
+                write_field(members.member(key), &field);
+            }
         }
+        Visit::Shared(fields) => runs.write(&mut members, fields, &mut skip),
     });
     members.close();
+}
+
+/// A run of shared fields (`Visit::Shared`).
+type Run<'a> = &'a [(KeyString, Value)];
+
+/// How many encoded runs `SharedRuns` keeps: an SLS event has two (its
+/// group's topic and source, then its tags), and the events of one group
+/// come one after another.
+const SHARED_RUN_SLOTS: usize = 4;
+
+/// The encodings of the shared field runs (`Visit::Shared`) written last,
+/// each as `,"key":value` members. A slot holds the run it encodes, so the
+/// run stays borrowed, and alive at its address, as long as its encoding
+/// can be reused.
+#[derive(Default)]
+pub struct SharedRuns<'a> {
+    slots: [Option<(Run<'a>, Vec<u8>)>; SHARED_RUN_SLOTS],
+}
+
+impl<'a> SharedRuns<'a> {
+    fn write(&mut self, members: &mut Members<'_>, fields: Run<'a>, skip: &mut impl FnMut(&str) -> bool) {
+        if fields.len() > 64 {
+            for (key, value) in fields {
+                if !skip(key) {
+                    write_value(members.member(key), value);
+                }
+            }
+            return;
+        }
+        // Which keys `skip` leaves out, each asked once and in order, as
+        // for single fields. A run with a skipped key is written field by
+        // field and not kept.
+        let mut skipped = 0u64;
+        for (position, (key, _)) in fields.iter().enumerate() {
+            if skip(key) {
+                skipped |= 1 << position;
+            }
+        }
+        if skipped != 0 {
+            for (position, (key, value)) in fields.iter().enumerate() {
+                if skipped & 1 << position == 0 {
+                    write_value(members.member(key), value);
+                }
+            }
+            return;
+        }
+        let Some(first) = fields.first() else { return };
+        // Entries are consecutive in memory, so the runs of one group
+        // (slices of one vector) land in different slots.
+        let slot =
+            &mut self.slots[std::ptr::from_ref(first) as usize / size_of::<(KeyString, Value)>() % SHARED_RUN_SLOTS];
+        match slot {
+            Some((run, encoded)) if std::ptr::eq(*run, fields) => members.extend(encoded),
+            _ => {
+                let mut encoded = slot.take().map(|(_, encoded)| encoded).unwrap_or_default();
+                encoded.clear();
+                for (key, value) in fields {
+                    write_quoted(&mut encoded, b",", key);
+                    encoded.push(b':');
+                    write_value(&mut encoded, value);
+                }
+                members.extend(&encoded);
+                *slot = Some((fields, encoded));
+            }
+        }
+    }
 }
 
 /// A JSON object being written: `{`, members separated by commas, `}`.
@@ -93,6 +168,13 @@ impl<'a> Members<'a> {
         write_quoted(self.out, separator, key);
         self.out.push(b':');
         self.out
+    }
+
+    /// Appends members already written as `,"key":value,...` (not empty).
+    fn extend(&mut self, members: &[u8]) {
+        let members = if self.first { &members[1..] } else { members };
+        self.first = false;
+        self.out.extend_from_slice(members);
     }
 
     fn close(self) {

@@ -46,7 +46,7 @@ use prost::Message;
 
 use crate::event::{
     BatchNotifier, DeferredFields, EventFinalizer, EventFinalizers, EventMetadata, FieldRef, KeyString, LogEvent,
-    ObjectMap, ObjectMapBuilder, Str, Value,
+    ObjectMap, ObjectMapBuilder, Str, Value, Visit,
 };
 
 /// Refuse to allocate more than this for one decompressed body. The service
@@ -470,15 +470,19 @@ fn contents_are_deferrable(log: &[u8], contents: &[(Range<usize>, Range<usize>)]
 /// `__tag__:KEY` fields, built once per group.
 #[derive(Debug)]
 struct GroupFields {
-    topic: Value,
-    source: Value,
-    tags: Vec<(KeyString, Value)>,
+    /// `__topic__`, `__source__`, then the tags: one slice, so that a
+    /// writer can encode a group's fields once for all its logs
+    /// (`Visit::Shared`).
+    fields: Vec<(KeyString, Value)>,
     /// The raw bytes these fields count for in every log's `byte_size`.
     byte_size: usize,
     /// False when two tags turn into the same field name, so that building
     /// a map would merge them: such a group's logs are built at once.
     deferrable: bool,
 }
+
+/// `GroupFields::fields` before the tags.
+const TOPIC_AND_SOURCE: usize = 2;
 
 impl GroupFields {
     /// The group's fields and its `__receive_time__` tag, when it has one.
@@ -488,7 +492,9 @@ impl GroupFields {
         let mut byte_size = topic.len() + source.len() + 4;
         let mut tagged_receive_time = None;
         let mut deferrable = true;
-        let mut tags: Vec<(KeyString, Value)> = Vec::with_capacity(log_tags.len());
+        let mut fields: Vec<(KeyString, Value)> = Vec::with_capacity(TOPIC_AND_SOURCE + log_tags.len());
+        fields.push((KeyString::const_new("__topic__"), Value::String(topic)));
+        fields.push((KeyString::const_new("__source__"), Value::String(source)));
         for tag in log_tags {
             byte_size += tag.key.len() + tag.value.len();
             if tag.key.as_ref() == RECEIVE_TIME_TAG {
@@ -497,25 +503,30 @@ impl GroupFields {
             }
             let mut name = KeyString::const_new("__tag__:");
             name.push_str(&String::from_utf8_lossy(&tag.key));
-            deferrable &= !tags.iter().any(|(earlier, _)| *earlier == name);
-            tags.push((name, Value::String(Str::from_utf8_lossy(tag.value))));
+            deferrable &= !fields[TOPIC_AND_SOURCE..].iter().any(|(earlier, _)| *earlier == name);
+            fields.push((name, Value::String(Str::from_utf8_lossy(tag.value))));
         }
-        let group =
-            GroupFields { topic: Value::String(topic), source: Value::String(source), tags, byte_size, deferrable };
-        (group, tagged_receive_time)
+        (GroupFields { fields, byte_size, deferrable }, tagged_receive_time)
+    }
+
+    fn topic_and_source(&self) -> &[(KeyString, Value)] {
+        &self.fields[..TOPIC_AND_SOURCE]
+    }
+
+    fn tags(&self) -> &[(KeyString, Value)] {
+        &self.fields[TOPIC_AND_SOURCE..]
     }
 
     /// The fields named `key` among the group's, when `key` names one of
     /// them (`None` for anything else).
     fn get(&self, key: &str) -> Option<Option<&Value>> {
-        match key {
-            "__topic__" => Some(Some(&self.topic)),
-            "__source__" => Some(Some(&self.source)),
-            _ if key.starts_with("__tag__:") => {
-                Some(self.tags.iter().find(|(name, _)| name.as_str() == key).map(|(_, value)| value))
-            }
-            _ => None,
-        }
+        let found = match key {
+            "__topic__" => 0..1,
+            "__source__" => 1..2,
+            _ if key.starts_with("__tag__:") => TOPIC_AND_SOURCE..self.fields.len(),
+            _ => return None,
+        };
+        Some(self.fields[found].iter().find(|(name, _)| name.as_str() == key).map(|(_, value)| value))
     }
 }
 
@@ -541,14 +552,15 @@ impl SlsLog {
     /// the contents. `push_content` adds the contents.
     fn start_map(&self) -> ObjectMapBuilder {
         let group = &self.group;
-        let mut map = ObjectMapBuilder::with_capacity(4 + group.tags.len() + self.contents as usize);
+        let mut map = ObjectMapBuilder::with_capacity(2 + group.fields.len() + self.contents as usize);
         map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(self.time)));
-        map.insert(KeyString::const_new("__topic__"), group.topic.clone());
-        map.insert(KeyString::const_new("__source__"), group.source.clone());
+        for (name, value) in group.topic_and_source() {
+            map.insert(name.clone(), value.clone());
+        }
         if self.time_ns != 0 {
             map.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(self.time_ns)));
         }
-        for (name, value) in &group.tags {
+        for (name, value) in group.tags() {
             map.insert(name.clone(), value.clone());
         }
         map
@@ -583,7 +595,7 @@ impl DeferredFields for SlsLog {
     }
 
     fn field_count(&self) -> usize {
-        3 + usize::from(self.time_ns != 0) + self.group.tags.len() + self.contents as usize
+        1 + usize::from(self.time_ns != 0) + self.group.fields.len() + self.contents as usize
     }
 
     fn ready(&self, key: &str) -> Option<Option<&Value>> {
@@ -617,18 +629,19 @@ impl DeferredFields for SlsLog {
         found
     }
 
-    fn visit(&self, visit: &mut dyn FnMut(&str, FieldRef<'_>)) {
+    fn visit<'a>(&'a self, visit: &mut dyn FnMut(Visit<'a>)) {
         let group = &self.group;
-        visit("__time__", FieldRef::Integer(i64::from(self.time)));
-        visit("__topic__", FieldRef::Value(&group.topic));
-        visit("__source__", FieldRef::Value(&group.source));
-        if self.time_ns != 0 {
-            visit("__time_ns_part__", FieldRef::Integer(i64::from(self.time_ns)));
+        visit(Visit::Field("__time__", FieldRef::Integer(i64::from(self.time))));
+        if self.time_ns == 0 {
+            visit(Visit::Shared(&group.fields));
+        } else {
+            visit(Visit::Shared(group.topic_and_source()));
+            visit(Visit::Field("__time_ns_part__", FieldRef::Integer(i64::from(self.time_ns))));
+            if !group.tags().is_empty() {
+                visit(Visit::Shared(group.tags()));
+            }
         }
-        for (name, value) in &group.tags {
-            visit(name, FieldRef::Value(value));
-        }
-        self.for_each_content(|key, value| visit(key, FieldRef::Text(value)));
+        self.for_each_content(|key, value| visit(Visit::Field(key, FieldRef::Text(value))));
     }
 }
 
