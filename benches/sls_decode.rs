@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipe::event::{BatchNotifier, BatchStatusReceiver, LogEvent};
-use pipe::sources::sls::proto::{attach_finalizers, batch_metadata, decode_pull_body, flatten_log_groups, Compression};
+use pipe::sources::sls::proto::{attach_finalizers, batch_metadata, decode_pull, decompress, Compression};
 
 #[path = "support/sls_pull.rs"]
 mod sls_pull;
@@ -62,20 +62,15 @@ fn decode(c: &mut Criterion) {
     }
     group.bench_function("decode_flatten_uncompressed", |bench| {
         bench.iter_with_large_drop(|| {
-            let list =
-                decode_pull_body(body.raw.clone(), &Compression::None, body.raw.len(), LOG_GROUPS).expect("valid body");
             let mut events = Vec::with_capacity(LOG_GROUPS * LOGS_PER_GROUP);
-            flatten_log_groups(list, &batch_metadata(&source, &partition), &mut events).expect("valid logs");
+            let metadata = batch_metadata(&source, &partition);
+            decode_pull(body.raw.clone(), &Compression::None, body.raw.len(), LOG_GROUPS, &metadata, &mut events)
+                .expect("valid body");
             events
         })
     });
     group.bench_function("lz4_decode_only", |bench| {
-        bench.iter(|| {
-            decode_pull_body(body.compressed.clone(), &Compression::Lz4, body.raw.len(), LOG_GROUPS)
-                .expect("valid body")
-                .log_groups
-                .len()
-        })
+        bench.iter(|| decompress(body.compressed.clone(), &Compression::Lz4, body.raw.len()).expect("valid body").len())
     });
     group.finish();
 }
@@ -90,10 +85,10 @@ fn flatten_pull(
     partition: &Arc<str>,
     build_fields: bool,
 ) -> (Vec<LogEvent>, Arc<BatchNotifier>, BatchStatusReceiver) {
-    let list =
-        decode_pull_body(body.compressed.clone(), &Compression::Lz4, body.raw.len(), LOG_GROUPS).expect("valid body");
     let mut events = Vec::with_capacity(LOG_GROUPS * LOGS_PER_GROUP);
-    flatten_log_groups(list, &batch_metadata(source, partition), &mut events).expect("valid logs");
+    let metadata = batch_metadata(source, partition);
+    decode_pull(body.compressed.clone(), &Compression::Lz4, body.raw.len(), LOG_GROUPS, &metadata, &mut events)
+        .expect("valid body");
     let (notifier, status) = BatchNotifier::new_with_receiver();
     attach_finalizers(&mut events, &notifier);
     if build_fields {
@@ -130,10 +125,9 @@ fn report_cpu_time_throughput(body: &PullBody, source: &Arc<str>, partition: &Ar
     let mut decode_only = std::time::Duration::ZERO;
     for _ in 0..ROUNDS {
         let started = thread_cpu_time();
-        let list = decode_pull_body(body.compressed.clone(), &Compression::Lz4, body.raw.len(), LOG_GROUPS)
-            .expect("valid body");
+        let raw = decompress(body.compressed.clone(), &Compression::Lz4, body.raw.len()).expect("valid body");
         decode_only += thread_cpu_time() - started;
-        drop(list);
+        drop(raw);
     }
     eprintln!(
         "lz4_decode_only CPU time: {:.0} MB/s of raw log bytes per core ({:.2} ms per pull)",

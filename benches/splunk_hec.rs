@@ -21,7 +21,7 @@ use pipe::event::{EventMetadata, LogEvent};
 use pipe::sinks::splunk_hec::encoder::{split_into_requests, Compression};
 use pipe::sinks::splunk_hec::SplunkHecSinkConfig;
 use pipe::sources::demo::demo_log_fields;
-use pipe::sources::sls::proto::{batch_metadata, decode_pull_body, flatten_log_groups, Compression as PullCompression};
+use pipe::sources::sls::proto::{batch_metadata, decode_pull, Compression as PullCompression};
 use pipe_demo_logs::DemoLogGenerator;
 
 #[path = "support/sls_pull.rs"]
@@ -53,11 +53,10 @@ fn demo_events() -> (Vec<LogEvent>, u64) {
 /// the source does: the events' fields stay deferred.
 fn sls_pull_events() -> (Vec<LogEvent>, u64) {
     let pull = demo_pull(EVENTS / 10, 10);
-    let list = decode_pull_body(pull.raw.clone(), &PullCompression::None, pull.raw.len(), pull.log_groups)
-        .expect("valid pull");
     let mut events = Vec::with_capacity(EVENTS);
-    flatten_log_groups(list, &batch_metadata(&Arc::from("sls"), &Arc::from("bench-logs/0")), &mut events)
-        .expect("valid logs");
+    let metadata = batch_metadata(&Arc::from("sls"), &Arc::from("bench-logs/0"));
+    decode_pull(pull.raw.clone(), &PullCompression::None, pull.raw.len(), pull.log_groups, &metadata, &mut events)
+        .expect("valid pull");
     assert!(events.iter().all(|event| event.unbuilt_fields().is_some()), "demo logs are deferred");
     let bytes = events.iter().map(LogEvent::byte_size).sum::<usize>() as u64;
     (events, bytes)

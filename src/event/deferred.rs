@@ -64,24 +64,51 @@ pub enum Visit<'a> {
     Shared(&'a [(KeyString, Value)]),
 }
 
-/// Fields kept in a source's encoding until they are needed (see the module
-/// doc for the contract).
+/// The fields of a source's events kept in its encoding until they are
+/// needed (see the module doc for the contract). One value serves many
+/// events (SLS: every log of a pull), each told apart by its `index`, so a
+/// source makes one allocation per batch rather than one per event.
 pub trait DeferredFields: fmt::Debug + Send + Sync + 'static {
-    /// The fields, built. Called at most once per event (the event keeps the
-    /// result).
-    fn build(&self) -> ObjectMap;
+    /// Event `index`'s fields, built. Called at most once per event (the
+    /// event keeps the result).
+    fn build(&self, index: usize) -> ObjectMap;
 
-    /// How many fields `build()` returns.
-    fn field_count(&self) -> usize;
+    /// How many fields `build(index)` returns.
+    fn field_count(&self, index: usize) -> usize;
 
     /// `Some(answer)` when `key` is decided without building: `Some(None)`
     /// means the event has no such field. `None` means "build to find out".
-    fn ready(&self, key: &str) -> Option<Option<&Value>>;
+    fn ready(&self, index: usize, key: &str) -> Option<Option<&Value>>;
 
     /// The field named `key` (top level), or `None` when there is none.
-    fn field(&self, key: &str) -> Option<FieldRef<'_>>;
+    fn field(&self, index: usize, key: &str) -> Option<FieldRef<'_>>;
 
     /// Calls `visit` for every field, in order: one at a time, or in runs
     /// shared with other events.
-    fn visit<'a>(&'a self, visit: &mut dyn FnMut(Visit<'a>));
+    fn visit<'a>(&'a self, index: usize, visit: &mut dyn FnMut(Visit<'a>));
+}
+
+/// One event's deferred fields: `DeferredFields` with the event's index.
+#[derive(Clone, Copy)]
+pub struct Unbuilt<'a> {
+    pub(super) source: &'a dyn DeferredFields,
+    pub(super) index: usize,
+}
+
+impl<'a> Unbuilt<'a> {
+    pub fn field_count(self) -> usize {
+        self.source.field_count(self.index)
+    }
+
+    pub fn ready(self, key: &str) -> Option<Option<&'a Value>> {
+        self.source.ready(self.index, key)
+    }
+
+    pub fn field(self, key: &str) -> Option<FieldRef<'a>> {
+        self.source.field(self.index, key)
+    }
+
+    pub fn visit(self, visit: &mut dyn FnMut(Visit<'a>)) {
+        self.source.visit(self.index, visit)
+    }
 }

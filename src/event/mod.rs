@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-pub use deferred::{DeferredFields, FieldRef, Visit};
+pub use deferred::{DeferredFields, FieldRef, Unbuilt, Visit};
 pub use finalization::{BatchNotifier, BatchStatus, BatchStatusReceiver, EventFinalizer, EventFinalizers};
 pub use value::{object_map_with_capacity, KeyString, ObjectMap, ObjectMapBuilder, Str, Value};
 
@@ -69,6 +69,8 @@ enum Fields {
     /// turns the event into `Built`.
     Deferred {
         source: Arc<dyn DeferredFields>,
+        /// Which of `source`'s events this is.
+        index: u32,
         built: OnceLock<ObjectMap>,
     },
 }
@@ -78,9 +80,10 @@ impl LogEvent {
         LogEvent { fields: Fields::Built(fields), metadata }
     }
 
-    /// An event whose fields `source` builds when they are first needed.
-    pub fn deferred(source: Arc<dyn DeferredFields>, metadata: EventMetadata) -> LogEvent {
-        LogEvent { fields: Fields::Deferred { source, built: OnceLock::new() }, metadata }
+    /// Event `index` of `source`, whose fields `source` builds when they
+    /// are first needed.
+    pub fn deferred(source: Arc<dyn DeferredFields>, index: u32, metadata: EventMetadata) -> LogEvent {
+        LogEvent { fields: Fields::Deferred { source, index, built: OnceLock::new() }, metadata }
     }
 
     /// An event created inside the pipeline (an alert, a test fixture), owned by
@@ -94,13 +97,13 @@ impl LogEvent {
     pub fn fields(&self) -> &ObjectMap {
         match &self.fields {
             Fields::Built(map) => map,
-            Fields::Deferred { source, built } => built.get_or_init(|| source.build()),
+            Fields::Deferred { source, index, built } => built.get_or_init(|| source.build(*index as usize)),
         }
     }
 
     pub fn fields_mut(&mut self) -> &mut ObjectMap {
-        if let Fields::Deferred { source, built } = &mut self.fields {
-            let map = built.take().unwrap_or_else(|| source.build());
+        if let Fields::Deferred { source, index, built } = &mut self.fields {
+            let map = built.take().unwrap_or_else(|| source.build(*index as usize));
             self.fields = Fields::Built(map);
         }
         match &mut self.fields {
@@ -117,9 +120,11 @@ impl LogEvent {
     /// The deferred fields of an event nothing has built yet: a reader that
     /// only needs every field in order, or a few by name, can use them
     /// without building a map (see `deferred`).
-    pub fn unbuilt_fields(&self) -> Option<&dyn DeferredFields> {
+    pub fn unbuilt_fields(&self) -> Option<Unbuilt<'_>> {
         match &self.fields {
-            Fields::Deferred { source, built } if built.get().is_none() => Some(source.as_ref()),
+            Fields::Deferred { source, index, built } if built.get().is_none() => {
+                Some(Unbuilt { source: source.as_ref(), index: *index as usize })
+            }
             _ => None,
         }
     }

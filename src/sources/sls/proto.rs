@@ -235,12 +235,15 @@ impl Drop for PooledBody {
     }
 }
 
-/// Decodes an uncompressed body; values stay slices of `raw`.
+/// Decodes an uncompressed body with `prost`; values stay slices of `raw`.
+/// The source reads bodies with `decode_pull` instead; this is for tests and
+/// tools that want the messages.
 pub fn decode_log_group_list(raw: Bytes) -> Result<LogGroupList, BodyError> {
     LogGroupList::decode(raw).map_err(|error| BodyError::Protobuf(error.to_string()))
 }
 
-/// Decompresses and decodes a pull body, checking the announced group count.
+/// Decompresses and decodes a pull body with `prost`, checking the announced
+/// group count (see `decode_log_group_list`).
 pub fn decode_pull_body(
     body: Bytes,
     compression: &Compression,
@@ -252,6 +255,26 @@ pub fn decode_pull_body(
         return Err(BodyError::CountMismatch { announced: announced_groups, decoded: list.log_groups.len() });
     }
     Ok(list)
+}
+
+/// Decompresses a pull body and appends one event per log to `events`
+/// (see `flatten_body`), checking the announced group count. On any error
+/// nothing is appended.
+pub fn decode_pull(
+    body: Bytes,
+    compression: &Compression,
+    raw_size: usize,
+    announced_groups: usize,
+    metadata: &EventMetadata,
+    events: &mut Vec<LogEvent>,
+) -> Result<FlattenSummary, BodyError> {
+    let raw = decompress(body, compression, raw_size)?;
+    let parsed = parse_pull(raw)?;
+    let decoded = parsed.summary.log_groups;
+    if decoded != announced_groups {
+        return Err(BodyError::CountMismatch { announced: announced_groups, decoded });
+    }
+    Ok(parsed.into_events(metadata, events))
 }
 
 /// What flattening one pull produced besides the events.
@@ -270,6 +293,7 @@ const RECEIVE_TIME_TAG: &[u8] = b"__receive_time__";
 /// The fields of one encoded `Log`: field 1 `time` (uint32), field 2
 /// `contents` (`Content { 1: key, 2: value }`), field 4 `time_ns` (fixed32).
 /// `contents` holds (key, value) byte ranges within the log's buffer.
+#[derive(Default)]
 struct LogFields {
     time: u32,
     time_ns: u32,
@@ -370,72 +394,186 @@ fn walk_log(bytes: &[u8], mut content: impl FnMut(Range<usize>, Range<usize>)) -
     Ok((time, time_ns))
 }
 
-/// Appends one event per log of `list` to `events`, in order, every one
-/// carrying a clone of `metadata` (source id and partition, shared `Arc`s)
-/// with its own `byte_size`. On a malformed log nothing is appended.
+/// Appends one event per log of the encoded `LogGroupList` `raw` to
+/// `events`, in order, every one carrying a clone of `metadata` (source id
+/// and partition, shared `Arc`s) with its own `byte_size`. On malformed
+/// input nothing is appended.
+pub fn flatten_body(
+    raw: Bytes,
+    metadata: &EventMetadata,
+    events: &mut Vec<LogEvent>,
+) -> Result<FlattenSummary, BodyError> {
+    Ok(parse_pull(raw)?.into_events(metadata, events))
+}
+
+/// `flatten_body` for a decoded list (encoded again first): for tests and
+/// benches that build their input as messages.
 pub fn flatten_log_groups(
     list: LogGroupList,
     metadata: &EventMetadata,
     events: &mut Vec<LogEvent>,
 ) -> Result<FlattenSummary, BodyError> {
-    let first_new_event = events.len();
-    let result = flatten_into(list, metadata, events);
-    if result.is_err() {
-        events.truncate(first_new_event);
-    }
-    result
+    flatten_body(Bytes::from(list.encode_to_vec()), metadata, events)
 }
 
 /// Most logs hold fewer contents; more than this are built at once, so the
 /// duplicate-key check below stays cheap.
 const MAX_DEFERRED_CONTENTS: usize = 64;
 
-fn flatten_into(
-    list: LogGroupList,
-    metadata: &EventMetadata,
-    events: &mut Vec<LogEvent>,
-) -> Result<FlattenSummary, BodyError> {
-    let mut summary = FlattenSummary::default();
-    events.reserve(list.log_groups.iter().map(|group| group.logs.len()).sum());
-    let mut fields = LogFields { time: 0, time_ns: 0, contents: Vec::with_capacity(32) };
-    for group in list.log_groups {
-        summary.log_groups += 1;
-        let (shared, tagged_receive_time) = GroupFields::new(group.topic, group.source, group.log_tags);
-        let shared = Arc::new(shared);
-        let mut last_log_time = None;
-        for log in group.logs {
-            parse_log(&log, &mut fields)?;
-            last_log_time = Some(fields.time);
-            let mut byte_size = shared.byte_size;
-            for (key, value) in &fields.contents {
-                byte_size += key.len() + value.len();
+/// A pull read through once: every group's shared fields and every log's
+/// place, checked, before any event exists.
+struct ParsedPull {
+    pull: SlsPull,
+    /// Per log (as `pull.logs`): its `byte_size` and whether it is deferred.
+    sizes: Vec<(u32, bool)>,
+    summary: FlattenSummary,
+}
+
+/// Walks a `LogGroupList` (`1: LogGroup`, repeated; other fields skipped, as
+/// protobuf decoders do) and every group and log in it.
+fn parse_pull(raw: Bytes) -> Result<ParsedPull, BodyError> {
+    let bytes: &[u8] = &raw;
+    if u32::try_from(bytes.len()).is_err() {
+        return Err(BodyError::RawSizeTooLarge { raw_size: bytes.len() });
+    }
+    let mut parsed = ParsedPull {
+        pull: SlsPull { body: Bytes::new(), groups: Vec::new(), logs: Vec::new() },
+        sizes: Vec::new(),
+        summary: FlattenSummary::default(),
+    };
+    let mut scratch = GroupScratch::default();
+    let mut position = 0;
+    while position < bytes.len() {
+        let key = read_varint(bytes, &mut position)?;
+        match (key >> 3, key & 7) {
+            (1, 2) => {
+                let group = read_length_delimited(bytes, &mut position)?;
+                parse_group(&raw, group, &mut scratch, &mut parsed)?;
             }
-            summary.raw_bytes += byte_size;
-            let mut event_metadata = metadata.clone();
-            event_metadata.byte_size = byte_size;
-            let log = SlsLog {
-                group: Arc::clone(&shared),
-                log,
-                time: fields.time,
-                time_ns: fields.time_ns,
-                contents: fields.contents.len() as u32,
-            };
-            let event = if shared.deferrable && contents_are_deferrable(&log.log, &fields.contents) {
-                LogEvent::deferred(Arc::new(log), event_metadata)
-            } else {
-                let mut map = log.start_map();
-                for (key, value) in fields.contents.drain(..) {
-                    log.push_content(&mut map, key, value);
-                }
-                LogEvent::new(map.finish(), event_metadata)
-            };
-            events.push(event);
-        }
-        if let Some(time) = last_log_time.map(|log_time| tagged_receive_time.unwrap_or(log_time)) {
-            summary.last_receive_time = Some(time);
+            (1, wire_type) => return Err(wrong_wire_type("LogGroupList.LogGroups", wire_type)),
+            (_, wire_type) => skip_field(bytes, &mut position, wire_type)?,
         }
     }
-    Ok(summary)
+    parsed.pull.body = raw;
+    Ok(parsed)
+}
+
+fn wrong_wire_type(field: &str, wire_type: u64) -> BodyError {
+    BodyError::Protobuf(format!("{field} has wire type {wire_type}, not 2 (length-delimited)"))
+}
+
+/// What `parse_group` reuses from one group to the next.
+#[derive(Default)]
+struct GroupScratch {
+    logs: Vec<Range<usize>>,
+    tags: Vec<(Range<usize>, Range<usize>)>,
+    fields: LogFields,
+}
+
+/// Walks one `LogGroup` (`1: Log` repeated, `3: Topic`, `4: Source`, `6:
+/// LogTag` repeated; `2: Reserved`, `5: MachineUUID` and unknown fields
+/// skipped; a later topic or source replaces an earlier one) within
+/// `raw[range]`, then every log of it, into `parsed`.
+fn parse_group(
+    raw: &Bytes,
+    range: Range<usize>,
+    scratch: &mut GroupScratch,
+    parsed: &mut ParsedPull,
+) -> Result<(), BodyError> {
+    let bytes = &raw[..range.end];
+    let (mut topic, mut source) = (None, None);
+    scratch.logs.clear();
+    scratch.tags.clear();
+    let mut position = range.start;
+    while position < range.end {
+        let key = read_varint(bytes, &mut position)?;
+        match (key >> 3, key & 7) {
+            (1, 2) => scratch.logs.push(read_length_delimited(bytes, &mut position)?),
+            (3, 2) => topic = Some(read_length_delimited(bytes, &mut position)?),
+            (4, 2) => source = Some(read_length_delimited(bytes, &mut position)?),
+            (6, 2) => {
+                let tag = read_length_delimited(bytes, &mut position)?;
+                scratch.tags.push(parse_tag(&bytes[..tag.end], tag.start)?);
+            }
+            (1, wire_type) => return Err(wrong_wire_type("LogGroup.Logs", wire_type)),
+            (3, wire_type) => return Err(wrong_wire_type("LogGroup.Topic", wire_type)),
+            (4, wire_type) => return Err(wrong_wire_type("LogGroup.Source", wire_type)),
+            (6, wire_type) => return Err(wrong_wire_type("LogGroup.LogTags", wire_type)),
+            (_, wire_type) => skip_field(bytes, &mut position, wire_type)?,
+        }
+    }
+    let slice = |range: Range<usize>| raw.slice(range);
+    let tags = scratch.tags.iter().map(|(key, value)| (slice(key.clone()), slice(value.clone())));
+    let (group, tagged_receive_time) = GroupFields::new(topic.map(slice), source.map(slice), tags);
+    let group_index = parsed.pull.groups.len() as u32;
+    let summary = &mut parsed.summary;
+    summary.log_groups += 1;
+    let fields = &mut scratch.fields;
+    for log in &scratch.logs {
+        let log_bytes = &raw[log.clone()];
+        parse_log(log_bytes, fields)?;
+        let mut byte_size = group.byte_size;
+        for (key, value) in &fields.contents {
+            byte_size += key.len() + value.len();
+        }
+        summary.raw_bytes += byte_size;
+        let deferred = group.deferrable && contents_are_deferrable(log_bytes, &fields.contents);
+        // Offsets fit: `parse_pull` checked the body is under 4 GiB, and a
+        // log's size is at most the body's.
+        parsed.pull.logs.push(PulledLog {
+            start: log.start as u32,
+            end: log.end as u32,
+            group: group_index,
+            time: fields.time,
+            time_ns: fields.time_ns,
+            contents: fields.contents.len() as u32,
+        });
+        parsed.sizes.push((byte_size.min(u32::MAX as usize) as u32, deferred));
+    }
+    if !scratch.logs.is_empty() {
+        // `fields` holds the group's last log.
+        summary.last_receive_time = Some(tagged_receive_time.unwrap_or(fields.time));
+    }
+    parsed.pull.groups.push(group);
+    Ok(())
+}
+
+/// Reads a `LogTag` (`1: Key`, `2: Value`) from `start` to the end of
+/// `bytes`; an absent key or value reads as empty, as `prost` decodes it.
+fn parse_tag(bytes: &[u8], start: usize) -> Result<(Range<usize>, Range<usize>), BodyError> {
+    let (mut key, mut value) = (start..start, start..start);
+    let mut position = start;
+    while position < bytes.len() {
+        let tag = read_varint(bytes, &mut position)?;
+        match (tag >> 3, tag & 7) {
+            (1, 2) => key = read_length_delimited(bytes, &mut position)?,
+            (2, 2) => value = read_length_delimited(bytes, &mut position)?,
+            (1 | 2, wire_type) => return Err(wrong_wire_type("LogTag", wire_type)),
+            (_, wire_type) => skip_field(bytes, &mut position, wire_type)?,
+        }
+    }
+    Ok((key, value))
+}
+
+impl ParsedPull {
+    /// The pull's events, appended to `events`: one allocation for the whole
+    /// pull, which every deferred event shares.
+    fn into_events(self, metadata: &EventMetadata, events: &mut Vec<LogEvent>) -> FlattenSummary {
+        let ParsedPull { pull, sizes, summary } = self;
+        events.reserve(sizes.len());
+        let pull = Arc::new(pull);
+        let shared: Arc<dyn DeferredFields> = pull.clone();
+        for (index, (byte_size, deferred)) in sizes.into_iter().enumerate() {
+            let mut event_metadata = metadata.clone();
+            event_metadata.byte_size = byte_size as usize;
+            events.push(if deferred {
+                LogEvent::deferred(Arc::clone(&shared), index as u32, event_metadata)
+            } else {
+                LogEvent::new(pull.build(index), event_metadata)
+            });
+        }
+        summary
+    }
 }
 
 /// Whether building the event's map would only append these contents after
@@ -486,7 +624,11 @@ const TOPIC_AND_SOURCE: usize = 2;
 
 impl GroupFields {
     /// The group's fields and its `__receive_time__` tag, when it has one.
-    fn new(topic: Option<Bytes>, source: Option<Bytes>, log_tags: Vec<LogTag>) -> (GroupFields, Option<u32>) {
+    fn new(
+        topic: Option<Bytes>,
+        source: Option<Bytes>,
+        log_tags: impl ExactSizeIterator<Item = (Bytes, Bytes)>,
+    ) -> (GroupFields, Option<u32>) {
         let topic = topic.map(Str::from_utf8_lossy).unwrap_or_default();
         let source = source.map(Str::from_utf8_lossy).unwrap_or_default();
         let mut byte_size = topic.len() + source.len() + 4;
@@ -495,16 +637,15 @@ impl GroupFields {
         let mut fields: Vec<(KeyString, Value)> = Vec::with_capacity(TOPIC_AND_SOURCE + log_tags.len());
         fields.push((KeyString::const_new("__topic__"), Value::String(topic)));
         fields.push((KeyString::const_new("__source__"), Value::String(source)));
-        for tag in log_tags {
-            byte_size += tag.key.len() + tag.value.len();
-            if tag.key.as_ref() == RECEIVE_TIME_TAG {
-                tagged_receive_time =
-                    std::str::from_utf8(&tag.value).ok().and_then(|text| text.trim().parse::<u32>().ok());
+        for (key, value) in log_tags {
+            byte_size += key.len() + value.len();
+            if key.as_ref() == RECEIVE_TIME_TAG {
+                tagged_receive_time = std::str::from_utf8(&value).ok().and_then(|text| text.trim().parse::<u32>().ok());
             }
             let mut name = KeyString::const_new("__tag__:");
-            name.push_str(&String::from_utf8_lossy(&tag.key));
+            name.push_str(&String::from_utf8_lossy(&key));
             deferrable &= !fields[TOPIC_AND_SOURCE..].iter().any(|(earlier, _)| *earlier == name);
-            fields.push((name, Value::String(Str::from_utf8_lossy(tag.value))));
+            fields.push((name, Value::String(Str::from_utf8_lossy(value))));
         }
         (GroupFields { fields, byte_size, deferrable }, tagged_receive_time)
     }
@@ -530,53 +671,56 @@ impl GroupFields {
     }
 }
 
-/// One log as the SDK flattens it, kept in its encoding until a component
-/// needs its fields (see `event::DeferredFields`).
+/// One pull's logs as the SDK flattens them, kept in their encoding until a
+/// component needs their fields (see `event::DeferredFields`): the
+/// decompressed body, each group's shared fields and where each log is.
+/// Every event of the pull shares it, by index into `logs`.
 ///
-/// Deferred only when `contents_are_deferrable` and the group's tags are
-/// distinct; then the fields are, in order, `__time__`, `__topic__`,
-/// `__source__`, `__time_ns_part__` when non-zero, the tags, then the
-/// contents, with no key twice.
-#[derive(Debug)]
-struct SlsLog {
-    group: Arc<GroupFields>,
-    /// The encoded `Log`, already walked once without error.
-    log: Bytes,
+/// A log's event is deferred only when `contents_are_deferrable` and its
+/// group's tags are distinct; then its fields are, in order, `__time__`,
+/// `__topic__`, `__source__`, `__time_ns_part__` when non-zero, the tags,
+/// then the contents, with no key twice.
+struct SlsPull {
+    body: Bytes,
+    groups: Vec<GroupFields>,
+    logs: Vec<PulledLog>,
+}
+
+/// Where one log of a pull is, and what walking it found.
+struct PulledLog {
+    /// `body[start..end]`: the encoded `Log`, already walked once without
+    /// error.
+    start: u32,
+    end: u32,
+    /// Index into `SlsPull::groups`.
+    group: u32,
     time: u32,
     time_ns: u32,
     contents: u32,
 }
 
-impl SlsLog {
-    /// The start of the map the SDK's flattening makes: the fields before
-    /// the contents. `push_content` adds the contents.
-    fn start_map(&self) -> ObjectMapBuilder {
-        let group = &self.group;
-        let mut map = ObjectMapBuilder::with_capacity(2 + group.fields.len() + self.contents as usize);
-        map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(self.time)));
-        for (name, value) in group.topic_and_source() {
-            map.insert(name.clone(), value.clone());
-        }
-        if self.time_ns != 0 {
-            map.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(self.time_ns)));
-        }
-        for (name, value) in group.tags() {
-            map.insert(name.clone(), value.clone());
-        }
-        map
+impl std::fmt::Debug for SlsPull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlsPull")
+            .field("body_bytes", &self.body.len())
+            .field("groups", &self.groups.len())
+            .field("logs", &self.logs.len())
+            .finish()
+    }
+}
+
+impl SlsPull {
+    /// Log `index`, its encoded bytes and its group.
+    fn log(&self, index: usize) -> (&PulledLog, &[u8], &GroupFields) {
+        let log = &self.logs[index];
+        (log, &self.body[log.start as usize..log.end as usize], &self.groups[log.group as usize])
     }
 
-    /// Adds one content: a later key replaces an earlier one in place.
-    #[inline]
-    fn push_content(&self, map: &mut ObjectMapBuilder, key: Range<usize>, value: Range<usize>) {
-        map.insert(key_string(&self.log[key]), Value::String(Str::from_utf8_lossy(self.log.slice(value))));
-    }
-
-    /// Calls `content` with every (key, value) of the log's contents. Keys
-    /// are ASCII (checked before deferring).
-    fn for_each_content<'a>(&'a self, mut content: impl FnMut(&'a str, &'a [u8])) {
-        let log: &'a [u8] = &self.log;
-        // The log was walked without error when it was deferred and its
+    /// Calls `content` with every (key, value) of log `index`'s contents.
+    /// Keys are ASCII (checked before deferring).
+    fn for_each_content<'a>(&'a self, index: usize, mut content: impl FnMut(&'a str, &'a [u8])) {
+        let (_, log, _) = self.log(index);
+        // The log was walked without error when it was parsed and its
         // bytes are immutable, so this walk cannot fail either.
         let _ = walk_log(log, |key, value| {
             // SAFETY: `contents_are_deferrable` checked every key is ASCII.
@@ -586,20 +730,39 @@ impl SlsLog {
     }
 }
 
-impl DeferredFields for SlsLog {
-    fn build(&self) -> ObjectMap {
-        let mut map = self.start_map();
-        // Walked without error when deferred (see `for_each_content`).
-        let _ = walk_log(&self.log, |key, value| self.push_content(&mut map, key, value));
+impl DeferredFields for SlsPull {
+    /// Also builds the events that are not deferred (see `into_events`):
+    /// there a later key replaces an earlier one in place.
+    fn build(&self, index: usize) -> ObjectMap {
+        let (log, bytes, group) = self.log(index);
+        let mut map = ObjectMapBuilder::with_capacity(2 + group.fields.len() + log.contents as usize);
+        map.insert(KeyString::const_new("__time__"), Value::Integer(i64::from(log.time)));
+        for (name, value) in group.topic_and_source() {
+            map.insert(name.clone(), value.clone());
+        }
+        if log.time_ns != 0 {
+            map.insert(KeyString::const_new("__time_ns_part__"), Value::Integer(i64::from(log.time_ns)));
+        }
+        for (name, value) in group.tags() {
+            map.insert(name.clone(), value.clone());
+        }
+        let start = log.start as usize;
+        // Walked without error when parsed (see `for_each_content`).
+        let _ = walk_log(bytes, |key, value| {
+            let value = self.body.slice(start + value.start..start + value.end);
+            map.insert(key_string(&bytes[key]), Value::String(Str::from_utf8_lossy(value)));
+        });
         map.finish()
     }
 
-    fn field_count(&self) -> usize {
-        1 + usize::from(self.time_ns != 0) + self.group.fields.len() + self.contents as usize
+    fn field_count(&self, index: usize) -> usize {
+        let (log, _, group) = self.log(index);
+        1 + usize::from(log.time_ns != 0) + group.fields.len() + log.contents as usize
     }
 
-    fn ready(&self, key: &str) -> Option<Option<&Value>> {
-        if let Some(answer) = self.group.get(key) {
+    fn ready(&self, index: usize, key: &str) -> Option<Option<&Value>> {
+        let (_, _, group) = self.log(index);
+        if let Some(answer) = group.get(key) {
             return Some(answer);
         }
         match key {
@@ -611,17 +774,18 @@ impl DeferredFields for SlsLog {
         }
     }
 
-    fn field(&self, key: &str) -> Option<FieldRef<'_>> {
+    fn field(&self, index: usize, key: &str) -> Option<FieldRef<'_>> {
+        let (log, _, group) = self.log(index);
         match key {
-            "__time__" => return Some(FieldRef::Integer(i64::from(self.time))),
-            "__time_ns_part__" => return (self.time_ns != 0).then(|| FieldRef::Integer(i64::from(self.time_ns))),
+            "__time__" => return Some(FieldRef::Integer(i64::from(log.time))),
+            "__time_ns_part__" => return (log.time_ns != 0).then(|| FieldRef::Integer(i64::from(log.time_ns))),
             _ => {}
         }
-        if let Some(answer) = self.group.get(key) {
+        if let Some(answer) = group.get(key) {
             return answer.map(FieldRef::Value);
         }
         let mut found = None;
-        self.for_each_content(|name, value| {
+        self.for_each_content(index, |name, value| {
             if found.is_none() && name == key {
                 found = Some(FieldRef::Text(value));
             }
@@ -629,19 +793,19 @@ impl DeferredFields for SlsLog {
         found
     }
 
-    fn visit<'a>(&'a self, visit: &mut dyn FnMut(Visit<'a>)) {
-        let group = &self.group;
-        visit(Visit::Field("__time__", FieldRef::Integer(i64::from(self.time))));
-        if self.time_ns == 0 {
+    fn visit<'a>(&'a self, index: usize, visit: &mut dyn FnMut(Visit<'a>)) {
+        let (log, _, group) = self.log(index);
+        visit(Visit::Field("__time__", FieldRef::Integer(i64::from(log.time))));
+        if log.time_ns == 0 {
             visit(Visit::Shared(&group.fields));
         } else {
             visit(Visit::Shared(group.topic_and_source()));
-            visit(Visit::Field("__time_ns_part__", FieldRef::Integer(i64::from(self.time_ns))));
+            visit(Visit::Field("__time_ns_part__", FieldRef::Integer(i64::from(log.time_ns))));
             if !group.tags().is_empty() {
                 visit(Visit::Shared(group.tags()));
             }
         }
-        self.for_each_content(|key, value| visit(Visit::Field(key, FieldRef::Text(value))));
+        self.for_each_content(index, |key, value| visit(Visit::Field(key, FieldRef::Text(value))));
     }
 }
 
@@ -789,7 +953,8 @@ mod tests {
     fn decoded_values_share_the_body_buffer() {
         let raw = Bytes::from(from_hex(VECTOR_HEX));
         let range = raw.as_ptr() as usize..raw.as_ptr() as usize + raw.len();
-        let (events, _) = flatten(decode_log_group_list(raw.clone()).unwrap()).unwrap();
+        let mut events = Vec::new();
+        flatten_body(raw.clone(), &metadata(), &mut events).unwrap();
         for field in ["msg", "__topic__", "__tag__:__receive_time__"] {
             let Value::String(text) = &events[0].fields()[field] else { panic!("{field} is a string") };
             assert!(range.contains(&(text.as_bytes().as_ptr() as usize)), "{field} was copied");
@@ -840,21 +1005,33 @@ mod tests {
         assert_eq!(corrupt_lz4.code(), "InvalidLz4Body");
         let huge = decompress(Bytes::from_static(&[0]), &Compression::Lz4, MAX_RAW_BODY_BYTES + 1).unwrap_err();
         assert!(matches!(huge, BodyError::RawSizeTooLarge { .. }));
-        let truncated = decode_pull_body(Bytes::from(raw[..40].to_vec()), &Compression::None, 40, 1).unwrap_err();
+        let pull = |body: &[u8], compression: &Compression, raw_size: usize, announced: usize| {
+            let mut events = Vec::new();
+            let result =
+                decode_pull(Bytes::from(body.to_vec()), compression, raw_size, announced, &metadata(), &mut events);
+            assert!(result.is_ok() || events.is_empty(), "a failed pull must add no events");
+            result
+        };
+        let truncated = pull(&raw[..40], &Compression::None, 40, 1).unwrap_err();
         assert_eq!(truncated.code(), "InvalidProtobufBody");
-        let garbage = decode_log_group_list(Bytes::from_static(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])).unwrap_err();
+        let garbage = pull(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f], &Compression::None, 6, 1).unwrap_err();
         assert!(matches!(garbage, BodyError::Protobuf(_)));
-        let miscounted = decode_pull_body(Bytes::from(raw.clone()), &Compression::None, 79, 2).unwrap_err();
+        let varint_group = pull(&[0x08, 0x01], &Compression::None, 2, 1).unwrap_err();
+        assert_eq!(
+            varint_group.to_string(),
+            "the body is not a valid LogGroupList: LogGroupList.LogGroups has wire type 0, not 2 (length-delimited)"
+        );
+        let miscounted = pull(&raw, &Compression::None, 79, 2).unwrap_err();
         assert_eq!(miscounted, BodyError::CountMismatch { announced: 2, decoded: 1 });
-        let zstd =
-            decode_pull_body(Bytes::from(raw.clone()), &Compression::from_header(Some("zstd")), 79, 1).unwrap_err();
+        let zstd = pull(&raw, &Compression::from_header(Some("zstd")), 79, 1).unwrap_err();
         assert_eq!(zstd.code(), "UnsupportedCompression");
         for length in 0..81 {
             let mut block = vec![0xf0, 0x40];
             block.extend_from_slice(&raw);
-            if let Ok(list) = decode_pull_body(Bytes::from(block[..length].to_vec()), &Compression::Lz4, 79, 1) {
-                let _ = flatten(list);
-            }
+            let _ = pull(&block[..length], &Compression::Lz4, 79, 1);
+        }
+        for length in 0..raw.len() {
+            assert!(pull(&raw[..length], &Compression::None, length, 1).is_err(), "cut at {length}");
         }
         // A log cut anywhere never panics; when it is an error, the events
         // of the groups before it are taken back. Cut inside the content, it
@@ -1039,6 +1216,133 @@ mod tests {
             prop_assert_eq!(events.len(), logs.len());
             for event in &events {
                 assert_reads_agree_with_the_built_map(event);
+            }
+        }
+    }
+
+    /// A length-delimited field `number` holding `bytes`.
+    fn delimited(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![number << 3 | 2];
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn groups_read_fields_in_any_order_skip_unknown_ones_and_keep_the_last_topic() {
+        let log = encoded_log(1_700_000_000, 0, &[(b"k", b"v")]);
+        let mut tag = delimited(2, b"tag-value");
+        tag.extend_from_slice(&[0x18, 0x07]); // LogTag field 3, a varint: unknown
+        tag.extend(delimited(1, b"tag-key"));
+        let mut group = delimited(3, b"first topic");
+        group.extend(delimited(2, b"reserved")); // Reserved
+        group.extend(delimited(1, &log));
+        group.extend(delimited(5, b"machine-uuid")); // MachineUUID
+        group.extend(delimited(6, &tag));
+        group.extend([0x3d, 1, 2, 3, 4]); // field 7, fixed32: unknown
+        group.extend(delimited(3, b"last topic"));
+        group.extend(delimited(4, b"10.0.0.9"));
+        group.extend(delimited(1, &log));
+        let mut body = vec![0x10, 0x2a]; // LogGroupList field 2, a varint: unknown
+        body.extend(delimited(1, &group));
+        body.extend(delimited(1, &delimited(3, b"an empty group")));
+        let body = Bytes::from(body);
+
+        let mut events = Vec::new();
+        let summary = flatten_body(body.clone(), &metadata(), &mut events).unwrap();
+        let reference = decode_log_group_list(body).unwrap();
+        assert_eq!(summary.log_groups, reference.log_groups.len());
+        assert_eq!(summary.log_groups, 2);
+        assert_eq!(events.len(), 2);
+        for event in &events {
+            assert_eq!(event.get("__topic__").and_then(Value::as_str), Some("last topic"));
+            assert_eq!(event.get("__source__").and_then(Value::as_str), Some("10.0.0.9"));
+            assert_eq!(event.get("__tag__:tag-key").and_then(Value::as_str), Some("tag-value"));
+            assert_eq!(event.get("k").and_then(Value::as_str), Some("v"));
+        }
+        assert_eq!(reference.log_groups[0].topic.as_deref(), Some(b"last topic".as_slice()));
+    }
+
+    proptest! {
+        /// The source's own `LogGroupList` reader against `prost` on valid
+        /// and damaged bodies: whatever `prost` refuses it refuses, and what
+        /// it reads has the groups, logs, topics, sources and tags `prost`
+        /// reads (a log is opaque to `prost`; walking it can only add errors).
+        #[test]
+        fn the_body_reader_agrees_with_prost(
+            groups in proptest::collection::vec(
+                (
+                    proptest::option::of(any::<Vec<u8>>()),
+                    proptest::option::of(any::<Vec<u8>>()),
+                    proptest::collection::vec((arbitrary_key(), any::<Vec<u8>>()), 0..3),
+                    proptest::collection::vec((any::<u32>(), 0u32..3, proptest::collection::vec((arbitrary_key(), any::<Vec<u8>>()), 0..4)), 0..4),
+                ),
+                0..4,
+            ),
+            changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let list = LogGroupList {
+                log_groups: groups
+                    .iter()
+                    .map(|(topic, source, tags, logs)| LogGroup {
+                        logs: logs
+                            .iter()
+                            .map(|(time, time_ns, contents)| {
+                                // Keys that cannot replace a group field.
+                                let keys: Vec<Vec<u8>> = contents.iter().map(|(key, _)| [b"k", key.as_slice()].concat()).collect();
+                                let contents: Vec<(&[u8], &[u8])> =
+                                    keys.iter().zip(contents).map(|(key, (_, value))| (key.as_slice(), value.as_slice())).collect();
+                                encoded_log(*time, *time_ns, &contents)
+                            })
+                            .collect(),
+                        topic: topic.clone().map(Bytes::from),
+                        source: source.clone().map(Bytes::from),
+                        log_tags: tags
+                            .iter()
+                            .map(|(key, value)| LogTag { key: Bytes::from(key.clone()), value: Bytes::from(value.clone()) })
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            let mut body = list.encode_to_vec();
+            let damaged = !changes.is_empty() || cut.is_some();
+            for (at, byte) in &changes {
+                if !body.is_empty() {
+                    let at = at.index(body.len());
+                    body[at] = *byte;
+                }
+            }
+            if let Some(cut) = cut {
+                body.truncate(cut.index(body.len() + 1));
+            }
+            let body = Bytes::from(body);
+            let mut events = Vec::new();
+            let ours = flatten_body(body.clone(), &metadata(), &mut events);
+            let theirs = decode_log_group_list(body);
+            if !damaged {
+                prop_assert!(ours.is_ok(), "{:?}", ours);
+            }
+            match (ours, theirs) {
+                (Ok(summary), Ok(reference)) => {
+                    prop_assert_eq!(summary.log_groups, reference.log_groups.len());
+                    let mut events = events.iter();
+                    for group in &reference.log_groups {
+                        let lossy = |bytes: &Option<Bytes>| Some(String::from_utf8_lossy(bytes.as_deref().unwrap_or_default()).into_owned());
+                        for _ in &group.logs {
+                            let event = events.next().expect("an event per log");
+                            prop_assert_eq!(event.get("__topic__").and_then(Value::as_str).map(String::from), lossy(&group.topic));
+                            prop_assert_eq!(event.get("__source__").and_then(Value::as_str).map(String::from), lossy(&group.source));
+                            for tag in &group.log_tags {
+                                let name = format!("__tag__:{}", String::from_utf8_lossy(&tag.key));
+                                prop_assert!(event.get(&name).is_some(), "{} missing", name);
+                            }
+                        }
+                    }
+                    prop_assert!(events.next().is_none(), "no event beyond the logs");
+                }
+                (Ok(_), Err(error)) => prop_assert!(false, "prost refused what was read: {}", error),
+                (Err(_), _) => prop_assert!(events.is_empty(), "a failed body must add no events"),
             }
         }
     }

@@ -658,9 +658,8 @@ async fn decode(
     let (raw_size, count) = (response.raw_size, response.log_group_count);
     let compression = response.compression.clone();
     let work = move || {
-        let list = proto::decode_pull_body(body, &compression, raw_size, count)?;
         let mut events = Vec::new();
-        let summary = proto::flatten_log_groups(list, &metadata, &mut events)?;
+        let summary = proto::decode_pull(body, &compression, raw_size, count, &metadata, &mut events)?;
         Ok((events, summary))
     };
     if raw_size <= INLINE_DECODE_BYTES {
