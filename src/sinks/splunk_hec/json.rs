@@ -10,7 +10,7 @@
 //! same `Value` (same escapes, lowercase `\u00XX` for other control
 //! characters, non-finite floats as `null`, numbers through serde_json);
 //! the tests compare the two on arbitrary input. Never fails, never
-//! allocates except to grow `out`.
+//! allocates except to grow `out` and the encodings `SharedRuns` keeps.
 
 use crate::event::{FieldRef, KeyString, LogEvent, ObjectMap, Value, Visit};
 

@@ -1,19 +1,19 @@
 //! The PullLogs body: LZ4 block decompression, protobuf decoding and the
 //! SDK's flattening of log groups into events.
 //!
-//! `LogGroupList`, `LogGroup` and `LogTag` are `prost` messages with the
-//! field numbers of the service's `log.proto` (proto2). Every string field is
-//! declared `bytes` (wire-compatible) as `bytes::Bytes`, so decoding the
-//! decompressed buffer copies no text: each one is a slice of that buffer.
-//! The innermost message, `Log` (`1: time`, `2: Content {1: key, 2:
-//! value}`, `4: time_ns` fixed32), is kept as its encoded bytes and walked by
-//! hand: once while flattening (to check it and count its bytes), again
-//! whenever its fields are read. A built map reads keys in place into
-//! `KeyString`s (inline when short) and makes each value a `Str` over a
-//! slice of the buffer (no copy when it is valid UTF-8; invalid sequences
-//! are replaced, copying only that value). Fields 2
-//! (`Reserved`) and 5 (`MachineUUID`) of a group, and unknown fields of a
-//! log, are skipped.
+//! The source walks the protobuf itself (`decode_pull`): `LogGroupList`
+//! (`1: LogGroup`), `LogGroup` (`1: Log`, `3: Topic`, `4: Source`, `6:
+//! LogTag`) and `Log` (`1: time`, `2: Content {1: key, 2: value}`, `4:
+//! time_ns` fixed32), with the field numbers of the service's `log.proto`
+//! (proto2). No message is built per log: a log is its offsets in the
+//! decompressed buffer, walked again whenever its fields are read. Fields 2 (`Reserved`) and 5 (`MachineUUID`) of a group, and unknown
+//! fields at every level, are skipped, as protobuf decoders do. The same
+//! messages as `prost` types (`LogGroupList`, `LogGroup`, `LogTag`, every
+//! string field `bytes::Bytes`) serve tests and tools that build or inspect
+//! bodies; a proptest checks the walker against them. A built map reads keys
+//! in place into `KeyString`s (inline when short) and makes each value a
+//! `Str` over a slice of the buffer (no copy when it is valid UTF-8; invalid
+//! sequences are replaced, copying only that value).
 //!
 //! Flattening follows the Python SDK's `loggroups_to_flattern_list`: one
 //! event per log with `__time__` (integer), `__topic__`, `__source__`,
@@ -23,12 +23,13 @@
 //! of its contents and its group's tags, plus topic, source and 4 bytes of
 //! time (`DemoLog::raw_size` counts the same way).
 //!
-//! The map is not built while flattening: an event holds its log's encoded
-//! bytes and its group's shared fields (`SlsLog`, an
-//! `event::DeferredFields`) and is built on first need into exactly the map
-//! above. A log whose keys that map would merge (a content key starting
-//! with `__`, a repeated or non-ASCII key, two tags with one name) is built
-//! at once instead, so a deferred event's fields never differ from its map.
+//! The map is not built while flattening: a pull becomes one `SlsPull` (the
+//! body, each group's shared fields, each log's offsets and time), an
+//! `event::DeferredFields` that every event of the pull shares by index, and
+//! an event's fields are built on first need into exactly the map above. A
+//! log whose keys that map would merge (a content key starting with `__`, a
+//! repeated or non-ASCII key, two tags with one name) is built at once
+//! instead, so a deferred event's fields never differ from its map.
 //!
 //! Decompressed bodies come from a small pool and return to it when the last
 //! event slicing them is dropped (see `BODY_BUFFERS`).
@@ -63,8 +64,7 @@ pub struct LogGroupList {
 
 /// Logs sharing one topic, source and tag set. Each log is kept as its
 /// encoded `Log` message (a length-delimited field is wire-compatible with
-/// `bytes`) and walked by `flatten_log_groups` straight into an event, so no
-/// per-log structure is built and thrown away.
+/// `bytes`).
 #[derive(Clone, PartialEq, Message)]
 pub struct LogGroup {
     #[prost(bytes = "bytes", repeated, tag = "1")]
@@ -305,8 +305,9 @@ struct LogFields {
 fn read_varint(bytes: &[u8], position: &mut usize) -> Result<u64, BodyError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
-        let byte =
-            *bytes.get(*position).ok_or_else(|| BodyError::Protobuf("a varint runs past the end of a log".into()))?;
+        let byte = *bytes
+            .get(*position)
+            .ok_or_else(|| BodyError::Protobuf("a varint runs past the end of its message".into()))?;
         *position += 1;
         value |= u64::from(byte & 0x7f) << shift;
         if byte < 0x80 {
@@ -325,7 +326,7 @@ fn read_length_delimited(bytes: &[u8], position: &mut usize) -> Result<Range<usi
     let end = start
         .checked_add(length)
         .filter(|end| *end <= bytes.len())
-        .ok_or_else(|| BodyError::Protobuf("a field runs past the end of its log".into()))?;
+        .ok_or_else(|| BodyError::Protobuf("a field runs past the end of its message".into()))?;
     *position = end;
     Ok(start..end)
 }
@@ -336,14 +337,14 @@ fn skip_field(bytes: &[u8], position: &mut usize, wire_type: u64) -> Result<(), 
     let skip = |position: &mut usize, width: usize| {
         let end = position.checked_add(width).filter(|end| *end <= bytes.len());
         end.map(|end| *position = end)
-            .ok_or_else(|| BodyError::Protobuf("a fixed-width field runs past the end of its log".into()))
+            .ok_or_else(|| BodyError::Protobuf("a fixed-width field runs past the end of its message".into()))
     };
     match wire_type {
         0 => read_varint(bytes, position).map(drop),
         1 => skip(position, 8),
         2 => read_length_delimited(bytes, position).map(drop),
         5 => skip(position, 4),
-        other => Err(BodyError::Protobuf(format!("unsupported wire type {other} in a log"))),
+        other => Err(BodyError::Protobuf(format!("unsupported wire type {other}"))),
     }
 }
 
