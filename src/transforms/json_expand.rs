@@ -185,10 +185,9 @@ mod tests {
         let logs = logs.iter().map(|contents| testkit::sls::Log::new(1_700_000_000, contents)).collect();
         let group = testkit::sls::LogGroup::new(topic, "10.0.0.1", &[], logs);
         let body = testkit::sls::LogGroupList { log_groups: vec![group] }.encode_to_vec();
-        let list = crate::sources::sls::proto::decode_log_group_list(body.into()).unwrap();
         let mut events = Vec::new();
         let metadata = crate::event::EventMetadata::new("sls".into(), 0);
-        crate::sources::sls::proto::flatten_log_groups(list, &metadata, &mut events).unwrap();
+        crate::sources::sls::proto::flatten_body(body.into(), &metadata, &mut events).unwrap();
         events
     }
 

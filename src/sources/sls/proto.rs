@@ -236,25 +236,10 @@ impl Drop for PooledBody {
 }
 
 /// Decodes an uncompressed body with `prost`; values stay slices of `raw`.
-/// The source reads bodies with `decode_pull` instead; this is for tests and
-/// tools that want the messages.
+/// The source reads bodies with `decode_pull` instead; this is the reference
+/// its walker is tested against.
 pub fn decode_log_group_list(raw: Bytes) -> Result<LogGroupList, BodyError> {
     LogGroupList::decode(raw).map_err(|error| BodyError::Protobuf(error.to_string()))
-}
-
-/// Decompresses and decodes a pull body with `prost`, checking the announced
-/// group count (see `decode_log_group_list`).
-pub fn decode_pull_body(
-    body: Bytes,
-    compression: &Compression,
-    raw_size: usize,
-    announced_groups: usize,
-) -> Result<LogGroupList, BodyError> {
-    let list = decode_log_group_list(decompress(body, compression, raw_size)?)?;
-    if list.log_groups.len() != announced_groups {
-        return Err(BodyError::CountMismatch { announced: announced_groups, decoded: list.log_groups.len() });
-    }
-    Ok(list)
 }
 
 /// Decompresses a pull body and appends one event per log to `events`
@@ -899,8 +884,8 @@ mod tests {
     fn the_reference_vector_decodes_and_flattens_in_sdk_order() {
         let raw = from_hex(VECTOR_HEX);
         assert_eq!(raw.len(), 79);
-        let list = decode_pull_body(Bytes::from(raw), &Compression::None, 79, 1).unwrap();
-        let (events, summary) = flatten(list).unwrap();
+        let mut events = Vec::new();
+        let summary = decode_pull(Bytes::from(raw), &Compression::None, 79, 1, &metadata(), &mut events).unwrap();
         assert_eq!(events.len(), 1);
         let fields = events[0].fields();
         let keys: Vec<&str> = fields.keys().map(|key| key.as_str()).collect();
@@ -992,7 +977,8 @@ mod tests {
 
     #[test]
     fn finalizers_are_attached_to_every_event() {
-        let (mut events, _) = flatten(decode_log_group_list(Bytes::from(from_hex(VECTOR_HEX))).unwrap()).unwrap();
+        let mut events = Vec::new();
+        flatten_body(Bytes::from(from_hex(VECTOR_HEX)), &metadata(), &mut events).unwrap();
         let (batch, _status) = BatchNotifier::new_with_receiver();
         attach_finalizers(&mut events, &batch);
         assert_eq!(Arc::strong_count(&batch), 2);
